@@ -1,0 +1,139 @@
+"""Which backend a request belongs to, decided by where the proxy connects: host and port."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Generic
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def normalize_host(host: str) -> str:
+    """Canonical form for comparison: lower case, no trailing dot, IDNA (punycode), compact IPv6.
+
+    Raises ValueError for anything that is not a host name or IP literal.
+    """
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass
+    name = host.rstrip(".").lower()
+    if not name:
+        raise ValueError("empty host name")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError as e:
+            raise ValueError(f"not a valid internationalised host name ({e})") from e
+    if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise ValueError(f"not a valid host name: {host!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class HostPattern:
+    """One entry of a backend's `hosts`: `host`, `host:port`, `*.domain`, `[v6]:port`.
+
+    Without a port, the scheme's default port is meant (443 for https, 80 for http).
+    A wildcard matches subdomains at any depth, never the domain itself.
+    """
+
+    host: str
+    port: int | None = None
+    wildcard: bool = False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = f"*.{host}" if self.wildcard else host
+        return host if self.port is None else f"{host}:{self.port}"
+
+
+def parse_host_pattern(text: str) -> HostPattern:
+    """Parses one `hosts` entry; raises ValueError with a short reason."""
+    spec = text.strip()
+    if not spec:
+        raise ValueError("empty host entry")
+    if "/" in spec or "@" in spec or "://" in spec:
+        raise ValueError(f"{text!r} is a URL or has a path; give only host or host:port")
+    port: int | None = None
+    if spec.startswith("["):
+        end = spec.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r} has an unclosed '['")
+        host, rest = spec[: end + 1], spec[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{text!r}: expected ':port' after ']'")
+            port = _parse_port(rest[1:], text)
+    elif spec.count(":") == 1:
+        host, port_text = spec.split(":")
+        port = _parse_port(port_text, text)
+    else:
+        host = spec  # a name, or a bare IPv6 literal (which cannot carry a port unbracketed)
+    wildcard = host.startswith("*.")
+    if wildcard:
+        host = host[2:]
+    if "*" in host:
+        raise ValueError(f"{text!r}: a wildcard is only allowed as the whole first label ('*.')")
+    normalized = normalize_host(host)
+    if wildcard and (":" in normalized or normalized.replace(".", "").isdigit()):
+        raise ValueError(f"{text!r}: wildcards apply to domain names, not IP addresses")
+    return HostPattern(normalized, port, wildcard)
+
+
+def _parse_port(text: str, entry: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{entry!r}: port must be a number from 1 to 65535")
+    return int(text)
+
+
+class HostRouter(Generic[T]):
+    """Maps (host, port, scheme) to a target; exact entries win over wildcards, longer over shorter.
+
+    Lookups are dictionary probes, one per label at most, however many backends are configured.
+    """
+
+    def __init__(self, entries: Iterable[tuple[HostPattern, T]] = ()) -> None:
+        self._exact: dict[tuple[str, int | None], T] = {}
+        self._wildcard: dict[tuple[str, int | None], T] = {}
+        for pattern, target in entries:
+            table = self._wildcard if pattern.wildcard else self._exact
+            slot = (pattern.host, pattern.port)
+            if slot in table:
+                raise ValueError(f"host {pattern} is listed twice")
+            table[slot] = target
+
+    def match(self, host: str, port: int, scheme: str) -> T | None:
+        try:
+            name = normalize_host(host)
+        except ValueError:
+            return None
+        default = DEFAULT_PORTS.get(scheme) == port
+        found = self._lookup(self._exact, name, port, default)
+        if found is not None or not self._wildcard:
+            return found
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            found = self._lookup(self._wildcard, ".".join(labels[i:]), port, default)
+            if found is not None:
+                return found
+        return None
+
+    @staticmethod
+    def _lookup(
+        table: dict[tuple[str, int | None], T], name: str, port: int, default: bool
+    ) -> T | None:
+        found = table.get((name, port))
+        if found is None and default:
+            found = table.get((name, None))
+        return found

@@ -1,0 +1,49 @@
+"""RFC 9457 problem documents: how the proxy tells a caller why it did not forward a request."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .tokens import TokenError
+
+CONTENT_TYPE = "application/problem+json"
+TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"
+
+
+@dataclass(frozen=True)
+class Problem:
+    type: str
+    title: str
+    status: int
+    detail: str
+    backend: str
+    oauth_error: str | None = None
+
+    def to_json(self) -> bytes:
+        document: dict[str, object] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "backend": self.backend,
+        }
+        if self.oauth_error is not None:
+            document["oauth_error"] = self.oauth_error
+        return json.dumps(document).encode()
+
+
+def token_unavailable(backend: str, error: TokenError) -> Problem:
+    """502: the request was not forwarded because no access token could be obtained.
+
+    The detail carries only the failure's cause (status, OAuth error code), never the
+    token endpoint's raw body, the secret or any token.
+    """
+    return Problem(
+        type=TOKEN_UNAVAILABLE,
+        title="No access token for the backend",
+        status=502,
+        detail=f"No access token could be obtained for backend '{backend}': {error.cause}.",
+        backend=backend,
+        oauth_error=error.oauth_error,
+    )

@@ -1,0 +1,123 @@
+"""Where tokens outlive the process: a small store interface and its diskcache implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Protocol
+
+import diskcache
+
+from .credentials import TokenGrant
+from .tokens import Token
+
+logger = logging.getLogger(__name__)
+
+_KEY_VERSION = "v1"
+_HMAC_KEY_ENTRY = "store/hmac-key"
+
+
+class TokenStore(Protocol):
+    """Persists tokens by cache key. A failing store logs and goes on; it never fails a request."""
+
+    def cache_key(self, grant: TokenGrant) -> str: ...
+
+    async def load(self, key: str) -> Token | None: ...
+
+    async def save(self, key: str, token: Token, ttl: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def derive_cache_key(hmac_key: bytes, grant: TokenGrant) -> str:
+    """`token/v1/<backend>/<hmac>`: everything that decides which token is issued, secret included.
+
+    The HMAC is keyed with a random per-store key, so the secret can be neither read from the key
+    nor guessed offline from it; a changed secret, URL, client id, scope or method changes the key.
+    """
+    creds = grant.credentials
+    material = json.dumps(
+        [
+            creds.token_url,
+            creds.client_id,
+            creds.client_secret.reveal(),
+            sorted(creds.scopes),
+            creds.auth_method.value,
+        ]
+    ).encode()
+    digest = hmac.new(hmac_key, material, hashlib.sha256).hexdigest()
+    return f"token/{_KEY_VERSION}/{grant.backend}/{digest}"
+
+
+def _token_to_json(token: Token) -> str:
+    return json.dumps(
+        {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "issued_at": token.issued_at,
+            "lifetime": token.lifetime,
+            "scope": token.scope,
+        }
+    )
+
+
+def _token_from_json(text: str) -> Token:
+    record = json.loads(text)
+    return Token(
+        access_token=str(record["access_token"]),
+        token_type=str(record["token_type"]),
+        issued_at=float(record["issued_at"]),
+        lifetime=float(record["lifetime"]),
+        scope=record.get("scope"),
+    )
+
+
+def _private_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+    database = directory / "cache.db"
+    fd = os.open(database, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(database, 0o600)
+
+
+class DiskTokenStore:
+    """Tokens in a diskcache directory (0700, files 0600), shared safely by several processes.
+
+    diskcache is synchronous SQLite, so every call from the event loop runs in a worker thread.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        _private_directory(directory)
+        # Values stay inside SQLite (no side files) and are JSON text, never pickles.
+        self._cache = diskcache.Cache(str(directory), disk_min_file_size=1 << 20)
+        self._cache.add(_HMAC_KEY_ENTRY, secrets.token_bytes(32))
+        self._hmac_key: bytes = self._cache.get(_HMAC_KEY_ENTRY)
+
+    def cache_key(self, grant: TokenGrant) -> str:
+        return derive_cache_key(self._hmac_key, grant)
+
+    async def load(self, key: str) -> Token | None:
+        try:
+            text = await asyncio.to_thread(self._cache.get, key)
+            return None if text is None else _token_from_json(text)
+        except Exception as e:  # a broken cache must never fail a request
+            logger.warning("token cache %s: cannot read (%s)", self.directory, type(e).__name__)
+            return None
+
+    async def save(self, key: str, token: Token, ttl: float) -> None:
+        try:
+            await asyncio.to_thread(self._cache.set, key, _token_to_json(token), expire=ttl)
+        except Exception as e:  # a broken cache must never fail a request
+            logger.warning("token cache %s: cannot write (%s)", self.directory, type(e).__name__)
+
+    def close(self) -> None:
+        self._cache.close()

@@ -1,0 +1,57 @@
+"""Tokens and token failures: the values the broker, the client and the store pass around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token as issued, with when it was asked for and how long it may be used.
+
+    `issued_at` is the wall-clock time (epoch seconds) at which the token request was *sent*, so
+    network latency never extends a token's life. `lifetime` already applies our own limits.
+    """
+
+    access_token: str = field(repr=False)
+    token_type: str
+    issued_at: float
+    lifetime: float
+    scope: str | None = None
+
+    @property
+    def expires_at(self) -> float:
+        return self.issued_at + self.lifetime
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """What the token endpoint said, before any policy is applied (RFC 6749 §5.1)."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_in: float | None
+    scope: str | None
+
+
+class TokenError(Exception):
+    """No token could be had.
+
+    `cause` is safe to show to callers and operators. `description` is the server's own
+    error_description, scrubbed of the secret: for the operator's log line, not for callers.
+    """
+
+    def __init__(
+        self,
+        cause: str,
+        *,
+        oauth_error: str | None = None,
+        status: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.oauth_error = oauth_error
+        self.status = status
+        self.description = description
