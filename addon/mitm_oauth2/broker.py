@@ -124,10 +124,14 @@ class TokenBroker:
 
     async def _acquire(self, grant: TokenGrant, key: str) -> _Held:
         stored = await self._store.load(key)
-        if stored is not None:
+        current = self._held.get(key)
+        # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
+        if stored is not None and (current is None or stored != current.token):
             held = self._hold(stored)
-            if self._clock.monotonic() < held.renew_at:
+            if self._clock.monotonic() < held.expires_at:
+                # Renewed elsewhere (another process, an earlier run): use it, or fall back on it.
                 self._held[key] = held
+            if self._clock.monotonic() < held.renew_at:
                 return held
         try:
             held = await self._fetch(grant, key)

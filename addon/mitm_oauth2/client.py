@@ -39,6 +39,13 @@ def _printable(text: str, limit: int) -> str:
     return cleaned[:limit]
 
 
+def _scrub(text: str, secret: str) -> str:
+    """`text` without the secret, as written or form-urlencoded."""
+    for form in (secret, quote_plus(secret, safe="")):
+        text = text.replace(form, "***")
+    return text
+
+
 def _parse_expires_in(value: Any) -> float | None:
     """`expires_in` as seconds; numeric strings are common (PayPal and others send "3600")."""
     if isinstance(value, bool):
@@ -148,11 +155,11 @@ class TokenClient:
     def _oauth_error(status: int, error: Any, description: Any, secret: str) -> TokenError:
         if not isinstance(error, str):
             return TokenError(f"token endpoint answered HTTP {status}", status=status)
-        code = _printable(error, 64)
+        # Some servers echo what they were sent; never let that carry the secret anywhere.
+        code = _printable(_scrub(error, secret), 64)
         described = None
         if isinstance(description, str) and description:
-            # Some servers echo what they were sent; never let that carry the secret to a log.
-            described = _printable(description.replace(secret, "***"), 200)
+            described = _printable(_scrub(description, secret), 200)
         return TokenError(
             f"token endpoint answered HTTP {status} with error '{code}'",
             oauth_error=code,

@@ -17,6 +17,7 @@ from .credentials import AuthMethod
 from .credentials import ClientCredentials
 from .credentials import Secret
 from .credentials import TokenGrant
+from .hosts import DEFAULT_PORTS
 from .hosts import HostPattern
 from .hosts import parse_host_pattern
 
@@ -75,19 +76,21 @@ def parse_config(text: str, path: str, environ: Mapping[str, str]) -> Config:
     base_dir = Path(path).parent
     backends: list[BackendConfig] = []
     seen_names: set[str] = set()
-    seen_hosts: dict[HostPattern, str] = {}
+    seen_hosts: dict[tuple[str, bool, int | None], tuple[HostPattern, str]] = {}
     for index, table in enumerate(tables, start=1):
         backend = _BackendParser(path, index, table, environ, base_dir).parse()
         if backend.name in seen_names:
             raise ConfigError(f"{path}: backend '{backend.name}': key 'name': used twice")
         seen_names.add(backend.name)
         for host in backend.hosts:
-            if host in seen_hosts:
-                raise ConfigError(
-                    f"{path}: backend '{backend.name}': key 'hosts': {host} already belongs to"
-                    f" backend '{seen_hosts[host]}'"
-                )
-            seen_hosts[host] = backend.name
+            for slot in _slots(host):
+                if slot in seen_hosts and seen_hosts[slot][1] != backend.name:
+                    other, owner = seen_hosts[slot]
+                    raise ConfigError(
+                        f"{path}: backend '{backend.name}': key 'hosts': {host} overlaps {other}"
+                        f" of backend '{owner}'"
+                    )
+                seen_hosts[slot] = (host, backend.name)
         backends.append(backend)
     return Config(path=path, backends=tuple(backends))
 
@@ -230,6 +233,17 @@ class _BackendParser:
                 "max_token_age", f"must be between 1 and {MAX_TOKEN_AGE_LIMIT:.0f} seconds"
             )
         return float(value)
+
+
+def _slots(host: HostPattern) -> list[tuple[str, bool, int | None]]:
+    """The (host, wildcard, port) places an entry claims: no port also means 80 and 443."""
+    if host.port is None:
+        ports: list[int | None] = [None, *DEFAULT_PORTS.values()]
+    elif host.port in DEFAULT_PORTS.values():
+        ports = [host.port, None]
+    else:
+        ports = [host.port]
+    return [(host.host, host.wildcard, port) for port in ports]
 
 
 def _is_loopback(host: str) -> bool:

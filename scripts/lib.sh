@@ -1,0 +1,38 @@
+# Sourced by the scripts: where the checkout is, and a virtual environment that is ready to use.
+#   OAUTH2_PYTHON  interpreter to build the environment with (default: python3 if it is 3.11+)
+#   OAUTH2_VENV    where the environment lives (default: .venv in the checkout)
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${OAUTH2_VENV:-$ROOT/.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+
+python_ok() {
+    command -v "$1" >/dev/null 2>&1 && "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
+
+pick_python() {
+    if [ -n "${OAUTH2_PYTHON:-}" ]; then
+        python_ok "$OAUTH2_PYTHON" || { echo "OAUTH2_PYTHON=$OAUTH2_PYTHON is not a Python 3.11+" >&2; return 1; }
+        echo "$OAUTH2_PYTHON"
+        return
+    fi
+    for candidate in python3 python3.13 python3.12 python3.11; do
+        if python_ok "$candidate"; then echo "$candidate"; return; fi
+    done
+    echo "Python 3.11 or newer is needed (set OAUTH2_PYTHON to one)" >&2
+    return 1
+}
+
+# Creates or updates the environment when pyproject.toml changed since the last install.
+ensure_venv() {
+    local stamp="$VENV/.oauth2-installed" want python
+    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/mitmdump" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    python="$(pick_python)" || exit 1
+    echo "Setting up $VENV with $("$python" --version) ..." >&2
+    [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    echo "$want" >"$stamp"
+}
