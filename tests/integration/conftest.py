@@ -1,0 +1,200 @@
+"""Fixtures for integration tests: real devservers and mitmdump processes on 127.0.0.1.
+
+Fixtures:
+  tls_ca                       session  TlsFiles: trustme CA + server cert for localhost/127.0.0.1
+  mitm_confdir                 session  Path: mitmproxy confdir shared by all proxies (one CA)
+  devservers_factory           function start(*, tls=False, clients=None) -> DevServersProcess
+  devservers / devservers_tls  function DevServersProcess with an HTTP / HTTPS backend
+  mitmdump                     function start(config_toml_text, *extra_args, cache_dir=None,
+                                              mode=None, upstream_ca=True, lazy=True) -> Proxy
+  run_mitmdump_expect_exit     function run(config_text, *extra_args, cache_dir=None,
+                                            timeout=30) -> (returncode, output)
+When a test fails, the output of every process it started is added to its report.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from collections.abc import Generator
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from harness import DevServersFactory
+from harness import DevServersProcess
+from harness import MitmdumpFactory
+from harness import Proxy
+from harness import TlsFiles
+from harness import mitmdump_args
+from harness import run_mitmdump
+
+HERE = Path(__file__).resolve().parent
+_PROCESSES = pytest.StashKey[list[Any]]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for process in item.stash.get(_PROCESSES, []):
+            report.sections.append((f"{process.name} output", process.output()))
+    return report
+
+
+def _register(request: pytest.FixtureRequest, process: Any) -> None:
+    request.node.stash.setdefault(_PROCESSES, []).append(process)
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    files = TlsFiles(
+        ca=ca,
+        ca_cert=directory / "ca-cert.pem",
+        server_cert=directory / "server-cert.pem",
+        server_key=directory / "server-key.pem",
+    )
+    ca.cert_pem.write_to_path(str(files.ca_cert))
+    for i, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(str(files.server_cert), append=i > 0)
+    server.private_key_pem.write_to_path(str(files.server_key))
+    return files
+
+
+@pytest.fixture(scope="session")
+def mitm_confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by every proxy of the session, so mitmproxy generates its CA only once."""
+    confdir = tmp_path_factory.mktemp("mitmproxy-confdir")
+    try:  # create the CA now: .ca_cert exists before any proxy runs, no race between proxies
+        from mitmproxy.certs import CertStore
+
+        CertStore.from_store(confdir, "mitmproxy", 2048)
+    except ImportError:  # pragma: no cover - mitmdump creates it on first start instead
+        pass
+    return confdir
+
+
+@pytest.fixture
+def devservers_factory(
+    request: pytest.FixtureRequest, tls_ca: TlsFiles, tmp_path: Path
+) -> Iterator[DevServersFactory]:
+    started: list[DevServersProcess] = []
+
+    def start(*, tls: bool = False, clients: dict[str, str] | None = None) -> DevServersProcess:
+        servers = DevServersProcess(tls=tls_ca if tls else None, clients=clients, cwd=tmp_path)
+        started.append(servers)
+        _register(request, servers)
+        return servers
+
+    yield start
+    for servers in started:
+        servers.stop()
+
+
+@pytest.fixture
+def devservers(devservers_factory: DevServersFactory) -> DevServersProcess:
+    """Authorization server + plain-HTTP backend."""
+    return devservers_factory()
+
+
+@pytest.fixture
+def devservers_tls(devservers_factory: DevServersFactory) -> DevServersProcess:
+    """Authorization server + HTTPS backend (certificate from ``tls_ca``)."""
+    return devservers_factory(tls=True)
+
+
+@pytest.fixture
+def mitmdump(
+    request: pytest.FixtureRequest, tmp_path: Path, mitm_confdir: Path, tls_ca: TlsFiles
+) -> Iterator[MitmdumpFactory]:
+    """Start mitmdump with the addon; every proxy is stopped at teardown.
+
+    ``upstream_ca`` adds ``ssl_verify_upstream_trusted_ca=<tls_ca>``, ``lazy`` adds
+    ``connection_strategy=lazy``; ``extra_args`` come last, so ``--set`` there overrides.
+    """
+    started: list[Proxy] = []
+    counter = itertools.count(1)
+
+    def start(
+        config_toml_text: str,
+        *extra_args: str,
+        cache_dir: Path | str | None = None,
+        mode: str | None = None,
+        upstream_ca: bool = True,
+        lazy: bool = True,
+    ) -> Proxy:
+        n = next(counter)
+        config = tmp_path / f"backends-{n}.toml"
+        config.write_text(config_toml_text, encoding="utf-8")
+        cache = Path(cache_dir) if cache_dir is not None else tmp_path / f"cache-{n}"
+        cache.mkdir(parents=True, exist_ok=True)
+        args = mitmdump_args(
+            config=config,
+            confdir=mitm_confdir,
+            cache_dir=cache,
+            upstream_ca=tls_ca.ca_cert if upstream_ca else None,
+            lazy=lazy,
+            mode=mode,
+            extra=extra_args,
+        )
+        proxy = Proxy(
+            args,
+            confdir=mitm_confdir,
+            config_path=config,
+            cache_dir=cache,
+            cwd=tmp_path,
+            name=f"mitmdump #{n}",
+        )
+        started.append(proxy)
+        _register(request, proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.fixture
+def run_mitmdump_expect_exit(
+    tmp_path: Path, mitm_confdir: Path, tls_ca: TlsFiles
+) -> Callable[..., tuple[int, str]]:
+    """For startup-error tests: run mitmdump until it exits (30 s timeout)."""
+    counter = itertools.count(1)
+
+    def run(
+        config_text: str,
+        *extra_args: str,
+        cache_dir: Path | str | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, str]:
+        n = next(counter)
+        config = tmp_path / f"expect-exit-{n}.toml"
+        config.write_text(config_text, encoding="utf-8")
+        if cache_dir is None:
+            cache_dir = tmp_path / f"expect-exit-cache-{n}"
+            cache_dir.mkdir()
+        args = mitmdump_args(
+            config=config,
+            confdir=mitm_confdir,
+            cache_dir=Path(cache_dir),
+            upstream_ca=tls_ca.ca_cert,
+            lazy=True,
+            mode=None,
+            extra=extra_args,
+        )
+        return run_mitmdump(args, cwd=tmp_path, timeout=timeout)
+
+    return run
