@@ -36,3 +36,13 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
     echo "$want" >"$stamp"
 }
+
+# The scripts' defaults for mitmdump/mitmweb, each left out when the caller sets that option:
+# certs/ as confdir, and connection_strategy=lazy so that when no token can be had not even a
+# connection reaches the backend. Fills the array MITM_DEFAULTS.
+set_mitm_defaults() {
+    local args=" $* "
+    MITM_DEFAULTS=()
+    [[ "$args" == *"confdir="* ]] || MITM_DEFAULTS+=(--set "confdir=$ROOT/certs")
+    [[ "$args" == *"connection_strategy="* ]] || MITM_DEFAULTS+=(--set "connection_strategy=lazy")
+}

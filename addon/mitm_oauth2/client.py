@@ -114,6 +114,8 @@ class TokenClient:
             raise TokenError(f"token endpoint timed out after {self._timeout:g} s") from e
         except httpx.ConnectError as e:
             raise TokenError(f"cannot connect to token endpoint ({_printable(str(e), 120)})") from e
+        except httpx.RemoteProtocolError as e:
+            raise TokenError("token endpoint closed the connection without an answer") from e
         except httpx.HTTPError as e:
             raise TokenError(f"token request failed ({type(e).__name__})") from e
 

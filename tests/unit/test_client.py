@@ -259,7 +259,10 @@ async def test_endless_body_is_not_read_whole(make_grant) -> None:
         (httpx.ConnectError("[Errno 111] Connection refused"), "cannot connect"),
         (httpx.ReadTimeout("timed out"), "timed out after 2.5 s"),
         (httpx.ConnectTimeout("timed out"), "timed out after 2.5 s"),
-        (httpx.RemoteProtocolError("peer closed connection"), "RemoteProtocolError"),
+        (
+            httpx.RemoteProtocolError("peer closed connection"),
+            "closed the connection without an answer",
+        ),
     ],
 )
 async def test_transport_errors(make_grant, exception: Exception, words: str) -> None:
