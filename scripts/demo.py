@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from mitm_oauth2.broker import safety_margin
+from mitm_oauth2.policy import safety_margin
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
 from mitm_oauth2.devservers import DevServers
 

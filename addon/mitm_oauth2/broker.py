@@ -1,12 +1,14 @@
 """Hands out tokens per backend: memory first, then the store, then one token request.
 
-The renewal policy lives here; the HTTP call lives in the client and persistence in the store.
+The renewal policy is applied here (rules in `policy`); the HTTP call lives in the client and
+persistence in the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +18,10 @@ from .clock import Clock
 from .clock import SystemClock
 from .credentials import ClientCredentials
 from .credentials import TokenGrant
+from .policy import Backoff
+from .policy import is_permanent
+from .policy import safety_margin
+from .policy import token_lifetime
 from .store import DiskTokenStore
 from .store import TokenStore
 from .tokens import Token
@@ -23,8 +29,6 @@ from .tokens import TokenError
 from .tokens import TokenResponse
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_REFRESH_MARGIN = 30.0
 
 # Strong references to connection-closing tasks, which the event loop itself only holds weakly.
 _closing: set[asyncio.Task[None]] = set()
@@ -38,18 +42,6 @@ class TokenEndpoint(Protocol):
     async def aclose(self) -> None: ...
 
 
-def token_lifetime(expires_in: float | None, max_token_age: float) -> float:
-    """How long a token may be used: the server's `expires_in`, never past our own cap."""
-    if expires_in is None or expires_in <= 0:
-        return max_token_age
-    return min(expires_in, max_token_age)
-
-
-def safety_margin(lifetime: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> float:
-    """Renew this long before expiry: at most half the lifetime, so short tokens get reused."""
-    return min(refresh_margin, lifetime / 2)
-
-
 @dataclass(frozen=True)
 class _Held:
     """A token in memory, with its deadlines on the monotonic clock."""
@@ -59,22 +51,39 @@ class _Held:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """The last failed acquisition: shared with every caller until `until` (monotonic)."""
+
+    error: TokenError
+    until: float
+    count: int
+
+
 class TokenBroker:
-    """Single-flight token acquisition with a memory layer over a persistent store."""
+    """Single-flight token acquisition with a memory layer over a persistent store.
+
+    A valid token is always served at once. When it enters its last `margin` seconds, the
+    request that notices starts one background renewal and still gets the current token.
+    After a failed request, callers share that failure until the backoff ends.
+    """
 
     def __init__(
         self,
         endpoint: TokenEndpoint,
         store: TokenStore,
         clock: Clock | None = None,
-        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._store = store
         self._clock = clock or SystemClock()
-        self._refresh_margin = refresh_margin
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
         self._keys: dict[TokenGrant, str] = {}
         self._held: dict[str, _Held] = {}
+        self._failures: dict[str, _Failure] = {}
         self._inflight: dict[str, asyncio.Task[_Held]] = {}
 
     @classmethod
@@ -83,18 +92,28 @@ class TokenBroker:
         return cls(TokenClient(), DiskTokenStore(cache_dir))
 
     async def token(self, grant: TokenGrant) -> Token:
-        """A usable token for `grant`; concurrent callers for one grant share one acquisition."""
+        """A valid token for `grant`; raises TokenError when none can be had."""
+        key = self._key(grant)
+        held = self._valid(key)
+        if held is None:
+            self._raise_recent_failure(key)
+            # A caller that goes away (client disconnect) must not cancel the others' acquisition.
+            held = await asyncio.shield(self._acquisition(grant, key, stale_ok=True))
+        if self._clock.monotonic() >= held.renew_at:
+            self._renew_in_background(grant, key)
+        return held.token
+
+    async def invalidate(self, grant: TokenGrant, access_token: str) -> None:
+        """Forgets `access_token` if it is still the current one (a backend rejected it).
+
+        Compare-and-delete, in memory and in the store: a token renewed meanwhile, here or by
+        another process, is kept.
+        """
         key = self._key(grant)
         held = self._held.get(key)
-        if held is not None and self._clock.monotonic() < held.renew_at:
-            return held.token
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._acquire(grant, key))
-            self._inflight[key] = task
-            task.add_done_callback(lambda done: self._settle(key, done))
-        # A caller that goes away (client disconnect) must not cancel the others' acquisition.
-        return (await asyncio.shield(task)).token
+        if held is not None and held.token.access_token == access_token:
+            del self._held[key]
+        await self._store.delete_if(key, access_token)
 
     def close(self) -> None:
         """Cancels acquisitions still running and releases connections (shutdown, new cache)."""
@@ -116,38 +135,68 @@ class TokenBroker:
             key = self._keys[grant] = self._store.cache_key(grant)
         return key
 
+    def _valid(self, key: str) -> _Held | None:
+        held = self._held.get(key)
+        if held is not None and self._clock.monotonic() < held.expires_at:
+            return held
+        return None
+
+    def _raise_recent_failure(self, key: str) -> None:
+        failure = self._failures.get(key)
+        if failure is None:
+            return
+        left = failure.until - self._clock.monotonic()
+        if left <= 0:
+            return
+        error = failure.error
+        retry_after = left if error.retry_after is not None else None
+        raise TokenError(
+            error.cause, oauth_error=error.oauth_error, status=error.status, retry_after=retry_after
+        )
+
+    def _renew_in_background(self, grant: TokenGrant, key: str) -> None:
+        failure = self._failures.get(key)
+        if failure is not None and self._clock.monotonic() < failure.until:
+            return  # backing off; the current token stays in use until it expires
+        self._acquisition(grant, key, stale_ok=False)
+
+    def _acquisition(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> asyncio.Task[_Held]:
+        """The one acquisition in flight for `key`, started if there is none."""
+        task = self._inflight.get(key)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._acquire(grant, key, stale_ok=stale_ok))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._settle(key, done))
+        return task
+
     def _settle(self, key: str, task: asyncio.Task[_Held]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():
-            task.exception()  # retrieved here, so a failure nobody awaited is not reported twice
+            task.exception()  # retrieved: a background failure was logged, not lost
 
-    async def _acquire(self, grant: TokenGrant, key: str) -> _Held:
+    async def _acquire(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> _Held:
+        """Adopts a token from the store when it is newer than ours, else asks for a new one.
+
+        `stale_ok`: a valid token that is due for renewal is good enough (a caller is waiting;
+        the renewal then runs in the background).
+        """
         stored = await self._store.load(key)
         current = self._held.get(key)
         # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
         if stored is not None and (current is None or stored != current.token):
-            held = self._hold(stored)
-            if self._clock.monotonic() < held.expires_at:
-                # Renewed elsewhere (another process, an earlier run): use it, or fall back on it.
-                self._held[key] = held
-            if self._clock.monotonic() < held.renew_at:
-                return held
+            adopted = self._place(stored, grant)
+            now = self._clock.monotonic()
+            if now < adopted.expires_at:
+                self._held[key] = adopted
+                if stale_ok or now < adopted.renew_at:
+                    return adopted
         try:
             held = await self._fetch(grant, key)
         except TokenError as e:
-            previous = self._held.get(key)
-            if previous is not None and self._clock.monotonic() < previous.expires_at:
-                # Renewal failed but the old token is still valid: serve it, never past expiry.
-                logger.warning(
-                    "backend %s: token renewal failed, using the current token until it expires"
-                    " (%s)",
-                    grant.backend,
-                    _describe(e),
-                )
-                return previous
-            logger.warning("backend %s: no token: %s", grant.backend, _describe(e))
+            self._record_failure(grant, key, e)
             raise
+        self._failures.pop(key, None)
         self._held[key] = held
         return held
 
@@ -155,7 +204,9 @@ class TokenBroker:
         sent_wall = self._clock.wall()
         sent_mono = self._clock.monotonic()
         response = await self._endpoint.request_token(grant.credentials)
-        lifetime = token_lifetime(response.expires_in, grant.max_token_age)
+        lifetime, warning = token_lifetime(response.expires_in, grant.max_token_age)
+        if warning:
+            logger.warning("backend %s: %s", grant.backend, warning)
         token = Token(
             access_token=response.access_token,
             token_type=response.token_type,
@@ -171,17 +222,40 @@ class TokenBroker:
             took,
         )
         await self._store.save(key, token, ttl=lifetime)
-        margin = safety_margin(lifetime, self._refresh_margin)
+        margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(token, renew_at=sent_mono + lifetime - margin, expires_at=sent_mono + lifetime)
 
-    def _hold(self, token: Token) -> _Held:
+    def _record_failure(self, grant: TokenGrant, key: str, error: TokenError) -> None:
+        previous = self._failures.get(key)
+        count = previous.count + 1 if previous is not None else 1
+        permanent = is_permanent(error.oauth_error)
+        wait = self._backoff.delay(
+            count, permanent=permanent, retry_after=error.retry_after, rng=self._rng
+        )
+        self._failures[key] = _Failure(error, self._clock.monotonic() + wait, count)
+        still = self._valid(key)
+        if still is not None:
+            left = still.expires_at - self._clock.monotonic()
+            outcome = f"current token used until it expires in {left:.0f} s"
+        else:
+            outcome = "requests get an error"
+        logger.warning(
+            "backend %s: no token: %s (%s; next try in %.1f s%s)",
+            grant.backend,
+            _describe(error),
+            outcome,
+            wait,
+            ", permanent error" if permanent else "",
+        )
+
+    def _place(self, token: Token, grant: TokenGrant) -> _Held:
         """Places a persisted token on this process's monotonic clock.
 
         Its time left is never more than its lifetime, so a wall clock set back cannot stretch it.
         """
         now = self._clock.monotonic()
         left = min(token.lifetime, token.expires_at - self._clock.wall())
-        margin = safety_margin(token.lifetime, self._refresh_margin)
+        margin = safety_margin(token.lifetime, grant.refresh_margin)
         return _Held(token, renew_at=now + left - margin, expires_at=now + left)
 
 

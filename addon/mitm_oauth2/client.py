@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import logging
 import math
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -37,6 +40,22 @@ def _printable(text: str, limit: int) -> str:
     """Server-supplied text made safe for one log line or problem field."""
     cleaned = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text)
     return cleaned[:limit]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _scrub(text: str, secret: str) -> str:
@@ -93,12 +112,16 @@ class TokenClient:
         else:
             form["client_id"] = credentials.client_id
             form["client_secret"] = secret
-        status, body = await self._post(credentials.token_url, form, headers)
-        return self._parse(status, body, secret)
+        status, body, retry_after = await self._post(credentials.token_url, form, headers)
+        try:
+            return self._parse(status, body, secret)
+        except TokenError as e:
+            e.retry_after = retry_after
+            raise
 
     async def _post(
         self, url: str, form: dict[str, str], headers: dict[str, str]
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, float | None]:
         try:
             async with self._http.stream("POST", url, data=form, headers=headers) as response:
                 body = bytearray()
@@ -109,7 +132,8 @@ class TokenClient:
                             f"token endpoint sent more than {MAX_RESPONSE_BYTES} bytes",
                             status=response.status_code,
                         )
-                return response.status_code, bytes(body)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                return response.status_code, bytes(body), retry_after
         except httpx.TimeoutException as e:
             raise TokenError(f"token endpoint timed out after {self._timeout:g} s") from e
         except httpx.ConnectError as e:

@@ -20,12 +20,14 @@ from .credentials import TokenGrant
 from .hosts import DEFAULT_PORTS
 from .hosts import HostPattern
 from .hosts import parse_host_pattern
+from .policy import DEFAULT_REFRESH_MARGIN
 
 DEFAULT_MAX_TOKEN_AGE = 3600.0
-MAX_TOKEN_AGE_LIMIT = 366 * 24 * 3600.0
+MAX_SECONDS = 366 * 24 * 3600.0
 _SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
 _BACKEND_KEYS = frozenset(
     {"name", "hosts", "token_url", "client_id", "scope", "auth_method", "max_token_age"}
+    | {"refresh_margin", "retry_on_401"}
     | set(_SECRET_KEYS)
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -42,6 +44,7 @@ class BackendConfig:
     name: str
     hosts: tuple[HostPattern, ...]
     grant: TokenGrant
+    retry_on_401: bool = True
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,15 @@ class _BackendParser:
             scopes=self.scopes(),
             auth_method=self.auth_method(),
         )
-        grant = TokenGrant(name, credentials, self.max_token_age())
-        return BackendConfig(name=name, hosts=self.hosts(), grant=grant)
+        grant = TokenGrant(
+            name,
+            credentials,
+            max_token_age=self.seconds("max_token_age", DEFAULT_MAX_TOKEN_AGE, minimum=1),
+            refresh_margin=self.seconds("refresh_margin", DEFAULT_REFRESH_MARGIN, minimum=0),
+        )
+        return BackendConfig(
+            name=name, hosts=self.hosts(), grant=grant, retry_on_401=self.flag("retry_on_401", True)
+        )
 
     def string(self, key: str, *, required: bool = True) -> str:
         value = self.table.get(key)
@@ -222,17 +232,19 @@ class _BackendParser:
             choices = ", ".join(method.value for method in AuthMethod)
             raise self.error("auth_method", f"{value!r} is not one of {choices}") from e
 
-    def max_token_age(self) -> float:
-        value = self.table.get("max_token_age", DEFAULT_MAX_TOKEN_AGE)
+    def seconds(self, key: str, default: float, *, minimum: float) -> float:
+        value = self.table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(
-                "max_token_age", f"must be a number of seconds, not {_toml_type(value)}"
-            )
-        if not math.isfinite(value) or not 1 <= value <= MAX_TOKEN_AGE_LIMIT:
-            raise self.error(
-                "max_token_age", f"must be between 1 and {MAX_TOKEN_AGE_LIMIT:.0f} seconds"
-            )
+            raise self.error(key, f"must be a number of seconds, not {_toml_type(value)}")
+        if not math.isfinite(value) or not minimum <= value <= MAX_SECONDS:
+            raise self.error(key, f"must be between {minimum:g} and {MAX_SECONDS:.0f} seconds")
         return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, not {_toml_type(value)}")
+        return value
 
 
 def _slots(host: HostPattern) -> list[tuple[str, bool, int | None]]:

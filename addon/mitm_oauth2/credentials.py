@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from dataclasses import field
 
+from .policy import DEFAULT_REFRESH_MARGIN
+
 
 class Secret:
     """A string that never shows itself in a repr, str, log line or traceback."""
@@ -55,8 +57,10 @@ class ClientCredentials:
 
 @dataclass(frozen=True)
 class TokenGrant:
-    """One backend's token: the credentials to ask with and our own cap on a token's age."""
+    """One backend's token: the credentials to ask with, our cap on a token's age, and how
+    long before expiry to renew it (see policy.safety_margin)."""
 
     backend: str
     credentials: ClientCredentials
     max_token_age: float
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from .tokens import TokenError
@@ -19,6 +20,13 @@ class Problem:
     detail: str
     backend: str
     oauth_error: str | None = None
+    retry_after: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": CONTENT_TYPE}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
 
     def to_json(self) -> bytes:
         document: dict[str, object] = {
@@ -34,16 +42,19 @@ class Problem:
 
 
 def token_unavailable(backend: str, error: TokenError) -> Problem:
-    """502: the request was not forwarded because no access token could be obtained.
+    """502, or 503 with Retry-After when the authorization server said when to come back:
+    the request was not forwarded because no access token could be obtained.
 
     The detail carries only the failure's cause (status, OAuth error code), never the
     token endpoint's raw body, the secret or any token.
     """
+    retry_after = None if error.retry_after is None else max(1, math.ceil(error.retry_after))
     return Problem(
         type=TOKEN_UNAVAILABLE,
         title="No access token for the backend",
-        status=502,
+        status=502 if retry_after is None else 503,
         detail=f"No access token could be obtained for backend '{backend}': {error.cause}.",
         backend=backend,
         oauth_error=error.oauth_error,
+        retry_after=retry_after,
     )

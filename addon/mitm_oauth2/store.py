@@ -32,6 +32,10 @@ class TokenStore(Protocol):
 
     async def save(self, key: str, token: Token, ttl: float) -> None: ...
 
+    async def delete_if(self, key: str, access_token: str) -> None:
+        """Deletes the entry only while it still holds `access_token`."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -118,6 +122,18 @@ class DiskTokenStore:
             await asyncio.to_thread(self._cache.set, key, _token_to_json(token), expire=ttl)
         except Exception as e:  # a broken cache must never fail a request
             logger.warning("token cache %s: cannot write (%s)", self.directory, type(e).__name__)
+
+    async def delete_if(self, key: str, access_token: str) -> None:
+        try:
+            await asyncio.to_thread(self._delete_if, key, access_token)
+        except Exception as e:  # a broken cache must never fail a request
+            logger.warning("token cache %s: cannot delete (%s)", self.directory, type(e).__name__)
+
+    def _delete_if(self, key: str, access_token: str) -> None:
+        with self._cache.transact():
+            text = self._cache.get(key)
+            if text is not None and _token_from_json(text).access_token == access_token:
+                self._cache.delete(key)
 
     def close(self) -> None:
         self._cache.close()

@@ -40,6 +40,8 @@ class TokenError(Exception):
 
     `cause` is safe to show to callers and operators. `description` is the server's own
     error_description, scrubbed of the secret: for the operator's log line, not for callers.
+    `retry_after` is how many seconds the server (or our backoff after its Retry-After) asks
+    callers to wait, when known.
     """
 
     def __init__(
@@ -49,9 +51,11 @@ class TokenError(Exception):
         oauth_error: str | None = None,
         status: int | None = None,
         description: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(cause)
         self.cause = cause
         self.oauth_error = oauth_error
         self.status = status
         self.description = description
+        self.retry_after = retry_after

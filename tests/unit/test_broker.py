@@ -1,16 +1,17 @@
-"""The broker: reuse while fresh, renew when due, one token request however many callers wait."""
+"""The broker: reuse while fresh, renew ahead in the background, one token request for a crowd,
+shared failures with backoff, compare-and-delete on rejection. A fake clock; no sleeping."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
 
 from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.broker import safety_margin
-from mitm_oauth2.broker import token_lifetime
 from mitm_oauth2.credentials import ClientCredentials
+from mitm_oauth2.policy import Backoff
 from mitm_oauth2.store import DiskTokenStore
 from mitm_oauth2.store import derive_cache_key
 from mitm_oauth2.tokens import Token
@@ -80,6 +81,10 @@ class MemoryStore:
         self.tokens[key] = token
         self.ttls[key] = ttl
 
+    async def delete_if(self, key: str, access_token: str) -> None:
+        if key in self.tokens and self.tokens[key].access_token == access_token:
+            del self.tokens[key]
+
     def close(self) -> None:
         pass
 
@@ -104,43 +109,16 @@ def broker(endpoint, store, clock) -> TokenBroker:
     return TokenBroker(endpoint, store, clock)
 
 
-@pytest.mark.parametrize(
-    ("expires_in", "max_age", "expected"),
-    [
-        (None, 3600, 3600),
-        (0, 3600, 3600),
-        (-5, 3600, 3600),
-        (60, 3600, 60),
-        (3599.9, 3600, 3599.9),
-        (7200, 3600, 3600),
-        (3600, 120, 120),
-    ],
-)
-def test_token_lifetime(expires_in, max_age, expected) -> None:
-    assert token_lifetime(expires_in, max_age) == expected
-
-
-@pytest.mark.parametrize(
-    ("lifetime", "expected"),
-    [(3600, 30), (61, 30), (60, 30), (40, 20), (10, 5), (1, 0.5)],
-)
-def test_safety_margin(lifetime, expected) -> None:
-    assert safety_margin(lifetime) == expected
+async def settle(broker: TokenBroker) -> None:
+    """Lets background renewals finish (they run on the loop; the test drives the clock)."""
+    await asyncio.gather(*list(broker._inflight.values()), return_exceptions=True)
 
 
 @pytest.mark.parametrize(
     ("expires_in", "max_age", "renew_after"),
-    [
-        (3600, 3600, 3570),
-        (None, 3600, 3570),
-        (7200, 3600, 3570),
-        (60, 3600, 30),
-        (10, 3600, 5),
-        (None, 120, 90),
-        (0, 40, 20),
-    ],
+    [(3600, 3600, 3570), (None, 3600, 3570), (7200, 3600, 3570), (60, 3600, 30), (20, 3600, 10)],
 )
-async def test_reuse_then_renew(
+async def test_reuse_then_renew_ahead_without_waiting(
     endpoint, store, clock, make_grant, expires_in, max_age, renew_after
 ) -> None:
     endpoint.expires_in = expires_in
@@ -148,23 +126,39 @@ async def test_reuse_then_renew(
     grant = make_grant(max_token_age=max_age)
     first = await broker.token(grant)
     assert (first.access_token, first.token_type) == ("tok-1", "Bearer")
-    assert first.lifetime == token_lifetime(expires_in, max_age)
     clock.since_start(renew_after - 0.001)
     assert (await broker.token(grant)).access_token == "tok-1"
     assert endpoint.calls == 1
     clock.since_start(renew_after)
-    assert (await broker.token(grant)).access_token == "tok-2"
-    assert endpoint.calls == 2
+    endpoint.gate = asyncio.Event()  # the renewal hangs: callers must not notice
+    endpoint.started = asyncio.Event()
+    callers = [await broker.token(grant) for _ in range(50)]
+    assert {token.access_token for token in callers} == {"tok-1"}
+    await endpoint.started.wait()
+    assert endpoint.calls == 2  # one background renewal, not one per caller
+    endpoint.gate.set()
+    await settle(broker)
     assert (await broker.token(grant)).access_token == "tok-2"
     assert endpoint.calls == 2
 
 
-async def test_token_is_persisted_with_its_lifetime(broker, store, clock, make_grant) -> None:
-    token = await broker.token(make_grant())
-    key = store.cache_key(make_grant())
-    assert store.tokens[key] == token
-    assert store.ttls[key] == 3600
-    assert token.issued_at == clock.wall()
+async def test_a_20_second_token_is_fetched_every_10_to_20_seconds(
+    broker, endpoint, clock, make_grant
+) -> None:
+    endpoint.expires_in = 20
+    for second in range(200):  # a request every second for 200 s
+        clock.since_start(second)
+        assert (await broker.token(make_grant())).access_token.startswith("tok-")
+        await settle(broker)
+    assert 200 / 20 <= endpoint.calls <= 200 / 10 + 1
+
+
+async def test_idle_past_expiry_the_next_caller_waits_for_a_new_token(
+    broker, endpoint, clock, make_grant
+) -> None:
+    await broker.token(make_grant())
+    clock.since_start(3600)
+    assert (await broker.token(make_grant())).access_token == "tok-2"
 
 
 async def test_issued_at_is_when_the_request_was_sent(broker, endpoint, clock, make_grant) -> None:
@@ -175,42 +169,34 @@ async def test_issued_at_is_when_the_request_was_sent(broker, endpoint, clock, m
     endpoint.gate.set()
     token = await task
     assert token.issued_at == START
-    clock.advance(3600 - 30 - 20)
+    assert store_ttl_matches(broker, token)
+    clock.since_start(3600)
+    endpoint.gate = None
     assert (await broker.token(make_grant())).access_token == "tok-2"
+
+
+def store_ttl_matches(broker: TokenBroker, token: Token) -> bool:
+    store = broker._store
+    return isinstance(store, MemoryStore) and token in store.tokens.values()
+
+
+async def test_token_is_persisted_with_its_lifetime(broker, store, clock, make_grant) -> None:
+    token = await broker.token(make_grant())
+    key = store.cache_key(make_grant())
+    assert store.tokens[key] == token
+    assert store.ttls[key] == 3600
 
 
 async def test_concurrent_callers_share_one_request(broker, endpoint, make_grant) -> None:
     endpoint.gate = asyncio.Event()
-    entered = 0
-
-    async def call() -> Token:
-        nonlocal entered
-        entered += 1
-        return await broker.token(make_grant())
-
-    tasks = [asyncio.ensure_future(call()) for _ in range(100)]
+    tasks = [asyncio.ensure_future(broker.token(make_grant())) for _ in range(200)]
     await endpoint.started.wait()
-    assert entered == 100  # every caller is waiting before the endpoint answers
+    await asyncio.sleep(0)  # every caller has reached the broker
     assert not any(task.done() for task in tasks)
     endpoint.gate.set()
     tokens = await asyncio.gather(*tasks)
     assert endpoint.calls == 1
     assert {token.access_token for token in tokens} == {"tok-1"}
-
-
-async def test_failure_is_shared_then_retried(broker, endpoint, make_grant) -> None:
-    endpoint.gate = asyncio.Event()
-    endpoint.failure = TokenError("token endpoint answered HTTP 503", status=503)
-    tasks = [asyncio.ensure_future(broker.token(make_grant())) for _ in range(20)]
-    await endpoint.started.wait()
-    endpoint.gate.set()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert endpoint.calls == 1
-    assert all(isinstance(result, TokenError) for result in results)
-    assert {result.status for result in results} == {503}
-    endpoint.gate, endpoint.failure = None, None
-    assert (await broker.token(make_grant())).access_token == "tok-2"
-    assert endpoint.calls == 2
 
 
 async def test_cancelled_caller_does_not_cancel_the_others(broker, endpoint, make_grant) -> None:
@@ -223,8 +209,92 @@ async def test_cancelled_caller_does_not_cancel_the_others(broker, endpoint, mak
         await leaver
     endpoint.gate.set()
     assert (await stayer).access_token == "tok-1"
-    assert (await broker.token(make_grant())).access_token == "tok-1"
     assert endpoint.calls == 1
+
+
+async def test_failure_is_shared_and_cached_then_retried_after_backoff(
+    broker, endpoint, clock, make_grant
+) -> None:
+    endpoint.gate = asyncio.Event()
+    endpoint.failure = TokenError("token endpoint answered HTTP 503", status=503)
+    tasks = [asyncio.ensure_future(broker.token(make_grant())) for _ in range(20)]
+    await endpoint.started.wait()
+    endpoint.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert endpoint.calls == 1
+    assert all(isinstance(result, TokenError) for result in results)
+    endpoint.gate, endpoint.failure = None, None
+    with pytest.raises(TokenError, match="HTTP 503"):  # the negative cache answers, no request
+        await broker.token(make_grant())
+    assert endpoint.calls == 1
+    clock.advance(Backoff().initial)  # the first backoff is at most `initial`
+    assert (await broker.token(make_grant())).access_token == "tok-2"
+
+
+async def test_backoff_grows_while_failures_go_on(broker, endpoint, clock, make_grant) -> None:
+    endpoint.failure = TokenError("cannot connect to token endpoint")
+    attempts = []
+    for second in range(0, 120):
+        clock.since_start(second)
+        with pytest.raises(TokenError):
+            await broker.token(make_grant())
+        attempts.append(endpoint.calls)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert endpoint.calls < 12  # not one request per second: 1, 2, 4, ... up to 60 s apart
+    assert sum(gaps) == endpoint.calls - 1
+
+
+@pytest.mark.parametrize("code", ["invalid_client", "invalid_scope", "unauthorized_client"])
+async def test_permanent_errors_are_not_retried_hot(
+    broker, endpoint, clock, make_grant, code
+) -> None:
+    endpoint.failure = TokenError(f"error '{code}'", oauth_error=code, status=400)
+    for second in range(59):
+        clock.since_start(second)
+        with pytest.raises(TokenError) as info:
+            await broker.token(make_grant())
+        assert info.value.oauth_error == code
+        assert info.value.retry_after is None  # nothing said when: a 502, not a 503
+    assert endpoint.calls == 1
+    clock.since_start(60)
+    with pytest.raises(TokenError):
+        await broker.token(make_grant())
+    assert endpoint.calls == 2
+
+
+async def test_retry_after_is_honoured_and_passed_on(broker, endpoint, clock, make_grant) -> None:
+    endpoint.failure = TokenError("token endpoint answered HTTP 503", status=503, retry_after=120)
+    with pytest.raises(TokenError):
+        await broker.token(make_grant())
+    clock.advance(20)
+    with pytest.raises(TokenError) as info:
+        await broker.token(make_grant())
+    assert info.value.retry_after == pytest.approx(100)
+    clock.advance(99)
+    with pytest.raises(TokenError):
+        await broker.token(make_grant())
+    assert endpoint.calls == 1
+    endpoint.failure = None
+    clock.advance(1)
+    assert (await broker.token(make_grant())).access_token == "tok-2"
+
+
+async def test_idp_down_serves_the_current_token_until_real_expiry_never_beyond(
+    broker, endpoint, clock, make_grant, caplog
+) -> None:
+    assert (await broker.token(make_grant())).access_token == "tok-1"
+    endpoint.failure = TokenError("cannot connect to token endpoint")
+    for second in (3570, 3580, 3590, 3599.9):
+        clock.since_start(second)
+        assert (await broker.token(make_grant())).access_token == "tok-1"
+        await settle(broker)
+    assert "current token used until it expires" in caplog.text
+    clock.since_start(3600)
+    with pytest.raises(TokenError, match="cannot connect"):
+        await broker.token(make_grant())
+    endpoint.failure = None
+    clock.since_start(3700)
+    assert (await broker.token(make_grant())).access_token.startswith("tok-")
 
 
 async def test_restart_reuses_the_persisted_token(endpoint, store, clock, make_grant) -> None:
@@ -234,16 +304,18 @@ async def test_restart_reuses_the_persisted_token(endpoint, store, clock, make_g
     restarted = TokenBroker(endpoint, store, clock)
     assert (await restarted.token(make_grant())).access_token == "tok-1"
     assert endpoint.calls == 1
-    clock.advance(3600 - 600 - 30)  # the lifetime still counts from the first fetch
+    clock.advance(3000)  # the lifetime still counts from the first fetch: expired now
     assert (await restarted.token(make_grant())).access_token == "tok-2"
 
 
-async def test_restart_renews_a_persisted_token_that_is_due(
+async def test_restart_with_a_due_token_serves_it_and_renews_behind(
     endpoint, store, clock, make_grant
 ) -> None:
     await TokenBroker(endpoint, store, clock).token(make_grant())
     clock.advance(3600 - 10)
     restarted = TokenBroker(endpoint, store, clock)
+    assert (await restarted.token(make_grant())).access_token == "tok-1"
+    await settle(restarted)
     assert (await restarted.token(make_grant())).access_token == "tok-2"
     assert endpoint.calls == 2
 
@@ -252,10 +324,11 @@ async def test_restart_during_an_outage_serves_the_persisted_token_until_expiry(
     endpoint, store, clock, make_grant
 ) -> None:
     await TokenBroker(endpoint, store, clock).token(make_grant())
-    clock.since_start(3590)  # due for renewal, 10 s before expiry
+    clock.since_start(3590)
     endpoint.failure = TokenError("cannot connect to token endpoint")
     restarted = TokenBroker(endpoint, store, clock)
     assert (await restarted.token(make_grant())).access_token == "tok-1"
+    await settle(restarted)
     clock.since_start(3600)
     with pytest.raises(TokenError):
         await restarted.token(make_grant())
@@ -278,15 +351,18 @@ async def test_restart_with_real_disk_store(tmp_path: Path, endpoint, clock, mak
     assert endpoint.closed
 
 
-async def test_changed_secret_never_reuses_the_old_token(
+async def test_changed_credentials_never_reuse_the_old_token(
     endpoint, store, clock, make_grant
 ) -> None:
     await TokenBroker(endpoint, store, clock).token(make_grant(secret="old"))
-    rotated = TokenBroker(endpoint, store, clock)  # restarted with the new secret
+    rotated = TokenBroker(endpoint, store, clock)
     assert (await rotated.token(make_grant(secret="new"))).access_token == "tok-2"
-    again = TokenBroker(endpoint, store, clock)  # and the new secret's token is then reused
+    assert (
+        await rotated.token(make_grant(token_url="https://idp2.test/t"))
+    ).access_token == "tok-3"
+    again = TokenBroker(endpoint, store, clock)
     assert (await again.token(make_grant(secret="new"))).access_token == "tok-2"
-    assert endpoint.calls == 2
+    assert endpoint.calls == 3
 
 
 async def test_grants_do_not_share_tokens(broker, endpoint, make_grant) -> None:
@@ -298,22 +374,25 @@ async def test_grants_do_not_share_tokens(broker, endpoint, make_grant) -> None:
     assert endpoint.calls == 3
 
 
-async def test_failed_renewal_serves_the_current_token_until_expiry(
-    broker, endpoint, clock, make_grant
-) -> None:
-    assert (await broker.token(make_grant())).access_token == "tok-1"
-    endpoint.failure = TokenError("cannot connect to token endpoint")
-    clock.since_start(3580)  # due for renewal, not yet expired
-    assert (await broker.token(make_grant())).access_token == "tok-1"
+async def test_invalidate_is_compare_and_delete(broker, endpoint, store, make_grant) -> None:
+    grant = make_grant()
+    await broker.token(grant)
+    await broker.invalidate(grant, "tok-1")
+    assert store.tokens == {}
+    assert (await broker.token(grant)).access_token == "tok-2"
+    await broker.invalidate(grant, "tok-1")  # a stale rejection must not evict the new token
+    assert (await broker.token(grant)).access_token == "tok-2"
+    assert next(iter(store.tokens.values())).access_token == "tok-2"
     assert endpoint.calls == 2
-    clock.since_start(3599.9)
-    assert (await broker.token(make_grant())).access_token == "tok-1"
-    clock.since_start(3600)  # expired
-    with pytest.raises(TokenError, match="cannot connect"):
-        await broker.token(make_grant())
-    assert endpoint.calls == 4
-    endpoint.failure = None
-    assert (await broker.token(make_grant())).access_token == "tok-5"
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [(0, 3600), (-5, 3600), (0.2, 1)])
+async def test_odd_expires_in_is_clamped_with_a_warning(
+    broker, endpoint, make_grant, caplog, expires_in, lifetime
+) -> None:
+    endpoint.expires_in = expires_in
+    assert (await broker.token(make_grant())).lifetime == lifetime
+    assert f"expires_in {expires_in:g}" in caplog.text
 
 
 async def test_wall_clock_set_back_does_not_extend_a_persisted_token(
@@ -322,30 +401,26 @@ async def test_wall_clock_set_back_does_not_extend_a_persisted_token(
     await TokenBroker(endpoint, store, clock).token(make_grant())
     clock.advance(10)
     clock.now_wall -= 3600  # the system clock is set back by an hour
+    endpoint.failure = TokenError("cannot connect to token endpoint")  # so nothing renews it
     restarted = TokenBroker(endpoint, store, clock)
     assert (await restarted.token(make_grant())).access_token == "tok-1"
-    clock.advance(3600 - 30)  # not a second more than one lifetime from the restart
-    assert (await restarted.token(make_grant())).access_token == "tok-2"
-    assert endpoint.calls == 2
+    clock.advance(3600 - 0.001)  # at most one lifetime from the restart...
+    await restarted.token(make_grant())
+    clock.advance(0.001)  # ...and not a moment more
+    with pytest.raises(TokenError):
+        await restarted.token(make_grant())
 
 
-async def test_wall_clock_set_back_does_not_extend_a_held_token(
+async def test_wall_clock_jumps_do_not_affect_a_running_broker(
     broker, endpoint, clock, make_grant
 ) -> None:
     await broker.token(make_grant())
-    clock.now_wall -= 3600  # set back while the proxy runs
-    clock.advance(3600 - 30)
+    clock.now_wall += 7200  # forward: a valid token does not look expired
+    assert (await broker.token(make_grant())).access_token == "tok-1"
+    clock.now_wall -= 14400  # back: an expired token does not look valid
+    clock.now_mono += 3600
     assert (await broker.token(make_grant())).access_token == "tok-2"
     assert endpoint.calls == 2
-
-
-async def test_wall_clock_jump_does_not_affect_a_running_broker(
-    broker, endpoint, clock, make_grant
-) -> None:
-    await broker.token(make_grant())
-    clock.now_wall += 7200
-    assert (await broker.token(make_grant())).access_token == "tok-1"
-    assert endpoint.calls == 1
 
 
 async def test_close_cancels_and_closes(broker, endpoint, make_grant) -> None:

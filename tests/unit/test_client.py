@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 from collections.abc import AsyncIterator
 from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import quote_plus
@@ -16,6 +20,7 @@ import pytest
 from mitm_oauth2.client import MAX_RESPONSE_BYTES
 from mitm_oauth2.client import TokenClient
 from mitm_oauth2.client import basic_credentials
+from mitm_oauth2.client import parse_retry_after
 from mitm_oauth2.credentials import AuthMethod
 from mitm_oauth2.tokens import TokenError
 
@@ -300,3 +305,31 @@ async def test_an_error_code_echoing_the_secret_is_scrubbed(make_grant) -> None:
         await ask(echo, make_grant())
     assert SECRET not in info.value.cause
     assert quote_plus(SECRET, safe="") not in info.value.cause
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("soon", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
+)
+def test_retry_after_parsing(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header) == expected
+
+
+def test_retry_after_http_date_in_the_future() -> None:
+    future = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)
+    assert 290 <= (parse_retry_after(future) or 0) <= 300
+
+
+async def test_retry_after_reaches_the_error(make_grant) -> None:
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "30"}, text="<html>busy</html>")
+
+    with pytest.raises(TokenError) as info:
+        await ask(busy, make_grant())
+    assert (info.value.status, info.value.retry_after) == (503, 30.0)

@@ -66,3 +66,14 @@ def test_body_is_utf8_json_with_odd_names() -> None:
     document = json.loads(body.decode("utf-8"))
     assert document["backend"] == "api-ä"
     assert 'cause with "quotes"' in document["detail"]
+
+
+@pytest.mark.parametrize(("retry_after", "header"), [(None, None), (0.2, "1"), (99.1, "100")])
+def test_503_with_retry_after_only_when_the_server_said_when(
+    retry_after: float | None, header: str | None
+) -> None:
+    problem = token_unavailable("api", TokenError("HTTP 503", status=503, retry_after=retry_after))
+    assert problem.status == (502 if header is None else 503)
+    assert problem.headers().get("Retry-After") == header
+    assert problem.headers()["Content-Type"] == CONTENT_TYPE
+    assert json.loads(problem.to_json())["status"] == problem.status
