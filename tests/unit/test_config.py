@@ -319,3 +319,27 @@ def test_secret_file_absolute_path(tmp_path: Path) -> None:
 def test_max_token_age_accepted(tmp_path: Path, age: float) -> None:
     (api,) = load(tmp_path, backend(max_token_age=age)).backends
     assert api.grant.max_token_age == float(age)
+
+
+def test_lifecycle_keys_default_and_override(tmp_path: Path) -> None:
+    (api,) = load(tmp_path, backend()).backends
+    assert (api.grant.refresh_margin, api.retry_on_401) == (30.0, True)
+    (api,) = load(tmp_path, backend(refresh_margin=120, retry_on_401=False)).backends
+    assert (api.grant.refresh_margin, api.retry_on_401) == (120.0, False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "words"),
+    [
+        ({"refresh_margin": -1}, "refresh_margin", "between 0"),
+        ({"refresh_margin": "30s"}, "refresh_margin", "number of seconds"),
+        ({"retry_on_401": "yes"}, "retry_on_401", "true or false"),
+        ({"retry_on_401": 1}, "retry_on_401", "true or false"),
+    ],
+)
+def test_lifecycle_key_errors(
+    tmp_path: Path, overrides: dict[str, Any], key: str, words: str
+) -> None:
+    message = refused(tmp_path, backend(**overrides))
+    assert f"backend 'api': key '{key}'" in message
+    assert words in message
