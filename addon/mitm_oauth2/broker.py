@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +31,10 @@ from .tokens import TokenError
 from .tokens import TokenResponse
 
 logger = logging.getLogger(__name__)
+
+# Longer than a token request may take (the client's timeout), so a live holder keeps its lock;
+# a holder that died (SIGKILL) delays the other processes by at most this.
+DEFAULT_LOCK_LEASE = 15.0
 
 # Strong references to connection-closing tasks, which the event loop itself only holds weakly.
 _closing: set[asyncio.Task[None]] = set()
@@ -75,6 +81,8 @@ class TokenBroker:
         clock: Clock | None = None,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        lock_lease: float = DEFAULT_LOCK_LEASE,
+        lock_poll: float = 0.05,
     ) -> None:
         self._endpoint = endpoint
         self._store = store
@@ -85,11 +93,14 @@ class TokenBroker:
         self._held: dict[str, _Held] = {}
         self._failures: dict[str, _Failure] = {}
         self._inflight: dict[str, asyncio.Task[_Held]] = {}
+        self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
+        self._lock_lease = lock_lease
+        self._lock_poll = lock_poll
 
     @classmethod
-    def on_disk(cls, cache_dir: Path) -> TokenBroker:
+    def on_disk(cls, cache_dir: Path, lock_lease: float = DEFAULT_LOCK_LEASE) -> TokenBroker:
         """The production set-up: httpx token client, diskcache store, system clock."""
-        return cls(TokenClient(), DiskTokenStore(cache_dir))
+        return cls(TokenClient(), DiskTokenStore(cache_dir), lock_lease=lock_lease)
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""
@@ -176,29 +187,54 @@ class TokenBroker:
             task.exception()  # retrieved: a background failure was logged, not lost
 
     async def _acquire(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> _Held:
-        """Adopts a token from the store when it is newer than ours, else asks for a new one.
+        """A token from the store when it is newer than ours, else one new token request.
 
         `stale_ok`: a valid token that is due for renewal is good enough (a caller is waiting;
-        the renewal then runs in the background).
+        the renewal then runs in the background). The store's lease lock makes the token
+        request one per credential across every process sharing the store; the others wait for
+        its result, or take over once a dead holder's lease runs out.
         """
-        stored = await self._store.load(key)
-        current = self._held.get(key)
-        # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
-        if stored is not None and (current is None or stored != current.token):
-            adopted = self._place(stored, grant)
-            now = self._clock.monotonic()
-            if now < adopted.expires_at:
-                self._held[key] = adopted
-                if stale_ok or now < adopted.renew_at:
-                    return adopted
+        adopted = await self._adopt_stored(grant, key, stale_ok=stale_ok)
+        if adopted is not None:
+            return adopted
+        while not await self._store.try_lock(key, self._owner, self._lock_lease):
+            await asyncio.sleep(self._lock_poll)
+            adopted = await self._adopt_stored(grant, key, stale_ok=False)
+            if adopted is not None:
+                return adopted
         try:
-            held = await self._fetch(grant, key)
-        except TokenError as e:
-            self._record_failure(grant, key, e)
-            raise
+            # The previous holder may have renewed it just before we got the lock.
+            adopted = await self._adopt_stored(grant, key, stale_ok=False)
+            if adopted is not None:
+                return adopted
+            try:
+                held = await self._fetch(grant, key)
+            except TokenError as e:
+                self._record_failure(grant, key, e)
+                raise
+        finally:
+            await self._store.unlock(key, self._owner)
         self._failures.pop(key, None)
         self._held[key] = held
         return held
+
+    async def _adopt_stored(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> _Held | None:
+        """Takes the stored token when it is another than ours and still valid (and not due,
+        unless `stale_ok`)."""
+        stored = await self._store.load(key)
+        current = self._held.get(key)
+        # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
+        if stored is None or (current is not None and stored == current.token):
+            return None
+        adopted = self._place(stored, grant)
+        now = self._clock.monotonic()
+        if now >= adopted.expires_at:
+            return None
+        self._held[key] = adopted
+        if not stale_ok and now >= adopted.renew_at:
+            return None
+        self._failures.pop(key, None)
+        return adopted
 
     async def _fetch(self, grant: TokenGrant, key: str) -> _Held:
         sent_wall = self._clock.wall()

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 _KEY_VERSION = "v1"
 _HMAC_KEY_ENTRY = "store/hmac-key"
+_LOCK = "lock/"
 
 
 class TokenStore(Protocol):
@@ -34,6 +35,14 @@ class TokenStore(Protocol):
 
     async def delete_if(self, key: str, access_token: str) -> None:
         """Deletes the entry only while it still holds `access_token`."""
+        ...
+
+    async def try_lock(self, key: str, owner: str, lease: float) -> bool:
+        """Takes the cross-process lock on `key` for `lease` seconds; False if another holds it."""
+        ...
+
+    async def unlock(self, key: str, owner: str) -> None:
+        """Releases the lock on `key` if `owner` still holds it (its lease may have run out)."""
         ...
 
     def close(self) -> None: ...
@@ -134,6 +143,27 @@ class DiskTokenStore:
             text = self._cache.get(key)
             if text is not None and _token_from_json(text).access_token == access_token:
                 self._cache.delete(key)
+
+    # diskcache.Lock is not used: its release deletes whoever's lock is there (no owner check),
+    # and its acquire spins in a blocking sleep loop.
+    async def try_lock(self, key: str, owner: str, lease: float) -> bool:
+        try:
+            added: bool = await asyncio.to_thread(self._cache.add, _LOCK + key, owner, expire=lease)
+            return added
+        except Exception as e:  # a broken cache must never fail a request: fetch unlocked
+            logger.warning("token cache %s: cannot lock (%s)", self.directory, type(e).__name__)
+            return True
+
+    async def unlock(self, key: str, owner: str) -> None:
+        try:
+            await asyncio.to_thread(self._unlock, _LOCK + key, owner)
+        except Exception as e:  # a broken cache must never fail a request
+            logger.warning("token cache %s: cannot unlock (%s)", self.directory, type(e).__name__)
+
+    def _unlock(self, lock_key: str, owner: str) -> None:
+        with self._cache.transact():
+            if self._cache.get(lock_key) == owner:
+                self._cache.delete(lock_key)
 
     def close(self) -> None:
         self._cache.close()

@@ -81,6 +81,12 @@ class MemoryStore:
         self.tokens[key] = token
         self.ttls[key] = ttl
 
+    async def try_lock(self, key: str, owner: str, lease: float) -> bool:
+        return True
+
+    async def unlock(self, key: str, owner: str) -> None:
+        pass
+
     async def delete_if(self, key: str, access_token: str) -> None:
         if key in self.tokens and self.tokens[key].access_token == access_token:
             del self.tokens[key]
@@ -432,3 +438,36 @@ async def test_close_cancels_and_closes(broker, endpoint, make_grant) -> None:
         await waiter
     await asyncio.sleep(0)  # one loop turn: the scheduled endpoint close runs
     assert endpoint.closed
+
+
+async def test_processes_sharing_a_store_make_one_token_request(
+    tmp_path: Path, endpoint, clock, make_grant
+) -> None:
+    """Two brokers on one cache directory stand for two mitmdump processes."""
+    first = TokenBroker(endpoint, DiskTokenStore(tmp_path / "c"), clock, lock_poll=0.001)
+    second = TokenBroker(endpoint, DiskTokenStore(tmp_path / "c"), clock, lock_poll=0.001)
+    endpoint.gate = asyncio.Event()
+    holder = asyncio.ensure_future(first.token(make_grant()))
+    await endpoint.started.wait()  # the first holds the lock and is asking the endpoint
+    waiters = [asyncio.ensure_future(second.token(make_grant())) for _ in range(10)]
+    await asyncio.sleep(0.05)  # give the waiters time to poll: they must not ask too
+    assert endpoint.calls == 1
+    endpoint.gate.set()
+    tokens = await asyncio.gather(holder, *waiters)
+    assert {token.access_token for token in tokens} == {"tok-1"}
+    assert endpoint.calls == 1
+    first.close()
+    second.close()
+
+
+async def test_a_dead_lock_holder_delays_the_others_by_at_most_its_lease(
+    tmp_path: Path, endpoint, clock, make_grant
+) -> None:
+    store = DiskTokenStore(tmp_path / "c")
+    broker = TokenBroker(endpoint, store, clock, lock_poll=0.01)
+    key = store.cache_key(make_grant())
+    assert await store.try_lock(key, "killed-process", lease=0.3)  # never released
+    token = await asyncio.wait_for(broker.token(make_grant()), timeout=10)
+    assert token.access_token == "tok-1"
+    assert endpoint.calls == 1
+    broker.close()

@@ -177,3 +177,16 @@ async def test_broken_entry_reads_as_missing(store: DiskTokenStore, make_grant) 
     assert await store.load(key) is None
     await store.save(key, TOKEN, ttl=3600)
     assert await store.load(key) == TOKEN
+
+
+@pytest.mark.anyio
+async def test_lock_is_exclusive_and_released_only_by_its_owner(tmp_path: Path) -> None:
+    store = DiskTokenStore(tmp_path / "c")
+    other = DiskTokenStore(tmp_path / "c")  # another process on the same directory
+    assert await store.try_lock("k", "me", lease=60)
+    assert not await other.try_lock("k", "you", lease=60)
+    await other.unlock("k", "you")  # not the owner: no effect
+    assert not await other.try_lock("k", "you", lease=60)
+    await store.unlock("k", "me")
+    assert await other.try_lock("k", "you", lease=60)
+    assert await store.try_lock("other-key", "me", lease=60)  # locks are per key
