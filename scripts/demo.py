@@ -20,9 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from mitm_oauth2.policy import safety_margin
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
 from mitm_oauth2.devservers import DevServers
+from mitm_oauth2.policy import safety_margin
 
 ROOT = Path(__file__).resolve().parents[1]
 # The venv's mitmdump, beside this interpreter (unresolved: the venv's python is a symlink).

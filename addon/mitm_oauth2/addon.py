@@ -17,12 +17,13 @@ from mitmproxy import http
 
 from .broker import TokenBroker
 from .config import BackendConfig
+from .config import Config
 from .config import ConfigError
-from .config import load_config
 from .hosts import HostRouter
-from .problem import CONTENT_TYPE
 from .problem import token_unavailable
+from .replay import Replays
 from .tokens import TokenError
+from .watch import ConfigWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class OAuth2Backend:
         self.router: HostRouter[BackendConfig] = HostRouter()
         self.broker: TokenBroker | None = None
         self.cache_dir: Path | None = None
+        self.replays = Replays()
+        self.watcher = ConfigWatcher(self._reload)
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -64,19 +67,41 @@ class OAuth2Backend:
             return
         if ctx.options.oauth2_config is None:
             self.router = HostRouter()
+            self.watcher.follow(None)
             logger.warning("oauth2_config is not set: no backend gets tokens")
             return
+        path = Path(os.path.expanduser(ctx.options.oauth2_config))
+        if self.watcher.is_current(path):
+            # Same file, not changed since read: keep what runs. This is also how mitmproxy rolls
+            # back a refused update (configure again with the old values); edits of the file
+            # itself are the watcher's business, and it keeps the last good version running.
+            self._open_cache(self._cache_dir())
+            return
+        # Everything is read and validated before anything is swapped: a refused update (which
+        # mitmproxy rolls back) leaves router, broker and watcher as they were.
         try:
-            config = load_config(os.path.expanduser(ctx.options.oauth2_config))
-            router = HostRouter(
-                (host, backend) for backend in config.backends for host in backend.hosts
-            )
+            snapshot = self.watcher.load(path)
+            router = self._route(snapshot.config)
         except (ConfigError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from e
         self._open_cache(self._cache_dir())
         self.router = router
+        self.watcher.follow(snapshot)
+        config = snapshot.config
         names = ", ".join(backend.name for backend in config.backends)
         logger.info("oauth2: %d backend(s) from %s: %s", len(config.backends), config.path, names)
+
+    @staticmethod
+    def _route(config: Config) -> HostRouter[BackendConfig]:
+        return HostRouter((host, backend) for backend in config.backends for host in backend.hosts)
+
+    def _reload(self, config: Config) -> None:
+        """The watcher's callback for a changed file: one assignment, so no flow sees a mix."""
+        self.router = self._route(config)
+
+    def running(self) -> None:
+        # Synchronous on purpose: script hot reload calls running/done without awaiting them.
+        self.watcher.start()
 
     def _cache_dir(self) -> Path:
         if ctx.options.oauth2_cache_dir:
@@ -111,17 +136,42 @@ class OAuth2Backend:
             return
         request.headers["Authorization"] = f"{token.token_type} {token.access_token}"
 
+    def request(self, flow: http.HTTPFlow) -> None:
+        # A replay given up on while queued must not reach the backend after its caller's answer.
+        self.replays.drop_abandoned(flow)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        if self.replays.settle(flow):
+            return  # one of our replays: the request waiting for it takes its answer
+        if flow.error or not flow.live or self.broker is None:
+            return
+        backend = self._backend_of(flow)
+        if backend is not None:
+            await self.replays.on_response(flow, backend, self.broker)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.replays.settle(flow)
+
+    def _backend_of(self, flow: http.HTTPFlow) -> BackendConfig | None:
+        """The backend whose token `requestheaders` put on this flow, if it did."""
+        meta = flow.metadata.get("oauth2")
+        if not isinstance(meta, dict) or "error" in meta:
+            return None
+        request = flow.request
+        backend = self.router.match(request.host, request.port, request.scheme)
+        # The current settings (retry_on_401 may have changed); never another backend's grant.
+        return backend if backend is not None and backend.name == meta.get("backend") else None
+
     @staticmethod
     def _refuse(flow: http.HTTPFlow, backend: BackendConfig, error: TokenError) -> None:
         problem = token_unavailable(backend.name, error)
         # A streamed body would go upstream before our answer; buffer it so nothing is forwarded.
         flow.request.stream = False
-        flow.response = http.Response.make(
-            problem.status, problem.to_json(), {"Content-Type": CONTENT_TYPE}
-        )
+        flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
         flow.metadata["oauth2"]["error"] = error.cause
 
     def done(self) -> None:
+        self.watcher.stop()
         if self.broker is not None:
             self.broker.close()
             self.broker = None

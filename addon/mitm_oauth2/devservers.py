@@ -41,6 +41,10 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "content_type": (None, (str, NoneType)),
     "retry_after": (None, (int, str, NoneType)),
     "down": (False, (bool,)),  # close token connections without answering
+    # backend_status forces every backend answer (e.g. 401 or 403, token or not), with
+    # backend_challenge as its WWW-Authenticate header when set.
+    "backend_status": (None, (int, NoneType)),
+    "backend_challenge": (None, (str, NoneType)),
 }
 Reply = tuple[int, dict[str, Any], dict[str, str]]
 
@@ -111,6 +115,7 @@ class State:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not block stop()
+    request_queue_size = 1024  # crowds of 200 connect at once; the default backlog of 5 drops SYNs
 
     def __init__(
         self, port: int, handler: type[_Handler], state: State, tls: ssl.SSLContext | None
@@ -295,8 +300,14 @@ class _BackendHandler(_Handler):
         ok = scheme.lower() == "bearer" and bool(token) and state.token_valid(token)
         echo = {"method": self.command, "path": self.path, "body": text}
         host = self.headers.get("Host")
+        knobs = state.configure({})
+        forced, challenge = knobs["backend_status"], knobs["backend_challenge"]
+        ok = ok and forced is None
         state.record("backend", {**echo, "authorization": values, "host": host, "ok": ok})
-        if ok:
+        if forced is not None:
+            headers = {"WWW-Authenticate": challenge} if challenge else {}
+            self._send(forced, {"ok": False, **echo, "error": "forced"}, headers)
+        elif ok:
             self._send(200, {"ok": True, **echo, "token_id": token_id(token)}, {})
         elif not values:
             self._send(401, {"ok": False, "error": "no token"}, {"WWW-Authenticate": "Bearer"})

@@ -145,18 +145,20 @@ async def test_concurrent_callers_cause_one_token_request(
 
 
 def test_expired_token_is_renewed(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
-    # A 2 s token is reused for 1 s (margin = half the lifetime), then renewed by a request.
+    # A 2 s token is reused for 1 s (margin = half the lifetime), then renewed ahead of expiry.
     devservers.configure(expires_in=2)
     proxy = mitmdump(config_for(devservers))
     deadline = time.monotonic() + 15
     with proxy.client() as client:
-        while devservers.token_requests() < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             assert client.get(f"{devservers.backend_url}/r").status_code == 200
-            time.sleep(0.2)  # paces the loop; the assertion is on the count, not on timing
+            if len({headers[0] for headers in bearer_tokens_seen(devservers)}) == 2:
+                break
+            time.sleep(0.2)  # paces the loop; the assertions are on counts, not on timing
+    tokens = [headers[0] for headers in bearer_tokens_seen(devservers)]
+    assert len(set(tokens)) == 2
     assert devservers.token_requests() == 2
-    tokens = {headers[0] for headers in bearer_tokens_seen(devservers)}
-    assert len(tokens) == 2
-    assert len(devservers.backend_requests()) > 2  # the first token was reused before renewal
+    assert tokens.count(tokens[0]) > 1  # the first token was reused before renewal
 
 
 def test_max_token_age_caps_expires_in(

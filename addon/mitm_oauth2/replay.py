@@ -1,0 +1,281 @@
+"""Self-healing on a backend's 401: evict the rejected token, get a fresh one, replay once.
+
+The replay is mitmproxy's own client replay (the `clientplayback` addon) of a copy of the flow,
+so it goes out with mitmproxy's upstream settings (TLS verification, upstream proxy mode, client
+certificates) rather than around them. It passes through the addon chain again, where
+`requestheaders` puts the fresh token on it; its `response` or `error` hook hands it back here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Protocol
+
+from mitmproxy import ctx
+from mitmproxy import http
+
+from .config import BackendConfig
+from .credentials import TokenGrant
+from .problem import token_unavailable
+from .tokens import Token
+from .tokens import TokenError
+
+logger = logging.getLogger(__name__)
+
+# How long a request waits for its replay. mitmproxy has no upstream read timeout of its own,
+# and a replay dropped from clientplayback's queue (`replay.client.stop`) would never finish.
+REPLAY_TIMEOUT = 60.0
+# After a token rejected right after it was issued, that token is not evicted again for this
+# long: a backend that rejects every token would otherwise cost one token request per request.
+REJECTED_FRESH_COOLDOWN = 30.0
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# One element of a WWW-Authenticate value (RFC 9110 §11.6.1): an auth-param `name=value`, or a
+# bare token, which starts a new challenge (a token68 credential parses as a harmless param).
+_ELEMENT = re.compile(rf'[\s,]*(?:({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)|({_TOKEN}))')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+class Broker(Protocol):
+    """What a replay needs from the TokenBroker."""
+
+    async def token(self, grant: TokenGrant) -> Token: ...
+
+    async def invalidate(self, grant: TokenGrant, access_token: str) -> None: ...
+
+
+# Sends a copy of a flow again; raises ReplayError when it cannot.
+StartReplay = Callable[[http.HTTPFlow], None]
+
+
+class ReplayError(Exception):
+    """A replay could not be started."""
+
+
+class Action(enum.Enum):
+    PASS = "pass"  # the answer goes to the caller as is
+    EVICT = "evict"  # the token was rejected, but the request cannot be sent again
+    REPLAY = "replay"
+
+
+def parse_challenges(values: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+    """(scheme, params) per challenge, names in lower case; stops at what it cannot parse."""
+    challenges: list[tuple[str, dict[str, str]]] = []
+    for value in values:
+        pos = 0
+        while (match := _ELEMENT.match(value, pos)) is not None:
+            pos = match.end()
+            name, raw, scheme = match.groups()
+            if scheme is not None:
+                challenges.append((scheme.lower(), {}))
+            elif challenges:
+                if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+                    raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
+                challenges[-1][1][name.lower()] = raw
+    return challenges
+
+
+def token_rejected(response: http.Response) -> bool:
+    """Whether the backend says the token itself is bad, so that a fresh one may succeed.
+
+    A 401 without a challenge, or with a Bearer challenge whose error is `invalid_token` or
+    absent (RFC 6750 §3.1 makes the error optional). Not a 403 (`insufficient_scope`: a fresh
+    token has the same scope), not another Bearer error such as `invalid_request` (the request
+    is at fault), not a challenge for other schemes only (the backend wants other credentials).
+    """
+    if response.status_code != 401:
+        return False
+    values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
+    if not values:
+        return True
+    bearer = [params for scheme, params in parse_challenges(values) if scheme == "bearer"]
+    return any(params.get("error", "invalid_token") == "invalid_token" for params in bearer)
+
+
+def is_replay(flow: http.HTTPFlow) -> bool:
+    """A client replay (ours or a user's): its answer goes to whoever replayed it, as is."""
+    meta = flow.metadata.get("oauth2")
+    return flow.is_replay == "request" or (isinstance(meta, dict) and "replay_of" in meta)
+
+
+def decide(flow: http.HTTPFlow, retry_on_401: bool) -> tuple[Action, str]:
+    """What to do with a backend's answer to a request that carried our token, and why."""
+    response = flow.response
+    if response is None or not token_rejected(response):
+        return Action.PASS, "the token was not rejected"
+    if not retry_on_401:
+        return Action.PASS, "retry_on_401 is off"
+    if is_replay(flow):
+        return Action.PASS, "a replay is never replayed again"
+    if flow.request.stream or flow.request.raw_content is None:
+        return Action.EVICT, "the request body was streamed"
+    if response.stream or response.raw_content is None:
+        return Action.EVICT, "the response was already streamed to the client"
+    return Action.REPLAY, "token rejected"
+
+
+def sent_token(flow: http.HTTPFlow) -> str | None:
+    """The access token on the request (as `requestheaders` put it there)."""
+    _, _, token = flow.request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None
+
+
+def _digest(token: str) -> str:
+    # Only a digest is remembered, so no token stays around longer than the broker keeps it.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_client_replay(replay: http.HTTPFlow) -> None:
+    """Queues `replay` on mitmproxy's client replay (the `replay.client` command)."""
+    # (mitmproxy leaves AddonManager.get, Flow.kill and Flow.copy unannotated.)
+    playback = ctx.master.addons.get("clientplayback")  # type: ignore[no-untyped-call]
+    if playback is None:
+        raise ReplayError("mitmproxy's clientplayback addon is not loaded")
+    problem = playback.check(replay)
+    if problem:  # start_replay would only log and skip it, leaving us waiting
+        raise ReplayError(problem)
+    playback.start_replay([replay])
+
+
+class Replays:
+    """Handles backend answers that reject our token, and the replays they start."""
+
+    def __init__(
+        self,
+        start: StartReplay = start_client_replay,
+        timeout: float = REPLAY_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._start = start
+        self._timeout = timeout
+        self._clock = clock
+        # replay flow id -> (original flow id, the future its original waits on)
+        self._pending: dict[str, tuple[str, asyncio.Future[http.HTTPFlow]]] = {}
+        # replays given up on while still queued: killed before they go out
+        self._abandoned: set[str] = set()
+        # backend -> (digest of a token rejected right after it was issued, when)
+        self._rejected_fresh: dict[str, tuple[str, float]] = {}
+
+    async def on_response(
+        self, flow: http.HTTPFlow, backend: BackendConfig, broker: Broker
+    ) -> None:
+        """A backend answered `flow`, which carried our token: heal a rejected token."""
+        action, reason = decide(flow, backend.retry_on_401)
+        token = sent_token(flow)
+        if action is Action.PASS or token is None:
+            return
+        meta = flow.metadata["oauth2"]
+        if self._recently_rejected_fresh(backend.name, token):
+            meta["no_replay"] = "a fresh token was rejected just before"
+            return
+        # Compare-and-delete: a token renewed meanwhile (here or by another process) is kept.
+        await broker.invalidate(backend.grant, token)
+        if action is Action.EVICT:
+            meta["no_replay"] = reason
+            logger.info(
+                "backend %s: token rejected (401), evicted; not replayed: %s", backend.name, reason
+            )
+            return
+        try:
+            # Single flight in the broker; the replay's requestheaders then finds it in memory,
+            # so clientplayback's queue (one replay at a time by default) never waits on the IdP.
+            await broker.token(backend.grant)
+        except TokenError as e:
+            problem = token_unavailable(backend.name, e)
+            flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
+            meta["error"] = e.cause
+            return
+        try:
+            replay = await self._replay(flow)
+        except ReplayError as e:
+            replay = f"not sent: {e}"
+        else:
+            meta["replayed"] = True
+        if isinstance(replay, str):
+            meta["replay_error"] = replay
+            logger.warning(
+                "backend %s: replay after a 401 failed (%s); the client gets the 401",
+                backend.name,
+                replay,
+            )
+            return
+        answer = replay.response
+        assert answer is not None  # _replay returns only a replay that has a response
+        flow.response = answer.copy()
+        fresh = sent_token(replay)
+        if fresh is not None and token_rejected(answer):
+            self._rejected_fresh[backend.name] = (_digest(fresh), self._clock())
+            logger.warning(
+                "backend %s: token rejected (401), and the fresh one too: the client gets the "
+                "second 401 (%.0f s without eviction for that token)",
+                backend.name,
+                REJECTED_FRESH_COOLDOWN,
+            )
+        else:
+            logger.info(
+                "backend %s: token rejected (401); replayed with a fresh token: %d",
+                backend.name,
+                answer.status_code,
+            )
+
+    def settle(self, flow: http.HTTPFlow) -> bool:
+        """Hands a finished replay (`response` or `error`) to the request waiting for it.
+
+        Returns True if the flow is one of our replays.
+        """
+        pending = self._pending.pop(flow.id, None)
+        if pending is None:
+            return False
+        original_id, waiting = pending
+        flow.metadata.setdefault("oauth2", {})["replay_of"] = original_id
+        if not waiting.done():
+            waiting.set_result(flow)
+        return True
+
+    def drop_abandoned(self, flow: http.HTTPFlow) -> None:
+        """Kills a replay given up on before it left: its caller already has an answer."""
+        if flow.id in self._abandoned:
+            self._abandoned.discard(flow.id)
+            if flow.killable:
+                flow.kill()  # type: ignore[no-untyped-call]
+
+    async def _replay(self, flow: http.HTTPFlow) -> http.HTTPFlow | str:
+        """Sends a copy of `flow` again: the finished copy, or why it has no answer.
+
+        Raises ReplayError when the copy could not be sent at all.
+        """
+        # Same method, URL, headers and body; a new id; not live (as clientplayback requires).
+        replay: http.HTTPFlow = flow.copy()  # type: ignore[no-untyped-call]
+        waiting = asyncio.get_running_loop().create_future()
+        self._pending[replay.id] = (flow.id, waiting)
+        try:
+            self._start(replay)
+            finished: http.HTTPFlow = await asyncio.wait_for(waiting, self._timeout)
+        except TimeoutError:
+            if replay.killable:  # in flight: its answer, if any, is dropped
+                replay.kill()  # type: ignore[no-untyped-call]
+            else:  # still queued
+                self._abandoned.add(replay.id)
+            return f"no answer within {self._timeout:g} s"
+        finally:
+            self._pending.pop(replay.id, None)
+        if finished.response is None:
+            return finished.error.msg if finished.error else "no response"
+        return finished
+
+    def _recently_rejected_fresh(self, backend: str, token: str) -> bool:
+        rejected = self._rejected_fresh.get(backend)
+        if rejected is None:
+            return False
+        digest, when = rejected
+        if self._clock() - when >= REJECTED_FRESH_COOLDOWN:
+            del self._rejected_fresh[backend]
+            return False
+        return digest == _digest(token)
