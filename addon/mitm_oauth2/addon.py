@@ -15,6 +15,7 @@ from mitmproxy import ctx
 from mitmproxy import exceptions
 from mitmproxy import http
 
+from .broker import DEFAULT_LOCK_LEASE
 from .broker import TokenBroker
 from .config import BackendConfig
 from .config import Config
@@ -39,6 +40,7 @@ class OAuth2Backend:
         self.router: HostRouter[BackendConfig] = HostRouter()
         self.broker: TokenBroker | None = None
         self.cache_dir: Path | None = None
+        self.lock_lease = DEFAULT_LOCK_LEASE
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
 
@@ -61,10 +63,21 @@ class OAuth2Backend:
             Default: {CACHE_DIR_NAME} inside mitmproxy's confdir.
             """,
         )
+        loader.add_option(
+            "oauth2_lock_lease",
+            int,
+            int(DEFAULT_LOCK_LEASE),
+            """
+            Seconds one process may hold the token cache's lock while it asks for a token;
+            processes sharing the cache wait at most this long for a holder that died.
+            """,
+        )
 
     def configure(self, updated: Set[str]) -> None:
-        if not {"oauth2_config", "oauth2_cache_dir", "confdir"} & updated:
+        if not {"oauth2_config", "oauth2_cache_dir", "oauth2_lock_lease", "confdir"} & updated:
             return
+        if ctx.options.oauth2_lock_lease < 1:
+            raise exceptions.OptionsError("oauth2_lock_lease: must be at least 1 second")
         if ctx.options.oauth2_config is None:
             self.router = HostRouter()
             self.watcher.follow(None)
@@ -109,17 +122,18 @@ class OAuth2Backend:
         return Path(ctx.options.confdir).expanduser() / CACHE_DIR_NAME
 
     def _open_cache(self, cache_dir: Path) -> None:
-        if self.broker is not None and cache_dir == self.cache_dir:
+        lease = float(ctx.options.oauth2_lock_lease)
+        if self.broker is not None and (cache_dir, lease) == (self.cache_dir, self.lock_lease):
             return
         try:
-            broker = TokenBroker.on_disk(cache_dir)
+            broker = TokenBroker.on_disk(cache_dir, lock_lease=lease)
         except Exception as e:
             raise exceptions.OptionsError(
                 f"oauth2_cache_dir: cannot open token cache {cache_dir} ({e})"
             ) from e
         if self.broker is not None:
             self.broker.close()
-        self.broker, self.cache_dir = broker, cache_dir
+        self.broker, self.cache_dir, self.lock_lease = broker, cache_dir, lease
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.broker is None:

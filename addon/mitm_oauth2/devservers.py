@@ -67,6 +67,7 @@ class State:
             self._knobs = {name: default for name, (default, _) in KNOBS.items()}
             self._tokens: dict[str, float | None] = {}  # token -> monotonic expiry
             self._logs: dict[str, list[dict[str, Any]]] = {"token": [], "backend": []}
+            self._arrived = 0  # token requests received, answered or not (the log waits)
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
         for key, value in changes.items():
@@ -98,15 +99,20 @@ class State:
         with self._lock:
             self._tokens.clear()
 
+    def arrive(self) -> None:
+        with self._lock:
+            self._arrived += 1
+
     def record(self, log: str, entry: dict[str, Any]) -> None:
         with self._lock:
             self._logs[log].append(entry)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            logs = copy.deepcopy(self._logs)
+            logs, arrived = copy.deepcopy(self._logs), self._arrived
         return {
             "token_requests": len(logs["token"]),
+            "token_requests_arrived": arrived,
             "token_request_log": logs["token"],
             "backend_requests": logs["backend"],
         }
@@ -231,6 +237,7 @@ class _TokenHandler(_Handler):
 
     def _token(self, raw: bytes) -> None:
         state, knobs = self.server.state, self.server.state.configure({})
+        state.arrive()
         entry: dict[str, Any] = {"time": time.time(), "auth": None, "client_id": None}
         status, fields, headers = self._authorize(raw, entry)
         time.sleep(knobs["delay"])

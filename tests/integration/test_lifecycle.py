@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -135,3 +138,34 @@ def test_idp_outage_keeps_serving_the_valid_token(
     assert devservers.token_requests() >= 2  # the renewal was tried while the token was valid
     assert all(request["ok"] for request in devservers.backend_requests())
     assert "current token used until it expires" in proxy.output()
+
+
+def test_sigkilled_lock_holder_delays_the_others_at_most_its_lease(
+    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+) -> None:
+    devservers.configure(delay=5)  # the holder is still waiting for its token when killed
+    shared = tmp_path / "shared-cache"
+    lease = ("--set", "oauth2_lock_lease=2")
+    holder = mitmdump(config_for(devservers), *lease, cache_dir=shared)
+    other = mitmdump(config_for(devservers), *lease, cache_dir=shared)
+    stuck = threading.Thread(target=lambda: request_quietly(holder, devservers.backend_url))
+    stuck.start()
+    deadline = time.monotonic() + 10
+    while devservers.stats()["token_requests_arrived"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # waits for the holder's token request to arrive
+    assert devservers.token_requests() == 0  # not answered yet
+    assert holder.proc is not None
+    holder.proc.send_signal(signal.SIGKILL)  # dies holding the lock
+    holder.proc.wait(timeout=10)
+    stuck.join(timeout=15)
+    devservers.configure(delay=0)
+    with other.client(timeout=15) as client:
+        answer = client.get(f"{devservers.backend_url}/after-kill")
+    assert answer.status_code == 200
+    assert devservers.stats()["token_requests_arrived"] == 2
+    assert "/before-kill" not in [r["path"] for r in devservers.backend_requests()]
+
+
+def request_quietly(proxy: Proxy, url: str) -> None:
+    with contextlib.suppress(httpx.HTTPError), proxy.client(timeout=15) as client:
+        client.get(f"{url}/before-kill")

@@ -57,7 +57,7 @@ def brokers(monkeypatch: pytest.MonkeyPatch) -> list[StubBroker]:
 
     class FakeTokenBroker:
         @staticmethod
-        def on_disk(cache_dir: Path) -> StubBroker:
+        def on_disk(cache_dir: Path, lock_lease: float) -> StubBroker:
             opened.append(StubBroker(cache_dir))
             return opened[-1]
 
@@ -123,6 +123,17 @@ def test_good_config_opens_a_private_cache(tmp_path: Path) -> None:
         assert backend.name == "api"
         addon.done()
         assert addon.broker is None
+
+
+def test_lock_lease_is_validated_and_reopens_the_cache(tmp_path: Path, brokers) -> None:
+    addon = OAuth2Backend()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth2_config=str(config_file(tmp_path)))
+        with pytest.raises(exceptions.OptionsError, match="oauth2_lock_lease"):
+            tctx.configure(addon, oauth2_lock_lease=0)
+        assert len(brokers) == 1
+        tctx.configure(addon, oauth2_lock_lease=5)
+        assert (len(brokers), addon.lock_lease) == (2, 5.0)
 
 
 def test_unusable_cache_dir_is_refused(tmp_path: Path) -> None:

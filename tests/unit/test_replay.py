@@ -386,7 +386,9 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
     runs each copy through the addon's hooks the way the proxy would."""
     broker = StubBroker()
     monkeypatch.setattr(
-        addon_module, "TokenBroker", type("B", (), {"on_disk": staticmethod(lambda d: broker)})
+        addon_module,
+        "TokenBroker",
+        type("B", (), {"on_disk": staticmethod(lambda d, lock_lease: broker)}),
     )
     extra = getattr(request, "param", "")
     path = tmp_path / "backends.toml"
