@@ -106,7 +106,11 @@ class OAuth2Backend:
 
     @staticmethod
     def _route(config: Config) -> HostRouter[BackendConfig]:
-        return HostRouter((host, backend) for backend in config.backends for host in backend.hosts)
+        return HostRouter(
+            (host, backend.path_prefix, backend)
+            for backend in config.backends
+            for host in backend.hosts
+        )
 
     def _reload(self, config: Config) -> None:
         """The watcher's callback for a changed file: one assignment, so no flow sees a mix."""
@@ -139,7 +143,7 @@ class OAuth2Backend:
         if flow.response or flow.error or not flow.live or self.broker is None:
             return
         request = flow.request
-        backend = self.router.match(request.host, request.port, request.scheme)
+        backend = self.router.match(request.host, request.port, request.scheme, request.path)
         if backend is None:
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
@@ -148,7 +152,10 @@ class OAuth2Backend:
         except TokenError as e:
             self._refuse(flow, backend, e)
             return
-        request.headers["Authorization"] = f"{token.token_type} {token.access_token}"
+        # Replaces whatever the caller sent under that name (every copy of the header).
+        request.headers[backend.header] = backend.header_format.replace(
+            "{token}", token.access_token
+        )
 
     def request(self, flow: http.HTTPFlow) -> None:
         # A replay given up on while queued must not reach the backend after its caller's answer.
@@ -172,7 +179,7 @@ class OAuth2Backend:
         if not isinstance(meta, dict) or "error" in meta:
             return None
         request = flow.request
-        backend = self.router.match(request.host, request.port, request.scheme)
+        backend = self.router.match(request.host, request.port, request.scheme, request.path)
         # The current settings (retry_on_401 may have changed); never another backend's grant.
         return backend if backend is not None and backend.name == meta.get("backend") else None
 

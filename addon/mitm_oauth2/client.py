@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import json
 import logging
 import math
+import ssl
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -14,32 +14,17 @@ from urllib.parse import quote_plus
 
 import httpx
 
+from .client_auth import authenticate
 from .credentials import AuthMethod
 from .credentials import ClientCredentials
+from .credentials import TokenTransport
+from .discovery import Discovery
+from .http_util import printable
+from .http_util import read_limited
 from .tokens import TokenError
 from .tokens import TokenResponse
 
 logger = logging.getLogger(__name__)
-
-# A token response is a few KiB at most; a larger body is a misbehaving server, never read whole.
-MAX_RESPONSE_BYTES = 1 << 20
-DEFAULT_TIMEOUT = 10.0
-
-
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """The `Authorization` value for client_secret_basic, encoded as RFC 6749 §2.3.1 requires.
-
-    Each part is form-urlencoded before joining, so a ':' '%' '+' '&' or space in a secret survives
-    (the seed recipe's plain base64 of `id:secret` breaks on those).
-    """
-    pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
-    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-
-
-def _printable(text: str, limit: int) -> str:
-    """Server-supplied text made safe for one log line or problem field."""
-    cleaned = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text)
-    return cleaned[:limit]
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -58,10 +43,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _scrub(text: str, secret: str) -> str:
-    """`text` without the secret, as written or form-urlencoded."""
-    for form in (secret, quote_plus(secret, safe="")):
-        text = text.replace(form, "***")
+def _scrub(text: str, secrets: list[str]) -> str:
+    """`text` without any credential, as written or form-urlencoded."""
+    for secret in secrets:
+        for form in (secret, quote_plus(secret, safe="")):
+            text = text.replace(form, "***")
     return text
 
 
@@ -82,69 +68,92 @@ def _parse_expires_in(value: Any) -> float | None:
 
 
 class TokenClient:
-    """Asks token endpoints for tokens; one shared connection pool for all backends."""
+    """Asks token endpoints for tokens; one connection pool per distinct token transport."""
 
-    def __init__(
-        self,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._timeout = timeout
-        # trust_env=False: the proxy's own environment often has HTTP(S)_PROXY pointing at the
-        # proxy itself, and a token call must never loop through it.
-        self._http = httpx.AsyncClient(
-            timeout=timeout, transport=transport, trust_env=False, follow_redirects=False
-        )
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport  # tests inject a mock; production uses httpx's own
+        self._pools: dict[TokenTransport, httpx.AsyncClient] = {}
+        self._discovery = Discovery()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
     async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
-        form = {"grant_type": "client_credentials"}
+        http = self._pool(credentials.transport)
+        endpoint = credentials.token_url
+        if endpoint is None:
+            assert credentials.issuer is not None  # config requires one of the two
+            mtls = credentials.auth_method is AuthMethod.TLS_CLIENT_AUTH
+            endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
+        form: dict[str, str | list[str]] = {"grant_type": "client_credentials"}
         if credentials.scope:
             form["scope"] = credentials.scope
-        headers = {"Accept": "application/json"}
-        secret = credentials.client_secret.reveal()
-        # Exactly one client authentication method per request (RFC 6749 §2.3).
-        if credentials.auth_method is AuthMethod.CLIENT_SECRET_BASIC:
-            headers["Authorization"] = basic_credentials(credentials.client_id, secret)
-        else:
-            form["client_id"] = credentials.client_id
-            form["client_secret"] = secret
-        status, body, retry_after = await self._post(credentials.token_url, form, headers)
+        if credentials.audience:
+            form["audience"] = credentials.audience
+        if credentials.resources:
+            form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
+        form.update(credentials.extra_params)
+        auth = authenticate(credentials, endpoint)
+        form.update(auth.form)
+        headers = {**dict(credentials.token_headers), "Accept": "application/json", **auth.headers}
+        status, body, retry_after = await self._post(
+            http, endpoint, form, headers, credentials.transport.timeout
+        )
         try:
-            return self._parse(status, body, secret)
+            return self._parse(status, body, list(auth.secrets), endpoint)
         except TokenError as e:
             e.retry_after = retry_after
             raise
 
+    def _pool(self, transport: TokenTransport) -> httpx.AsyncClient:
+        pool = self._pools.get(transport)
+        if pool is None:
+            context = ssl.create_default_context(cafile=transport.ca_bundle)
+            if transport.ca_bundle is None:
+                context = httpx.create_ssl_context()  # httpx's default trust store (certifi)
+            if transport.client_cert is not None:
+                identity = transport.client_cert
+                context.load_cert_chain(identity.cert_file, identity.key_file)
+            # trust_env=False: the proxy's own environment often has HTTP(S)_PROXY pointing at
+            # the proxy itself, and a token call must never loop through it.
+            pool = httpx.AsyncClient(
+                timeout=transport.timeout,
+                verify=context,
+                proxy=transport.proxy,
+                transport=self._transport,
+                trust_env=False,
+                follow_redirects=False,
+            )
+            self._pools[transport] = pool
+        return pool
+
     async def _post(
-        self, url: str, form: dict[str, str], headers: dict[str, str]
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        form: dict[str, str | list[str]],
+        headers: dict[str, str],
+        limit: float,
     ) -> tuple[int, bytes, float | None]:
+        """Posts the form; `limit` is the pool's timeout, named in the error."""
         try:
-            async with self._http.stream("POST", url, data=form, headers=headers) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise TokenError(
-                            f"token endpoint sent more than {MAX_RESPONSE_BYTES} bytes",
-                            status=response.status_code,
-                        )
+            async with http.stream("POST", url, data=form, headers=headers) as response:
+                body = await read_limited(response, "token endpoint")
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                return response.status_code, bytes(body), retry_after
+                return response.status_code, body, retry_after
         except httpx.TimeoutException as e:
-            raise TokenError(f"token endpoint timed out after {self._timeout:g} s") from e
+            raise TokenError(f"token endpoint timed out after {limit:g} s") from e
         except httpx.ConnectError as e:
-            raise TokenError(f"cannot connect to token endpoint ({_printable(str(e), 120)})") from e
+            raise TokenError(f"cannot connect to token endpoint ({printable(str(e), 120)})") from e
         except httpx.RemoteProtocolError as e:
             raise TokenError("token endpoint closed the connection without an answer") from e
         except httpx.HTTPError as e:
             raise TokenError(f"token request failed ({type(e).__name__})") from e
 
     @staticmethod
-    def _parse(status: int, body: bytes, secret: str) -> TokenResponse:
+    def _parse(status: int, body: bytes, secrets: list[str], endpoint: str) -> TokenResponse:
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -155,16 +164,17 @@ class TokenClient:
             raise TokenError(f"token endpoint answered HTTP {status}", status=status)
         error = document.get("error")
         if error is not None or not 200 <= status < 300:
-            raise TokenClient._oauth_error(status, error, document.get("error_description"), secret)
+            description = document.get("error_description")
+            raise TokenClient._oauth_error(status, error, description, secrets)
         access_token = document.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
             raise TokenError("token response has no access_token", status=status)
         token_type = document.get("token_type")
         if token_type is None:
-            logger.warning("token response has no token_type; treating the token as Bearer")
+            logger.warning("%s: token response has no token_type; taken as Bearer", endpoint)
             token_type = "Bearer"
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            kind = _printable(str(token_type), 40)
+            kind = printable(str(token_type), 40)
             # RFC 6749 §7.1: a client must not use a token type it does not understand.
             raise TokenError(
                 f"token endpoint issued token_type '{kind}', not Bearer", status=status
@@ -178,14 +188,14 @@ class TokenClient:
         )
 
     @staticmethod
-    def _oauth_error(status: int, error: Any, description: Any, secret: str) -> TokenError:
+    def _oauth_error(status: int, error: Any, description: Any, secrets: list[str]) -> TokenError:
         if not isinstance(error, str):
             return TokenError(f"token endpoint answered HTTP {status}", status=status)
         # Some servers echo what they were sent; never let that carry the secret anywhere.
-        code = _printable(_scrub(error, secret), 64)
+        code = printable(_scrub(error, secrets), 64)
         described = None
         if isinstance(description, str) and description:
-            described = _printable(_scrub(description, secret), 200)
+            described = printable(_scrub(description, secrets), 200)
         return TokenError(
             f"token endpoint answered HTTP {status} with error '{code}'",
             oauth_error=code,

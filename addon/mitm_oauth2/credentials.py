@@ -37,22 +37,113 @@ class AuthMethod(enum.StrEnum):
 
     CLIENT_SECRET_BASIC = "client_secret_basic"
     CLIENT_SECRET_POST = "client_secret_post"
+    CLIENT_SECRET_JWT = "client_secret_jwt"  # RFC 7523, HMAC over the secret
+    PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523, signed with the client's private key
+    TLS_CLIENT_AUTH = "tls_client_auth"  # RFC 8705, the client certificate authenticates
+
+    @property
+    def uses_secret(self) -> bool:
+        return self in (
+            AuthMethod.CLIENT_SECRET_BASIC,
+            AuthMethod.CLIENT_SECRET_POST,
+            AuthMethod.CLIENT_SECRET_JWT,
+        )
+
+
+class BasicEncoding(enum.StrEnum):
+    """client_secret_basic: form-urlencode id and secret first (RFC 6749 §2.3.1), or not."""
+
+    FORM = "form"
+    RAW = "raw"  # for servers that do not decode; never chosen automatically
+
+
+class AssertionAudience(enum.StrEnum):
+    """The `aud` of a JWT client assertion (RFC 7523 §3)."""
+
+    TOKEN_ENDPOINT = "token_endpoint"
+    ISSUER = "issuer"  # what draft-ietf-oauth-rfc7523bis and FAPI 2.0 ask for
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """private_key_jwt: a PEM private key and how to sign with it."""
+
+    path: str
+    pem: Secret = field(repr=False)
+    algorithm: str
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """A client certificate and its key (PEM files), presented on the token call."""
+
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class TokenTransport:
+    """How the token call itself travels: its own CA, timeout, proxy and client certificate."""
+
+    timeout: float = 10.0
+    ca_bundle: str | None = None
+    proxy: str | None = None
+    client_cert: TlsIdentity | None = None
 
 
 @dataclass(frozen=True)
 class ClientCredentials:
-    """One client-credentials grant: everything that decides which token the server issues."""
+    """One client-credentials grant: everything that decides which token the server issues.
 
-    token_url: str
+    Exactly one of `token_url` and `issuer` (RFC 8414 discovery of the token endpoint) is set.
+    """
+
     client_id: str
-    client_secret: Secret = field(repr=False)
-    scopes: tuple[str, ...] = ()
+    token_url: str | None = None
+    issuer: str | None = None
     auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
+    client_secret: Secret | None = field(default=None, repr=False)
+    basic_encoding: BasicEncoding = BasicEncoding.FORM
+    signing_key: SigningKey | None = None
+    assertion_audience: AssertionAudience = AssertionAudience.TOKEN_ENDPOINT
+    scopes: tuple[str, ...] = ()
+    audience: str | None = None
+    resources: tuple[str, ...] = ()
+    extra_params: tuple[tuple[str, str], ...] = ()
+    token_headers: tuple[tuple[str, str], ...] = ()
+    transport: TokenTransport = TokenTransport()
 
     @property
     def scope(self) -> str | None:
         """The `scope` parameter as sent: space-separated, or None when no scope is asked for."""
         return " ".join(self.scopes) if self.scopes else None
+
+    def identity(self) -> list[object]:
+        """Everything that decides which token is issued, order-insensitive where the request is.
+
+        Contains secret material: only ever fed to a keyed hash (see store.derive_cache_key).
+        """
+        return [
+            self.token_url,
+            self.issuer,
+            self.client_id,
+            self.auth_method.value,
+            self.client_secret.reveal() if self.client_secret else None,
+            self.basic_encoding.value,
+            self.signing_key.pem.reveal() if self.signing_key else None,
+            self.signing_key.algorithm if self.signing_key else None,
+            self.signing_key.key_id if self.signing_key else None,
+            self.assertion_audience.value,
+            sorted(self.scopes),
+            self.audience,
+            sorted(self.resources),
+            sorted(self.extra_params),
+            sorted((name.lower(), value) for name, value in self.token_headers),
+            [self.transport.client_cert.cert_file, self.transport.client_cert.key_file]
+            if self.transport.client_cert
+            else None,
+        ]
 
 
 @dataclass(frozen=True)

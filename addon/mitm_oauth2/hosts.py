@@ -97,43 +97,80 @@ def _parse_port(text: str, entry: str) -> int:
     return int(text)
 
 
-class HostRouter(Generic[T]):
-    """Maps (host, port, scheme) to a target; exact entries win over wildcards, longer over shorter.
+def request_path(target: str) -> str:
+    """The path of a request target, without query, with dot segments removed (RFC 3986 §5.2.4),
+    so `/api/../admin` is matched as the `/admin` the server will serve."""
+    path = target.split("?", 1)[0].split("#", 1)[0] or "/"
+    segments: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment != ".":
+            segments.append(segment)
+    trailing = path.endswith(("/.", "/..")) and segments
+    return "/" + "/".join(segments) + ("/" if trailing else "")
 
-    Lookups are dictionary probes, one per label at most, however many backends are configured.
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """`/api` covers `/api` and `/api/...`, not `/apix`; `/` covers everything."""
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
+
+
+_Routes = list[tuple[str, T]]  # (path prefix, target), longest prefix first
+
+
+class HostRouter(Generic[T]):
+    """Maps (host, port, scheme, path) to a target.
+
+    Exact host entries win over wildcards, longer wildcard domains over shorter, and within a
+    host the longest matching path prefix. Lookups are dictionary probes, one per label at
+    most, however many backends are configured.
     """
 
-    def __init__(self, entries: Iterable[tuple[HostPattern, T]] = ()) -> None:
-        self._exact: dict[tuple[str, int | None], T] = {}
-        self._wildcard: dict[tuple[str, int | None], T] = {}
-        for pattern, target in entries:
+    def __init__(self, entries: Iterable[tuple[HostPattern, str, T]] = ()) -> None:
+        self._exact: dict[tuple[str, int | None], _Routes[T]] = {}
+        self._wildcard: dict[tuple[str, int | None], _Routes[T]] = {}
+        for pattern, prefix, target in entries:
             table = self._wildcard if pattern.wildcard else self._exact
-            slot = (pattern.host, pattern.port)
-            if slot in table:
-                raise ValueError(f"host {pattern} is listed twice")
-            table[slot] = target
+            routes = table.setdefault((pattern.host, pattern.port), [])
+            if any(existing == prefix for existing, _ in routes):
+                raise ValueError(f"host {pattern} with path prefix {prefix} is listed twice")
+            routes.append((prefix, target))
+            routes.sort(key=lambda route: len(route[0]), reverse=True)
 
-    def match(self, host: str, port: int, scheme: str) -> T | None:
+    def match(self, host: str, port: int, scheme: str, path: str = "/") -> T | None:
         try:
             name = normalize_host(host)
         except ValueError:
             return None
         default = DEFAULT_PORTS.get(scheme) == port
-        found = self._lookup(self._exact, name, port, default)
+        path = request_path(path)
+        found = self._lookup(self._exact, name, port, default, path)
         if found is not None or not self._wildcard:
             return found
         labels = name.split(".")
         for i in range(1, len(labels)):
-            found = self._lookup(self._wildcard, ".".join(labels[i:]), port, default)
+            found = self._lookup(self._wildcard, ".".join(labels[i:]), port, default, path)
             if found is not None:
                 return found
         return None
 
     @staticmethod
     def _lookup(
-        table: dict[tuple[str, int | None], T], name: str, port: int, default: bool
+        table: dict[tuple[str, int | None], _Routes[T]],
+        name: str,
+        port: int,
+        default: bool,
+        path: str,
     ) -> T | None:
-        found = table.get((name, port))
-        if found is None and default:
-            found = table.get((name, None))
-        return found
+        candidates = [table.get((name, port))]
+        if default:
+            candidates.append(table.get((name, None)))
+        for routes in candidates:
+            for prefix, target in routes or ():
+                if prefix_matches(prefix, path):
+                    return target
+        return None

@@ -121,10 +121,13 @@ def decide(flow: http.HTTPFlow, retry_on_401: bool) -> tuple[Action, str]:
     return Action.REPLAY, "token rejected"
 
 
-def sent_token(flow: http.HTTPFlow) -> str | None:
-    """The access token on the request (as `requestheaders` put it there)."""
-    _, _, token = flow.request.headers.get("Authorization", "").partition(" ")
-    return token.strip() or None
+def sent_token(flow: http.HTTPFlow, backend: BackendConfig) -> str | None:
+    """The access token on the request, as `requestheaders` put it there (header and format)."""
+    value = flow.request.headers.get(backend.header, "")
+    before, _, after = backend.header_format.partition("{token}")
+    if not (value.startswith(before) and value.endswith(after)):
+        return None
+    return value[len(before) : len(value) - len(after)].strip() or None
 
 
 def _digest(token: str) -> str:
@@ -168,7 +171,7 @@ class Replays:
     ) -> None:
         """A backend answered `flow`, which carried our token: heal a rejected token."""
         action, reason = decide(flow, backend.retry_on_401)
-        token = sent_token(flow)
+        token = sent_token(flow, backend)
         if action is Action.PASS or token is None:
             return
         meta = flow.metadata["oauth2"]
@@ -209,7 +212,7 @@ class Replays:
         answer = replay.response
         assert answer is not None  # _replay returns only a replay that has a response
         flow.response = answer.copy()
-        fresh = sent_token(replay)
+        fresh = sent_token(replay, backend)
         if fresh is not None and token_rejected(answer):
             self._rejected_fresh[backend.name] = (_digest(fresh), self._clock())
             logger.warning(

@@ -52,18 +52,10 @@ def derive_cache_key(hmac_key: bytes, grant: TokenGrant) -> str:
     """`token/v1/<backend>/<hmac>`: everything that decides which token is issued, secret included.
 
     The HMAC is keyed with a random per-store key, so the secret can be neither read from the key
-    nor guessed offline from it; a changed secret, URL, client id, scope or method changes the key.
+    nor guessed offline from it; any change of URL, client id, secret or key, scope, audience,
+    resource, extra parameter or header, or auth method changes the key.
     """
-    creds = grant.credentials
-    material = json.dumps(
-        [
-            creds.token_url,
-            creds.client_id,
-            creds.client_secret.reveal(),
-            sorted(creds.scopes),
-            creds.auth_method.value,
-        ]
-    ).encode()
+    material = json.dumps(grant.credentials.identity()).encode()
     digest = hmac.new(hmac_key, material, hashlib.sha256).hexdigest()
     return f"token/{_KEY_VERSION}/{grant.backend}/{digest}"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from .config import Config
 from .config import ConfigError
 from .config import parse_config
+from .config_backend import FILE_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def read_config(path: Path, environ: Mapping[str, str] | None = None) -> Snapsho
 
 
 def secret_files(text: str, path: Path) -> list[Path]:
-    """The `client_secret_file`s named in `text`, resolved like config.py does (relative to the
-    TOML file's folder). Invalid TOML names none: there is nothing to apply anyway."""
+    """The files a configuration names (secrets, keys, certificates, CA bundles), resolved like
+    config_table.TableReader.file (relative to the TOML file's folder). Invalid TOML names none:
+    there is nothing to apply anyway."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
@@ -93,9 +95,10 @@ def secret_files(text: str, path: Path) -> list[Path]:
     tables = document.get("backend")
     files: list[Path] = []
     for table in tables if isinstance(tables, list) else []:
-        value = table.get("client_secret_file") if isinstance(table, dict) else None
-        if isinstance(value, str) and value.strip():
-            files.append(path.parent / Path(value).expanduser())
+        for key in FILE_KEYS:
+            value = table.get(key) if isinstance(table, dict) else None
+            if isinstance(value, str) and value.strip():
+                files.append(path.parent / Path(value).expanduser())
     return files
 
 

@@ -25,11 +25,11 @@ import pytest
 import trustme
 from harness import DevServersFactory
 from harness import DevServersProcess
-from harness import MitmdumpFactory
-from harness import Proxy
 from harness import TlsFiles
-from harness import mitmdump_args
-from harness import run_mitmdump
+from proxies import MitmdumpFactory
+from proxies import Proxy
+from proxies import mitmdump_args
+from proxies import run_mitmdump
 
 HERE = Path(__file__).resolve().parent
 _PROCESSES = pytest.StashKey[list[Any]]()

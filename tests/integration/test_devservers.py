@@ -15,8 +15,8 @@ from harness import DevServersFactory
 from harness import DevServersProcess
 from harness import TlsFiles
 from harness import basic_auth
-from harness import subprocess_env
 from harness import token_id
+from procs import subprocess_env
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import pytest
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import MitmdumpFactory
-from harness import Proxy
 from harness import toml_backend
+from proxies import MitmdumpFactory
+from proxies import Proxy
 
 
 def config_for(servers: DevServersProcess, **overrides: object) -> str:

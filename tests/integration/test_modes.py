@@ -17,8 +17,8 @@ from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersFactory
 from harness import DevServersProcess
-from harness import MitmdumpFactory
 from harness import toml_backend
+from proxies import MitmdumpFactory
 
 
 @dataclass

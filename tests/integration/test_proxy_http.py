@@ -14,9 +14,9 @@ import pytest
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import MitmdumpFactory
-from harness import curl
 from harness import toml_backend
+from procs import curl
+from proxies import MitmdumpFactory
 
 pytestmark = pytest.mark.anyio
 

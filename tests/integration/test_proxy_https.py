@@ -8,10 +8,10 @@ import pytest
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import MitmdumpFactory
 from harness import TlsFiles
-from harness import curl
 from harness import toml_backend
+from procs import curl
+from proxies import MitmdumpFactory
 
 
 def https_config(servers: DevServersProcess, host: str) -> str:

@@ -16,9 +16,9 @@ from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersFactory
 from harness import DevServersProcess
-from harness import MitmdumpFactory
-from harness import Proxy
 from harness import toml_backend
+from proxies import MitmdumpFactory
+from proxies import Proxy
 
 RELOAD_TIMEOUT = 15  # the watcher polls once a second; generous for a loaded CI machine
 

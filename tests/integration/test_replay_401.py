@@ -15,11 +15,11 @@ import pytest
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import MitmdumpFactory
-from harness import Proxy
 from harness import toml_backend
 from mitmproxy import http
 from mitmproxy import io
+from proxies import MitmdumpFactory
+from proxies import Proxy
 
 INVALID_TOKEN = 'Bearer error="invalid_token", error_description="The access token expired"'
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import mitmdump_args
-from harness import run_mitmdump
 from harness import toml_backend
+from proxies import mitmdump_args
+from proxies import run_mitmdump
 
 GOOD = {
     "name": "billing",

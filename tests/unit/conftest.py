@@ -1,13 +1,25 @@
-"""Shared fixtures for the unit tests: the anyio backend and a ready-made grant."""
+"""Shared fixtures for the unit tests: the anyio backend, a ready-made grant, the broker tests'
+fakes (broker_fakes.py) and the config watcher tests' recorder (watch_helpers.py)."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import pytest
+from broker_fakes import FakeClock
+from broker_fakes import FakeEndpoint
+from broker_fakes import MemoryStore
+from watch_helpers import Recorder
+from watch_helpers import toml
+
+from mitm_oauth2.broker import TokenBroker
 from mitm_oauth2.credentials import AuthMethod
 from mitm_oauth2.credentials import ClientCredentials
 from mitm_oauth2.credentials import Secret
 from mitm_oauth2.credentials import TokenGrant
+from mitm_oauth2.credentials import TokenTransport
+from mitm_oauth2.watch import ConfigWatcher
 
 # RFC 6749 §2.3.1 test secret: every character the seed recipe's raw base64 gets wrong.
 SECRET = "p@ss:w+rd/%=é"
@@ -27,13 +39,18 @@ def _make_grant(
     scopes: tuple[str, ...] = ("read", "write"),
     auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC,
     max_token_age: float = 3600.0,
+    token_timeout: float = 10.0,
+    **fields: Any,
 ) -> TokenGrant:
+    """A grant; `fields` sets any other ClientCredentials field (audience, resources, ...)."""
     credentials = ClientCredentials(
         token_url=token_url,
         client_id=client_id,
         client_secret=Secret(secret),
         scopes=scopes,
         auth_method=auth_method,
+        transport=TokenTransport(timeout=token_timeout),
+        **fields,
     )
     return TokenGrant(backend, credentials, max_token_age)
 
@@ -42,3 +59,44 @@ def _make_grant(
 def make_grant():
     """Factory for a TokenGrant; keyword arguments override one field each."""
     return _make_grant
+
+
+# --- the broker tests ---
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def endpoint() -> FakeEndpoint:
+    return FakeEndpoint()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def broker(endpoint, store, clock) -> TokenBroker:
+    return TokenBroker(endpoint, store, clock)
+
+
+# --- the config watcher tests ---
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def following(tmp_path: Path, recorder: Recorder) -> tuple[ConfigWatcher, Path]:
+    """A watcher following a good backends.toml, as configure() leaves it."""
+    path = tmp_path / "backends.toml"
+    path.write_text(toml(), encoding="utf-8")
+    watcher = ConfigWatcher(recorder, environ={})
+    watcher.follow(watcher.load(path))
+    return watcher, path

@@ -1,61 +1,24 @@
-"""The token request: RFC 6749 §2.3.1 client authentication, the form, and every way it can fail."""
+"""The token request: RFC 6749 §2.3.1 client authentication, the form, and the response parsed."""
 
 from __future__ import annotations
 
 import base64
-import email.utils
-from collections.abc import AsyncIterator
-from collections.abc import Callable
-from datetime import UTC
-from datetime import datetime
-from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs
-from urllib.parse import quote_plus
 from urllib.parse import unquote_plus
 
-import httpx
 import pytest
+from client_helpers import GOOD
+from client_helpers import SECRET
+from client_helpers import Recorder
+from client_helpers import ask
+from client_helpers import form
+from client_helpers import json_answer
 
-from mitm_oauth2.client import MAX_RESPONSE_BYTES
-from mitm_oauth2.client import TokenClient
-from mitm_oauth2.client import basic_credentials
-from mitm_oauth2.client import parse_retry_after
+from mitm_oauth2.client_auth import basic_credentials
 from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.credentials import BasicEncoding
 
 pytestmark = pytest.mark.anyio
-
-SECRET = "p@ss:w+rd/%=é"
-GOOD = {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}
-
-
-class Recorder:
-    """A MockTransport handler: answers with `answer(request)` and keeps every request."""
-
-    def __init__(self, answer: Callable[[httpx.Request], httpx.Response]) -> None:
-        self.answer = answer
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.answer(request)
-
-
-def json_answer(status: int, document: Any) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda request: httpx.Response(status, json=document)
-
-
-async def ask(handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any):
-    client = TokenClient(transport=httpx.MockTransport(handler), **kwargs)
-    try:
-        return await client.request_token(grant.credentials)
-    finally:
-        await client.aclose()
-
-
-def form(request: httpx.Request) -> dict[str, list[str]]:
-    return parse_qs(request.content.decode("ascii"), keep_blank_values=True, strict_parsing=True)
 
 
 @pytest.mark.parametrize(
@@ -67,13 +30,13 @@ def form(request: httpx.Request) -> dict[str, list[str]]:
     ],
 )
 def test_basic_credentials_vectors(client_id: str, secret: str, expected: str) -> None:
-    assert basic_credentials(client_id, secret) == expected
+    assert basic_credentials(client_id, secret, BasicEncoding.FORM) == expected
 
 
 @pytest.mark.parametrize("secret", [SECRET, "a:b:c", "100%", "x+y z&w=v", "ünï", "~-._*"])
 def test_basic_credentials_round_trip(secret: str) -> None:
     """A server decoding per RFC 6749 §2.3.1 gets the id and the secret back exactly."""
-    encoded = basic_credentials("my client", secret).removeprefix("Basic ")
+    encoded = basic_credentials("my client", secret, BasicEncoding.FORM).removeprefix("Basic ")
     raw_id, raw_secret = base64.b64decode(encoded).decode("ascii").split(":")
     assert (unquote_plus(raw_id), unquote_plus(raw_secret)) == ("my client", secret)
 
@@ -140,196 +103,3 @@ async def test_scope_in_response_is_kept(make_grant) -> None:
     assert response.scope == "read"
     response = await ask(json_answer(200, {**GOOD, "scope": ["read"]}), make_grant())
     assert response.scope is None
-
-
-def raw(status: int, body: bytes, content_type: str = "application/json"):
-    return lambda request: httpx.Response(
-        status, content=body, headers={"content-type": content_type}
-    )
-
-
-ECHO = f"client secret '{SECRET}' is wrong"
-
-FAILURES = [
-    # (id, handler, words in the cause, oauth_error, status)
-    (
-        "invalid_client",
-        json_answer(400, {"error": "invalid_client", "error_description": ECHO}),
-        ["HTTP 400", "invalid_client"],
-        "invalid_client",
-        400,
-    ),
-    ("401 no body", raw(401, b""), ["HTTP 401"], None, 401),
-    (
-        "503 html",
-        raw(503, b"<html>Service Unavailable</html>", "text/html"),
-        ["HTTP 503"],
-        None,
-        503,
-    ),
-    ("500 json without error", json_answer(500, {"message": SECRET}), ["HTTP 500"], None, 500),
-    ("500 error not a string", json_answer(500, {"error": 3}), ["HTTP 500"], None, 500),
-    ("200 not json", raw(200, b"access_token=tok-1", "text/plain"), ["JSON"], None, 200),
-    ("200 json array", json_answer(200, ["tok-1"]), ["JSON"], None, 200),
-    ("200 not utf-8", raw(200, b"\xff\xfe{}"), ["JSON"], None, 200),
-    (
-        "200 with error",
-        json_answer(200, {"error": "invalid_scope"}),
-        ["invalid_scope"],
-        "invalid_scope",
-        200,
-    ),
-    ("no access_token", json_answer(200, {"token_type": "Bearer"}), ["access_token"], None, 200),
-    (
-        "empty access_token",
-        json_answer(200, {**GOOD, "access_token": ""}),
-        ["access_token"],
-        None,
-        200,
-    ),
-    (
-        "blank access_token",
-        json_answer(200, {**GOOD, "access_token": " "}),
-        ["access_token"],
-        None,
-        200,
-    ),
-    (
-        "access_token number",
-        json_answer(200, {**GOOD, "access_token": 5}),
-        ["access_token"],
-        None,
-        200,
-    ),
-    (
-        "mac token",
-        json_answer(200, {**GOOD, "token_type": "mac"}),
-        ["mac", "not Bearer"],
-        None,
-        200,
-    ),
-    ("token_type number", json_answer(200, {**GOOD, "token_type": 1}), ["not Bearer"], None, 200),
-    ("302 redirect", raw(302, b"", "text/plain"), ["HTTP 302"], None, 302),
-]
-
-
-@pytest.mark.parametrize(
-    ("handler", "words", "oauth_error", "status"),
-    [case[1:] for case in FAILURES],
-    ids=[case[0] for case in FAILURES],
-)
-async def test_failures(make_grant, handler, words: list[str], oauth_error, status) -> None:
-    with pytest.raises(TokenError) as info:
-        await ask(handler, make_grant())
-    error = info.value
-    for word in words:
-        assert word in error.cause
-    assert error.oauth_error == oauth_error
-    assert error.status == status
-    assert SECRET not in error.cause
-    assert SECRET not in str(error)
-    assert SECRET not in (error.description or "")
-
-
-async def test_error_description_is_scrubbed(make_grant) -> None:
-    body = {"error": "invalid_client", "error_description": ECHO}
-    with pytest.raises(TokenError) as info:
-        await ask(json_answer(401, body), make_grant())
-    assert info.value.description == "client secret '***' is wrong"
-
-
-async def test_oversized_body(make_grant) -> None:
-    handler = raw(200, b'{"access_token": "' + b"x" * MAX_RESPONSE_BYTES + b'"}')
-    with pytest.raises(TokenError, match="more than"):
-        await ask(handler, make_grant())
-
-
-async def test_endless_body_is_not_read_whole(make_grant) -> None:
-    sent = 0
-
-    async def endless() -> AsyncIterator[bytes]:
-        nonlocal sent
-        while sent < 64 * MAX_RESPONSE_BYTES:
-            sent += 65536
-            yield b" " * 65536
-
-    with pytest.raises(TokenError, match="more than"):
-        await ask(lambda request: httpx.Response(200, content=endless()), make_grant())
-    assert sent <= 2 * MAX_RESPONSE_BYTES
-
-
-@pytest.mark.parametrize(
-    ("exception", "words"),
-    [
-        (httpx.ConnectError("[Errno 111] Connection refused"), "cannot connect"),
-        (httpx.ReadTimeout("timed out"), "timed out after 2.5 s"),
-        (httpx.ConnectTimeout("timed out"), "timed out after 2.5 s"),
-        (
-            httpx.RemoteProtocolError("peer closed connection"),
-            "closed the connection without an answer",
-        ),
-    ],
-)
-async def test_transport_errors(make_grant, exception: Exception, words: str) -> None:
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise exception
-
-    with pytest.raises(TokenError) as info:
-        await ask(fail, make_grant(), timeout=2.5)
-    assert words in info.value.cause
-    assert info.value.status is None
-    assert SECRET not in info.value.cause
-
-
-async def test_secret_post_failures_do_not_leak(make_grant) -> None:
-    """A server echoing the posted secret back must not get it into the error."""
-
-    def echo(request: httpx.Request) -> httpx.Response:
-        sent = form(request)["client_secret"][0]
-        return httpx.Response(
-            400, json={"error": "invalid_request", "error_description": f"bad secret {sent}"}
-        )
-
-    with pytest.raises(TokenError) as info:
-        await ask(echo, make_grant(auth_method=AuthMethod.CLIENT_SECRET_POST))
-    assert info.value.oauth_error == "invalid_request"
-    assert info.value.description == "bad secret ***"
-    assert SECRET not in info.value.cause
-
-
-async def test_an_error_code_echoing_the_secret_is_scrubbed(make_grant) -> None:
-    def echo(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"error": f"{quote_plus(SECRET, safe='')}"})
-
-    with pytest.raises(TokenError) as info:
-        await ask(echo, make_grant())
-    assert SECRET not in info.value.cause
-    assert quote_plus(SECRET, safe="") not in info.value.cause
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("120", 120.0),
-        ("0", 0.0),
-        ("soon", None),
-        (None, None),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-    ],
-)
-def test_retry_after_parsing(header: str | None, expected: float | None) -> None:
-    assert parse_retry_after(header) == expected
-
-
-def test_retry_after_http_date_in_the_future() -> None:
-    future = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)
-    assert 290 <= (parse_retry_after(future) or 0) <= 300
-
-
-async def test_retry_after_reaches_the_error(make_grant) -> None:
-    def busy(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503, headers={"Retry-After": "30"}, text="<html>busy</html>")
-
-    with pytest.raises(TokenError) as info:
-        await ask(busy, make_grant())
-    assert (info.value.status, info.value.retry_after) == (503, 30.0)

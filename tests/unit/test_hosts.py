@@ -12,7 +12,7 @@ from mitm_oauth2.hosts import parse_host_pattern
 
 def router(*entries: str) -> HostRouter[str]:
     """A router whose targets are the configured entries themselves."""
-    return HostRouter((parse_host_pattern(entry), entry) for entry in entries)
+    return HostRouter((parse_host_pattern(entry), "/", entry) for entry in entries)
 
 
 def matches(entry: str, host: str, port: int, scheme: str = "https") -> bool:
@@ -101,9 +101,9 @@ def test_explicit_port_beats_default_port() -> None:
 def test_several_backends() -> None:
     table = HostRouter(
         [
-            (parse_host_pattern("a.test"), "A"),
-            (parse_host_pattern("b.test:8443"), "B"),
-            (parse_host_pattern("*.c.test"), "C"),
+            (parse_host_pattern("a.test"), "/", "A"),
+            (parse_host_pattern("b.test:8443"), "/", "B"),
+            (parse_host_pattern("*.c.test"), "/", "C"),
         ]
     )
     assert table.match("a.test", 443, "https") == "A"

@@ -1,0 +1,262 @@
+"""One `[[backend]]` table: where it applies, how to get its token, and how to send it on."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .config_table import ConfigError
+from .config_table import TableReader
+from .config_table import reason
+from .credentials import AssertionAudience
+from .credentials import AuthMethod
+from .credentials import BasicEncoding
+from .credentials import ClientCredentials
+from .credentials import Secret
+from .credentials import SigningKey
+from .credentials import TlsIdentity
+from .credentials import TokenGrant
+from .credentials import TokenTransport
+from .hosts import HostPattern
+from .hosts import parse_host_pattern
+from .policy import DEFAULT_REFRESH_MARGIN
+
+DEFAULT_MAX_TOKEN_AGE = 3600.0
+DEFAULT_HEADER = "Authorization"
+DEFAULT_HEADER_FORMAT = "Bearer {token}"
+SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
+# Keys naming files the configuration depends on (watched for changes while running).
+FILE_KEYS = (
+    "client_secret_file",
+    "private_key_file",
+    "client_cert_file",
+    "client_key_file",
+    "token_ca_bundle",
+)
+KEYS = frozenset(
+    {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "auth_method"}
+    | {"basic_encoding", "signing_alg", "key_id", "assertion_audience"}
+    | {"scope", "audience", "resource", "extra_params", "token_headers"}
+    | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
+    | {"header", "header_format"}
+    | set(SECRET_KEYS)
+    | set(FILE_KEYS)
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Parameters the grant itself sets: extra_params must not override them.
+_RESERVED_PARAMS = frozenset(
+    {"grant_type", "scope", "audience", "resource", "client_id", "client_secret"}
+    | {"client_assertion", "client_assertion_type"}
+)
+_RESERVED_HEADERS = frozenset({"authorization", "content-type", "content-length", "host"})
+_ALGORITHMS = {
+    "RS256": rsa.RSAPrivateKey,
+    "PS256": rsa.RSAPrivateKey,
+    "ES256": ec.EllipticCurvePrivateKey,
+}
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    name: str
+    hosts: tuple[HostPattern, ...]
+    grant: TokenGrant
+    retry_on_401: bool = True
+    path_prefix: str = "/"
+    header: str = DEFAULT_HEADER
+    header_format: str = DEFAULT_HEADER_FORMAT
+
+
+def parse_backend(reader: TableReader) -> BackendConfig:
+    name = reader.string("name")
+    if not _NAME.match(name):
+        raise reader.error("name", "use 1-64 letters, digits, '.', '_' or '-'")
+    reader.label = f"backend '{name}'"
+    unknown = sorted(set(reader.table) - KEYS)
+    if unknown:
+        raise reader.error(unknown[0], "unknown key")
+    grant = TokenGrant(
+        name,
+        _credentials(reader),
+        max_token_age=reader.seconds("max_token_age", DEFAULT_MAX_TOKEN_AGE, minimum=1),
+        refresh_margin=reader.seconds("refresh_margin", DEFAULT_REFRESH_MARGIN, minimum=0),
+    )
+    return BackendConfig(
+        name=name,
+        hosts=_hosts(reader),
+        grant=grant,
+        retry_on_401=reader.flag("retry_on_401", True),
+        path_prefix=_path_prefix(reader),
+        header=_header(reader),
+        header_format=_header_format(reader),
+    )
+
+
+def _credentials(reader: TableReader) -> ClientCredentials:
+    if reader.has("token_url") == reader.has("issuer"):
+        raise reader.error("token_url", "give exactly one of token_url and issuer")
+    token_url = reader.url("token_url") if reader.has("token_url") else None
+    issuer = reader.url("issuer") if reader.has("issuer") else None
+    method = AuthMethod(reader.choice("auth_method", tuple(AuthMethod), "client_secret_basic"))
+    secret = reader.secret(SECRET_KEYS)[0] if method.uses_secret else None
+    reader.refuse_unless(method.uses_secret, SECRET_KEYS, f"not used by auth_method {method}")
+    is_basic = method is AuthMethod.CLIENT_SECRET_BASIC
+    reader.refuse_unless(is_basic, ("basic_encoding",), "only for client_secret_basic")
+    is_jwt = method in (AuthMethod.PRIVATE_KEY_JWT, AuthMethod.CLIENT_SECRET_JWT)
+    reader.refuse_unless(is_jwt, ("assertion_audience",), "only for JWT client assertions")
+    audience = AssertionAudience(
+        reader.choice("assertion_audience", tuple(AssertionAudience), "token_endpoint")
+    )
+    if audience is AssertionAudience.ISSUER and issuer is None:
+        raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
+    return ClientCredentials(
+        client_id=reader.string("client_id"),
+        token_url=token_url,
+        issuer=issuer,
+        auth_method=method,
+        client_secret=secret,
+        basic_encoding=BasicEncoding(reader.choice("basic_encoding", tuple(BasicEncoding), "form")),
+        signing_key=_signing_key(reader, method),
+        assertion_audience=audience,
+        scopes=_scopes(reader),
+        audience=reader.string("audience", required=False) or None,
+        resources=_resources(reader),
+        extra_params=_extra_params(reader),
+        token_headers=_token_headers(reader),
+        transport=_transport(reader, method),
+    )
+
+
+def _signing_key(reader: TableReader, method: AuthMethod) -> SigningKey | None:
+    keys = ("private_key_file", "signing_alg", "key_id")
+    reader.refuse_unless(method is AuthMethod.PRIVATE_KEY_JWT, keys, "only for private_key_jwt")
+    if method is not AuthMethod.PRIVATE_KEY_JWT:
+        return None
+    path = reader.file("private_key_file")
+    pem = path.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise reader.error(
+            "private_key_file", f"{path} is not an unencrypted PEM private key ({reason(e)})"
+        ) from e
+    default = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
+    algorithm = reader.choice("signing_alg", tuple(_ALGORITHMS), default)
+    if not isinstance(key, _ALGORITHMS[algorithm]):
+        raise reader.error("signing_alg", f"{algorithm} does not fit the key in {path}")
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name != "secp256r1":
+        raise reader.error("private_key_file", "ES256 needs a P-256 key")
+    key_id = reader.string("key_id", required=False) or None
+    return SigningKey(str(path), Secret(pem.decode("ascii")), algorithm, key_id)
+
+
+def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:
+    is_mtls = method is AuthMethod.TLS_CLIENT_AUTH
+    reader.refuse_unless(
+        is_mtls, ("client_cert_file", "client_key_file"), "only for tls_client_auth"
+    )
+    identity = None
+    if is_mtls:
+        identity = TlsIdentity(
+            str(reader.file("client_cert_file")), str(reader.file("client_key_file"))
+        )
+    return TokenTransport(
+        timeout=reader.seconds("token_timeout", 10.0, minimum=0.1),
+        ca_bundle=str(reader.file("token_ca_bundle")) if reader.has("token_ca_bundle") else None,
+        proxy=reader.url("token_proxy", schemes=("http", "https"))
+        if reader.has("token_proxy")
+        else None,
+        client_cert=identity,
+    )
+
+
+def _scopes(reader: TableReader) -> tuple[str, ...]:
+    raw = reader.strings("scope")
+    scopes: list[str] = []
+    for scope in (token for item in raw for token in item.split()):
+        if not _SCOPE_TOKEN.match(scope):
+            raise reader.error("scope", f"{scope!r} is not a valid scope token (RFC 6749 §3.3)")
+        if scope not in scopes:
+            scopes.append(scope)
+    return tuple(scopes)
+
+
+def _resources(reader: TableReader) -> tuple[str, ...]:
+    resources = reader.strings("resource")
+    for resource in resources:
+        parts = urlsplit(resource)
+        # RFC 8707 §2: an absolute URI without a fragment.
+        if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment:
+            raise reader.error("resource", f"{resource!r} is not an absolute URI without #fragment")
+    return resources
+
+
+def _extra_params(reader: TableReader) -> tuple[tuple[str, str], ...]:
+    params = reader.string_table("extra_params")
+    for name, _ in params:
+        if name in _RESERVED_PARAMS:
+            raise reader.error("extra_params", f"'{name}' is set by the grant itself")
+    return params
+
+
+def _token_headers(reader: TableReader) -> tuple[tuple[str, str], ...]:
+    headers = reader.string_table("token_headers")
+    for name, value in headers:
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+            raise reader.error("token_headers", f"'{name}' cannot be set")
+        if "\r" in value or "\n" in value:
+            raise reader.error("token_headers", f"the value of '{name}' has a line break")
+    return headers
+
+
+def _hosts(reader: TableReader) -> tuple[HostPattern, ...]:
+    value = reader.table.get("hosts")
+    if value is None:
+        raise reader.error("hosts", "missing")
+    if not isinstance(value, list) or not value:
+        raise reader.error("hosts", 'must be a non-empty list of "host" or "host:port" strings')
+    patterns: list[HostPattern] = []
+    for entry in reader.strings("hosts"):
+        try:
+            pattern = parse_host_pattern(entry)
+        except ValueError as e:
+            raise reader.error("hosts", str(e)) from e
+        if pattern in patterns:
+            raise reader.error("hosts", f"{pattern} is listed twice")
+        patterns.append(pattern)
+    return tuple(patterns)
+
+
+def _path_prefix(reader: TableReader) -> str:
+    prefix = reader.string("path_prefix", required=False) or "/"
+    if not prefix.startswith("/") or "?" in prefix or "#" in prefix:
+        raise reader.error("path_prefix", "must start with '/' and have no query or fragment")
+    return prefix
+
+
+def _header(reader: TableReader) -> str:
+    header = reader.string("header", required=False) or DEFAULT_HEADER
+    if not _HEADER_NAME.match(header) or header.lower() in ("host", "content-length"):
+        raise reader.error("header", f"{header!r} is not a header name we may set")
+    return header
+
+
+def _header_format(reader: TableReader) -> str:
+    template = reader.string("header_format", required=False) or DEFAULT_HEADER_FORMAT
+    rest = template.replace("{token}", "", 1)
+    if "{token}" not in template or "{" in rest or "}" in rest:
+        raise reader.error("header_format", "must contain {token} once and no other braces")
+    if not template.isprintable():
+        raise reader.error("header_format", "must be printable, without line breaks")
+    return template
+
+
+__all__ = ["BackendConfig", "ConfigError", "parse_backend"]

@@ -1,0 +1,37 @@
+"""The protected backend's handler: any method and path, answered 200 with an echo for a valid
+Bearer token and 401 otherwise (or a forced status, see the ``backend_status`` knob)."""
+
+from __future__ import annotations
+
+from .httpd import Handler
+from .state import token_id
+
+
+class BackendHandler(Handler):
+    def _handle(self) -> None:
+        raw = self._read_body()
+        if raw is None:
+            self._send(400, {"ok": False, "error": "unreadable body"}, {})
+            return
+        state, text = self.server.state, raw.decode("utf-8", "replace")
+        values = self.headers.get_all("Authorization") or []
+        scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+        ok = scheme.lower() == "bearer" and bool(token) and state.token_valid(token)
+        echo = {"method": self.command, "path": self.path, "body": text}
+        host = self.headers.get("Host")
+        knobs = state.configure({})
+        forced, challenge = knobs["backend_status"], knobs["backend_challenge"]
+        ok = ok and forced is None
+        state.record("backend", {**echo, "authorization": values, "host": host, "ok": ok})
+        if forced is not None:
+            headers = {"WWW-Authenticate": challenge} if challenge else {}
+            self._send(forced, {"ok": False, **echo, "error": "forced"}, headers)
+        elif ok:
+            self._send(200, {"ok": True, **echo, "token_id": token_id(token)}, {})
+        elif not values:
+            self._send(401, {"ok": False, "error": "no token"}, {"WWW-Authenticate": "Bearer"})
+        else:
+            challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            self._send(401, {"ok": False, "error": "invalid_token"}, challenge)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle

@@ -1,0 +1,88 @@
+"""Finding the token endpoint from an issuer: RFC 8414 metadata, then OpenID discovery."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
+
+import httpx
+
+from .http_util import printable
+from .http_util import read_limited
+from .tokens import TokenError
+
+METADATA_TTL = 3600.0
+
+
+def metadata_urls(issuer: str) -> list[str]:
+    """Where the metadata may be: RFC 8414 §3 inserts the well-known part between host and
+    path; OpenID Connect Discovery appends it to the issuer."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    rfc8414 = urlunsplit(
+        (parts.scheme, parts.netloc, f"/.well-known/oauth-authorization-server{path}", "", "")
+    )
+    openid = urlunsplit(
+        (parts.scheme, parts.netloc, f"{path}/.well-known/openid-configuration", "", "")
+    )
+    return [rfc8414, openid]
+
+
+class Discovery:
+    """Token endpoints by issuer, from metadata kept for METADATA_TTL seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._known: dict[str, tuple[dict[str, object], float]] = {}
+
+    async def token_endpoint(self, http: httpx.AsyncClient, issuer: str, *, mtls: bool) -> str:
+        metadata = await self._metadata(http, issuer)
+        endpoint = metadata.get("token_endpoint")
+        aliases = metadata.get("mtls_endpoint_aliases")
+        # RFC 8705 §5: a server may serve mutual-TLS clients at another token endpoint.
+        if mtls and isinstance(aliases, dict) and isinstance(aliases.get("token_endpoint"), str):
+            endpoint = aliases["token_endpoint"]
+        if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("https", "http"):
+            raise TokenError(f"metadata of issuer {issuer} has no usable token_endpoint")
+        return endpoint
+
+    async def _metadata(self, http: httpx.AsyncClient, issuer: str) -> dict[str, object]:
+        known = self._known.get(issuer)
+        if known is not None and self._clock() - known[1] < METADATA_TTL:
+            return known[0]
+        failures = []
+        for url in metadata_urls(issuer):
+            try:
+                metadata = await self._fetch(http, url)
+            except TokenError as e:
+                failures.append(f"{url}: {e.cause}")
+                continue
+            # RFC 8414 §3.3: metadata for another issuer must not be used.
+            if metadata.get("issuer") != issuer:
+                found = printable(str(metadata.get("issuer")), 100)
+                failures.append(f"{url}: names issuer {found!r}, not {issuer!r}")
+                continue
+            self._known[issuer] = (metadata, self._clock())
+            return metadata
+        raise TokenError("discovery failed: " + "; ".join(failures))
+
+    @staticmethod
+    async def _fetch(http: httpx.AsyncClient, url: str) -> dict[str, object]:
+        try:
+            async with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+                body = await read_limited(response, "metadata endpoint")
+                status = response.status_code
+        except httpx.HTTPError as e:
+            raise TokenError(f"request failed ({type(e).__name__})") from e
+        if status != 200:
+            raise TokenError(f"HTTP {status}", status=status)
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TokenError("not JSON") from e
+        if not isinstance(document, dict):
+            raise TokenError("not a JSON object")
+        return document

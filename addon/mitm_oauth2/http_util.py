@@ -1,0 +1,28 @@
+"""Small helpers for reading what authorization servers send: bounded bodies, printable text."""
+
+from __future__ import annotations
+
+import httpx
+
+from .tokens import TokenError
+
+# A token response or metadata document is a few KiB at most; more is a misbehaving server.
+MAX_RESPONSE_BYTES = 1 << 20
+
+
+async def read_limited(response: httpx.Response, what: str) -> bytes:
+    """The body, refusing (not reading further) past MAX_RESPONSE_BYTES."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise TokenError(
+                f"{what} sent more than {MAX_RESPONSE_BYTES} bytes", status=response.status_code
+            )
+    return bytes(body)
+
+
+def printable(text: str, limit: int) -> str:
+    """Server-supplied text made safe for one log line or problem field."""
+    cleaned = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text)
+    return cleaned[:limit]

@@ -1,0 +1,43 @@
+"""Helpers for the token request tests: a recording MockTransport handler, canned answers, and
+`ask`, which sends one token request through a TokenClient on that transport."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+from mitm_oauth2.client import TokenClient
+
+SECRET = "p@ss:w+rd/%=é"
+GOOD = {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}
+
+
+class Recorder:
+    """A MockTransport handler: answers with `answer(request)` and keeps every request."""
+
+    def __init__(self, answer: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.answer = answer
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answer(request)
+
+
+def json_answer(status: int, document: Any) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(status, json=document)
+
+
+async def ask(handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any):
+    client = TokenClient(transport=httpx.MockTransport(handler), **kwargs)
+    try:
+        return await client.request_token(grant.credentials)
+    finally:
+        await client.aclose()
+
+
+def form(request: httpx.Request) -> dict[str, list[str]]:
+    return parse_qs(request.content.decode("ascii"), keep_blank_values=True, strict_parsing=True)

@@ -1,0 +1,72 @@
+"""The config watcher and secret files: a rotated secret file is re-read even when the TOML does
+not change, and the files to watch are those the current TOML names."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from watch_helpers import SECRET_A
+from watch_helpers import SECRET_B
+from watch_helpers import Recorder
+from watch_helpers import age
+from watch_helpers import records
+from watch_helpers import replace
+from watch_helpers import toml
+
+from mitm_oauth2 import watch
+from mitm_oauth2.watch import ConfigWatcher
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_rotated_secret_file_is_picked_up(
+    tmp_path: Path, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mitm_oauth2")
+    path = tmp_path / "backends.toml"
+    secret = tmp_path / "secrets" / "api.secret"
+    secret.parent.mkdir()
+    secret.write_text(SECRET_A + "\n")
+    path.write_text(toml("secrets/api.secret", secret_key="client_secret_file"))
+    age(path, secret)
+    watcher = ConfigWatcher(recorder, environ={})
+    watcher.follow(watcher.load(path))
+    assert await watcher.check_once() is False
+
+    secret.write_text(SECRET_B + "\n")  # in place, same size; the TOML does not change
+    assert await watcher.check_once() is True
+    assert recorder.secrets() == [SECRET_B]
+
+    secret.unlink()
+    assert await watcher.check_once() is False
+    (warning,) = records(caplog, logging.WARNING)
+    assert "backend 'api': key 'client_secret_file': cannot read" in warning
+    assert SECRET_A not in caplog.text
+    assert SECRET_B not in caplog.text
+
+
+async def test_secret_file_named_by_a_new_toml_is_watched(following, recorder: Recorder) -> None:
+    watcher, path = following
+    secret = path.with_name("api.secret")
+    secret.write_text(SECRET_B)
+    replace(path, toml("api.secret", secret_key="client_secret_file"))
+    assert await watcher.check_once() is True
+    age(path, secret)
+    await watcher.check_once()  # the racy re-read
+    secret.write_text(SECRET_A)
+    assert await watcher.check_once() is True
+    assert recorder.secrets() == [SECRET_B, SECRET_A]
+
+
+def test_secret_files_are_resolved_next_to_the_toml(tmp_path: Path) -> None:
+    text = toml("s/a.secret", secret_key="client_secret_file")
+    text += toml("/abs/b.secret", secret_key="client_secret_file").replace('"api"', '"b"')
+    text += toml()  # an inline secret: no file
+    assert watch.secret_files(text, tmp_path / "x.toml") == [
+        tmp_path / "s" / "a.secret",
+        Path("/abs/b.secret"),
+    ]
+    assert watch.secret_files("[[backend", tmp_path / "x.toml") == []
+    assert watch.secret_files("backend = 3", tmp_path / "x.toml") == []
