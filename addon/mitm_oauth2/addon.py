@@ -152,6 +152,10 @@ class OAuth2Backend:
         except TokenError as e:
             self._refuse(flow, backend, e)
             return
+        except Exception as e:  # a bug must fail closed: never forward without the token
+            logger.exception("backend %s: unexpected failure getting a token", backend.name)
+            self._refuse(flow, backend, TokenError(f"internal error ({type(e).__name__})"))
+            return
         # Replaces whatever the caller sent under that name (every copy of the header).
         request.headers[backend.header] = backend.header_format.replace(
             "{token}", token.access_token

@@ -212,6 +212,10 @@ class TokenBroker:
             except TokenError as e:
                 self._record_failure(grant, key, e)
                 raise
+            except Exception as e:  # shared and backed off like any other failure
+                error = TokenError(f"token request failed ({type(e).__name__})")
+                self._record_failure(grant, key, error)
+                raise error from e
         finally:
             await self._store.unlock(key, self._owner)
         self._failures.pop(key, None)

@@ -81,7 +81,10 @@ class TokenClient:
             await pool.aclose()
 
     async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
-        http = self._pool(credentials.transport)
+        try:
+            http = self._pool(credentials.transport)
+        except (ssl.SSLError, OSError) as e:
+            raise TokenError(f"cannot set up TLS for the token call ({type(e).__name__})") from e
         endpoint = credentials.token_url
         if endpoint is None:
             assert credentials.issuer is not None  # config requires one of the two
@@ -151,6 +154,8 @@ class TokenClient:
             raise TokenError("token endpoint closed the connection without an answer") from e
         except httpx.HTTPError as e:
             raise TokenError(f"token request failed ({type(e).__name__})") from e
+        except UnicodeEncodeError as e:
+            raise TokenError("a token request header or parameter is not ASCII") from e
 
     @staticmethod
     def _parse(status: int, body: bytes, secrets: list[str], endpoint: str) -> TokenResponse:
@@ -169,6 +174,9 @@ class TokenClient:
         access_token = document.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
             raise TokenError("token response has no access_token", status=status)
+        if not (access_token.isascii() and access_token.isprintable()) or " " in access_token:
+            # It goes into a header: a line break there would let the server inject headers.
+            raise TokenError("token endpoint issued an access_token a header cannot carry")
         token_type = document.get("token_type")
         if token_type is None:
             logger.warning("%s: token response has no token_type; taken as Bearer", endpoint)

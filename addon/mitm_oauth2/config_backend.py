@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -56,7 +57,10 @@ _RESERVED_PARAMS = frozenset(
     {"grant_type", "scope", "audience", "resource", "client_id", "client_secret"}
     | {"client_assertion", "client_assertion_type"}
 )
-_RESERVED_HEADERS = frozenset({"authorization", "content-type", "content-length", "host"})
+_RESERVED_HEADERS = frozenset(
+    {"authorization", "content-type", "content-length", "host", "accept"}
+    | {"transfer-encoding", "connection"}
+)
 _ALGORITHMS = {
     "RS256": rsa.RSAPrivateKey,
     "PS256": rsa.RSAPrivateKey,
@@ -155,7 +159,13 @@ def _signing_key(reader: TableReader, method: AuthMethod) -> SigningKey | None:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name != "secp256r1":
         raise reader.error("private_key_file", "ES256 needs a P-256 key")
     key_id = reader.string("key_id", required=False) or None
-    return SigningKey(str(path), Secret(pem.decode("ascii")), algorithm, key_id)
+    # Re-serialised: the file may carry text around the PEM block (openssl "Bag Attributes").
+    clean = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return SigningKey(str(path), Secret(clean.decode("ascii")), algorithm, key_id)
 
 
 def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:
@@ -168,9 +178,23 @@ def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:
         identity = TlsIdentity(
             str(reader.file("client_cert_file")), str(reader.file("client_key_file"))
         )
+        try:
+            ssl.create_default_context().load_cert_chain(identity.cert_file, identity.key_file)
+        except (ssl.SSLError, OSError) as e:
+            raise reader.error(
+                "client_cert_file", f"no usable PEM certificate and key ({reason(e)})"
+            ) from e
+    ca_bundle = str(reader.file("token_ca_bundle")) if reader.has("token_ca_bundle") else None
+    if ca_bundle is not None:
+        try:
+            ssl.create_default_context(cafile=ca_bundle)
+        except (ssl.SSLError, OSError) as e:
+            raise reader.error(
+                "token_ca_bundle", f"{ca_bundle} has no PEM certificates ({reason(e)})"
+            ) from e
     return TokenTransport(
         timeout=reader.seconds("token_timeout", 10.0, minimum=0.1),
-        ca_bundle=str(reader.file("token_ca_bundle")) if reader.has("token_ca_bundle") else None,
+        ca_bundle=ca_bundle,
         proxy=reader.url("token_proxy", schemes=("http", "https"))
         if reader.has("token_proxy")
         else None,
@@ -212,8 +236,8 @@ def _token_headers(reader: TableReader) -> tuple[tuple[str, str], ...]:
     for name, value in headers:
         if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
             raise reader.error("token_headers", f"'{name}' cannot be set")
-        if "\r" in value or "\n" in value:
-            raise reader.error("token_headers", f"the value of '{name}' has a line break")
+        if not (value.isascii() and value.isprintable()):
+            raise reader.error("token_headers", f"the value of '{name}' must be printable ASCII")
     return headers
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .credentials import Secret
+from .http_util import is_loopback
 
 MAX_SECONDS = 366 * 24 * 3600.0
 
@@ -145,15 +145,6 @@ class TableReader:
             for key in keys:
                 if key in self.table:
                     raise self.error(key, why)
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def toml_type(value: Any) -> str:

@@ -10,6 +10,7 @@ from urllib.parse import urlunsplit
 
 import httpx
 
+from .http_util import is_loopback
 from .http_util import printable
 from .http_util import read_limited
 from .tokens import TokenError
@@ -45,9 +46,13 @@ class Discovery:
         # RFC 8705 §5: a server may serve mutual-TLS clients at another token endpoint.
         if mtls and isinstance(aliases, dict) and isinstance(aliases.get("token_endpoint"), str):
             endpoint = aliases["token_endpoint"]
-        if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("https", "http"):
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        if parts is None or not parts.hostname or parts.scheme not in ("https", "http"):
             raise TokenError(f"metadata of issuer {issuer} has no usable token_endpoint")
-        return endpoint
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            # RFC 6749 §3.2: credentials travel to the token endpoint over TLS only.
+            raise TokenError(f"metadata of issuer {issuer} names a token_endpoint without https")
+        return str(endpoint)
 
     async def _metadata(self, http: httpx.AsyncClient, issuer: str) -> dict[str, object]:
         known = self._known.get(issuer)

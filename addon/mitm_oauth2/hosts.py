@@ -166,11 +166,11 @@ class HostRouter(Generic[T]):
         default: bool,
         path: str,
     ) -> T | None:
-        candidates = [table.get((name, port))]
-        if default:
-            candidates.append(table.get((name, None)))
-        for routes in candidates:
-            for prefix, target in routes or ():
-                if prefix_matches(prefix, path):
-                    return target
-        return None
+        routes = list(table.get((name, port), ()))
+        if default:  # `host` means the default port: its routes compete on prefix length
+            routes += table.get((name, None), ())
+        best: tuple[int, T] | None = None
+        for prefix, target in routes:
+            if prefix_matches(prefix, path) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), target)
+        return None if best is None else best[1]

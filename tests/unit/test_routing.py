@@ -1,0 +1,153 @@
+"""Routing by path: `path_prefix` per backend on one host, the longest matching prefix, dot
+segments removed and the query ignored; exact hosts before wildcards."""
+
+from __future__ import annotations
+
+import pytest
+
+from mitm_oauth2.hosts import HostRouter
+from mitm_oauth2.hosts import parse_host_pattern
+from mitm_oauth2.hosts import prefix_matches
+from mitm_oauth2.hosts import request_path
+
+
+def router(*entries: tuple[str, str, str]) -> HostRouter[str]:
+    """Entries of (host pattern, path prefix, name)."""
+    return HostRouter((parse_host_pattern(host), prefix, name) for host, prefix, name in entries)
+
+
+def route(r: HostRouter[str], path: str, host: str = "api.test", port: int = 443) -> str | None:
+    return r.match(host, port, "https", path)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/", "/"),
+        ("", "/"),
+        ("/api", "/api"),
+        ("/api/", "/api/"),
+        ("/api?next=/admin", "/api"),
+        ("/api#frag", "/api"),
+        ("?x=1", "/"),
+        ("/api/../admin", "/admin"),
+        ("/api/./v1", "/api/v1"),
+        ("/api/v1/..", "/api/"),
+        ("/api/v1/.", "/api/v1/"),
+        ("/..", "/"),
+        ("/../../admin", "/admin"),
+        ("/a/b/../../c/./d", "/c/d"),
+        ("/api/..x/y", "/api/..x/y"),
+        ("/api/%2e%2e/admin", "/api/%2e%2e/admin"),  # not decoded
+    ],
+)
+def test_request_path(target: str, expected: str) -> None:
+    assert request_path(target) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "expected"),
+    [
+        ("/", "/", True),
+        ("/", "/anything/at/all", True),
+        ("/api", "/api", True),
+        ("/api", "/api/", True),
+        ("/api", "/api/v1", True),
+        ("/api", "/apix", False),
+        ("/api", "/ap", False),
+        ("/api", "/", False),
+        ("/api", "/API", False),
+        ("/api/", "/api/v1", True),
+        ("/api/", "/api", False),
+        ("/api/v1", "/api/v1/users", True),
+        ("/api/v1", "/api/v10", False),
+    ],
+)
+def test_prefix_matches(prefix: str, path: str, expected: bool) -> None:
+    assert prefix_matches(prefix, path) is expected
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["short first", "long first"])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/api/v1/users", "v1"),
+        ("/api/v1", "v1"),
+        ("/api/v2", "api"),
+        ("/api", "api"),
+        ("/apix", "root"),
+        ("/api/v1x", "api"),
+        ("/", "root"),
+        ("/api/v1?x=/other", "v1"),
+        ("/other?next=/api/v1", "root"),
+        ("/api/../admin", "admin"),
+        ("/api/v1/../../admin/x", "admin"),
+        ("/admin/../api/v1/a", "v1"),
+        ("/admin/./users", "admin"),
+    ],
+)
+def test_longest_prefix_wins(order: int, path: str, expected: str) -> None:
+    entries = [
+        ("api.test", "/", "root"),
+        ("api.test", "/api", "api"),
+        ("api.test", "/admin", "admin"),
+        ("api.test", "/api/v1", "v1"),
+    ]
+    assert route(router(*entries[::order]), path) == expected
+
+
+def test_no_prefix_matches_means_no_backend() -> None:
+    r = router(("api.test", "/api", "api"))
+    assert route(r, "/api/x") == "api"
+    assert route(r, "/apix") is None
+    assert route(r, "/") is None
+    assert route(r, "/api/../admin") is None
+
+
+def test_prefix_with_trailing_slash_needs_the_slash() -> None:
+    r = router(("api.test", "/api/", "api"), ("api.test", "/", "root"))
+    assert route(r, "/api/x") == "api"
+    assert route(r, "/api") == "root"
+
+
+def test_exact_host_beats_wildcard() -> None:
+    r = router(("*.test", "/", "wild"), ("api.test", "/", "exact"))
+    assert route(r, "/x") == "exact"
+    assert route(r, "/x", host="other.test") == "wild"
+
+
+def test_exact_host_falls_through_to_wildcard_when_no_prefix_matches() -> None:
+    r = router(("*.test", "/", "wild"), ("api.test", "/admin", "admin"))
+    assert route(r, "/admin/users") == "admin"
+    assert route(r, "/public") == "wild"
+    assert route(r, "/admin/../public") == "wild"
+
+
+def test_exact_host_with_nothing_underneath() -> None:
+    r = router(("api.test", "/admin", "admin"))
+    assert route(r, "/public") is None
+    assert route(r, "/admin", host="other.test") is None
+
+
+def test_longer_wildcard_falls_through_to_shorter() -> None:
+    r = router(("*.test", "/", "short"), ("*.svc.test", "/v1", "long"))
+    assert route(r, "/v1/x", host="a.svc.test") == "long"
+    assert route(r, "/v2", host="a.svc.test") == "short"
+
+
+def test_prefixes_per_port() -> None:
+    r = router(("api.test:8443", "/v1", "alt"), ("api.test", "/v1", "default"))
+    assert route(r, "/v1", port=8443) == "alt"
+    assert route(r, "/v1", port=443) == "default"
+    assert route(r, "/v2", port=8443) is None
+
+
+def test_same_prefix_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="path prefix /api is listed twice"):
+        router(("api.test", "/api", "a"), ("api.test", "/api", "b"))
+    router(("api.test", "/api", "a"), ("api.test", "/api/", "b"))  # different prefixes
+
+
+def test_longest_prefix_wins_across_explicit_and_default_port() -> None:
+    r = router(("api.test:443", "/", "explicit"), ("api.test", "/api", "default"))
+    assert route(r, "/api/x") == "default"
