@@ -15,6 +15,7 @@ from mitmproxy import ctx
 from mitmproxy import exceptions
 from mitmproxy import http
 
+from . import story
 from .broker import DEFAULT_LOCK_LEASE
 from .broker import TokenBroker
 from .config import BackendConfig
@@ -148,7 +149,7 @@ class OAuth2Backend:
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
         try:
-            token = await self.broker.token(backend.grant)
+            issue = await self.broker.issue(backend.grant)
         except TokenError as e:
             self._refuse(flow, backend, e)
             return
@@ -157,8 +158,9 @@ class OAuth2Backend:
             self._refuse(flow, backend, TokenError(f"internal error ({type(e).__name__})"))
             return
         # Replaces whatever the caller sent under that name (every copy of the header).
+        story.issued(flow, backend.name, issue)
         request.headers[backend.header] = backend.header_format.replace(
-            "{token}", token.access_token
+            "{token}", issue.token.access_token
         )
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -173,6 +175,8 @@ class OAuth2Backend:
         backend = self._backend_of(flow)
         if backend is not None:
             await self.replays.on_response(flow, backend, self.broker)
+            if flow.metadata["oauth2"].get("replayed"):
+                story.replayed(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.replays.settle(flow)
@@ -193,7 +197,7 @@ class OAuth2Backend:
         # A streamed body would go upstream before our answer; buffer it so nothing is forwarded.
         flow.request.stream = False
         flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
-        flow.metadata["oauth2"]["error"] = error.cause
+        story.refused(flow, error.cause)
 
     def done(self) -> None:
         self.watcher.stop()

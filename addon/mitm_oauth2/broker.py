@@ -20,8 +20,8 @@ from .clock import Clock
 from .clock import SystemClock
 from .credentials import ClientCredentials
 from .credentials import TokenGrant
+from .failures import FailureMemory
 from .policy import Backoff
-from .policy import is_permanent
 from .policy import safety_margin
 from .policy import token_lifetime
 from .store import DiskTokenStore
@@ -55,15 +55,18 @@ class _Held:
     token: Token
     renew_at: float
     expires_at: float
+    fetched: bool = False  # by a token request of this process, rather than from the store
 
 
 @dataclass(frozen=True)
-class _Failure:
-    """The last failed acquisition: shared with every caller until `until` (monotonic)."""
+class Issued:
+    """A token handed out, and its story for the flow that gets it (JSON-safe except `token`)."""
 
-    error: TokenError
-    until: float
-    count: int
+    token: Token
+    source: str  # "cache": already here; "fetched": this request waited for a token request
+    renewing: bool  # a renewal runs in the background
+    age: float  # seconds since the token was requested
+    left: float  # seconds until it expires
 
 
 class TokenBroker:
@@ -87,11 +90,10 @@ class TokenBroker:
         self._endpoint = endpoint
         self._store = store
         self._clock = clock or SystemClock()
-        self._backoff = backoff or Backoff()
-        self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._failures = FailureMemory(self._clock, backoff or Backoff(), rng)
         self._keys: dict[TokenGrant, str] = {}
         self._held: dict[str, _Held] = {}
-        self._failures: dict[str, _Failure] = {}
         self._inflight: dict[str, asyncio.Task[_Held]] = {}
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._lock_lease = lock_lease
@@ -104,15 +106,28 @@ class TokenBroker:
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""
+        return (await self.issue(grant)).token
+
+    async def issue(self, grant: TokenGrant) -> Issued:
+        """A valid token for `grant` with how it was had; raises TokenError when none can be."""
         key = self._key(grant)
         held = self._valid(key)
+        source = "cache"
         if held is None:
-            self._raise_recent_failure(key)
+            self._failures.raise_if_recent(key)
             # A caller that goes away (client disconnect) must not cancel the others' acquisition.
             held = await asyncio.shield(self._acquisition(grant, key, stale_ok=True))
-        if self._clock.monotonic() >= held.renew_at:
+            source = "fetched" if held.fetched else "cache"
+        now = self._clock.monotonic()
+        if now >= held.renew_at:
             self._renew_in_background(grant, key)
-        return held.token
+        return Issued(
+            token=held.token,
+            source=source,
+            renewing=key in self._inflight,
+            age=max(0.0, now - (held.expires_at - held.token.lifetime)),
+            left=held.expires_at - now,
+        )
 
     async def invalidate(self, grant: TokenGrant, access_token: str) -> None:
         """Forgets `access_token` if it is still the current one (a backend rejected it).
@@ -152,23 +167,9 @@ class TokenBroker:
             return held
         return None
 
-    def _raise_recent_failure(self, key: str) -> None:
-        failure = self._failures.get(key)
-        if failure is None:
-            return
-        left = failure.until - self._clock.monotonic()
-        if left <= 0:
-            return
-        error = failure.error
-        retry_after = left if error.retry_after is not None else None
-        raise TokenError(
-            error.cause, oauth_error=error.oauth_error, status=error.status, retry_after=retry_after
-        )
-
     def _renew_in_background(self, grant: TokenGrant, key: str) -> None:
-        failure = self._failures.get(key)
-        if failure is not None and self._clock.monotonic() < failure.until:
-            return  # backing off; the current token stays in use until it expires
+        if self._failures.backing_off(key):
+            return  # the current token stays in use until it expires
         self._acquisition(grant, key, stale_ok=False)
 
     def _acquisition(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> asyncio.Task[_Held]:
@@ -218,7 +219,7 @@ class TokenBroker:
                 raise error from e
         finally:
             await self._store.unlock(key, self._owner)
-        self._failures.pop(key, None)
+        self._failures.forget(key)
         self._held[key] = held
         return held
 
@@ -237,7 +238,7 @@ class TokenBroker:
         self._held[key] = adopted
         if not stale_ok and now >= adopted.renew_at:
             return None
-        self._failures.pop(key, None)
+        self._failures.forget(key)
         return adopted
 
     async def _fetch(self, grant: TokenGrant, key: str) -> _Held:
@@ -263,30 +264,17 @@ class TokenBroker:
         )
         await self._store.save(key, token, ttl=lifetime)
         margin = safety_margin(lifetime, grant.refresh_margin)
-        return _Held(token, renew_at=sent_mono + lifetime - margin, expires_at=sent_mono + lifetime)
+        return _Held(
+            token,
+            renew_at=sent_mono + lifetime - margin,
+            expires_at=sent_mono + lifetime,
+            fetched=True,
+        )
 
     def _record_failure(self, grant: TokenGrant, key: str, error: TokenError) -> None:
-        previous = self._failures.get(key)
-        count = previous.count + 1 if previous is not None else 1
-        permanent = is_permanent(error.oauth_error)
-        wait = self._backoff.delay(
-            count, permanent=permanent, retry_after=error.retry_after, rng=self._rng
-        )
-        self._failures[key] = _Failure(error, self._clock.monotonic() + wait, count)
         still = self._valid(key)
-        if still is not None:
-            left = still.expires_at - self._clock.monotonic()
-            outcome = f"current token used until it expires in {left:.0f} s"
-        else:
-            outcome = "requests get an error"
-        logger.warning(
-            "backend %s: no token: %s (%s; next try in %.1f s%s)",
-            grant.backend,
-            _describe(error),
-            outcome,
-            wait,
-            ", permanent error" if permanent else "",
-        )
+        left = None if still is None else still.expires_at - self._clock.monotonic()
+        self._failures.record(grant.backend, key, error, left)
 
     def _place(self, token: Token, grant: TokenGrant) -> _Held:
         """Places a persisted token on this process's monotonic clock.
@@ -297,9 +285,3 @@ class TokenBroker:
         left = min(token.lifetime, token.expires_at - self._clock.wall())
         margin = safety_margin(token.lifetime, grant.refresh_margin)
         return _Held(token, renew_at=now + left - margin, expires_at=now + left)
-
-
-def _describe(error: TokenError) -> str:
-    if error.description:
-        return f"{error.cause}: {error.description}"
-    return error.cause

@@ -10,6 +10,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 from mitmproxy.test import tutils
 
+from mitm_oauth2.broker import Issued
 from mitm_oauth2.replay import Replays
 from mitm_oauth2.tokens import Token
 from mitm_oauth2.tokens import TokenError
@@ -39,6 +40,10 @@ class StubBroker:
         self.calls.append(("invalidate", access_token))
         if access_token == self.current:  # compare-and-delete
             self.serial += 1
+
+    async def issue(self, grant) -> Issued:
+        token = await self.token(grant)
+        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
 
     def close(self) -> None:
         pass

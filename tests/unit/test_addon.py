@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions
+from mitmproxy import flowfilter
 from mitmproxy import http
 from mitmproxy.test import taddons
 from mitmproxy.test import tflow
@@ -16,6 +18,7 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.broker import Issued
 from mitm_oauth2.tokens import Token
 from mitm_oauth2.tokens import TokenError
 
@@ -45,6 +48,10 @@ class StubBroker:
         if self.error is not None:
             raise self.error
         return self.token_value
+
+    async def issue(self, grant) -> Issued:
+        token = await self.token(grant)
+        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
 
     def close(self) -> None:
         self.closed = True
@@ -197,7 +204,15 @@ async def test_bearer_replaces_the_callers_authorization(configured, host, port,
     await tctx.cycle(addon, f)
     assert f.request.headers.get_all("Authorization") == ["Bearer tok-abc"]
     assert f.response is None
-    assert f.metadata["oauth2"] == {"backend": "api"}
+    assert f.metadata["oauth2"] == {
+        "backend": "api",
+        "source": "cache",
+        "token_age_s": 0.0,
+        "token_left_s": 3600.0,
+        "fingerprint": hashlib.sha256(b"tok-abc").hexdigest()[:12],
+    }
+    assert f.comment == "oauth2 api: token cache, 0 s old, 3600 s left"
+    assert "tok-abc" not in json.dumps(f.metadata)
     assert [grant.backend for grant in broker.grants] == ["api"]
     assert broker.grants[0].credentials.client_secret.reveal() == SECRET
 
@@ -264,6 +279,10 @@ async def test_token_error_answers_502_problem(configured) -> None:
     assert f.metadata["oauth2"]["backend"] == "api"
     assert "invalid_client" in f.metadata["oauth2"]["error"]
     assert f.request.headers["Authorization"] == "Basic Y2FsbGVyOm93bg=="  # no token was added
+    assert f.marked == ":no_entry:"
+    assert f.comment.startswith("oauth2 api: no token, not forwarded: token endpoint answered")
+    assert SECRET not in f.comment
+    assert flowfilter.match("~comment 'no token'", f)
 
 
 @pytest.mark.anyio

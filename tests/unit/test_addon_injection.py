@@ -14,6 +14,7 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.broker import Issued
 from mitm_oauth2.tokens import Token
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +44,10 @@ class StubBroker:
     async def token(self, grant) -> Token:
         self.grants.append(grant)
         return Token(f"tok-{grant.backend}", "Bearer", issued_at=0.0, lifetime=3600.0)
+
+    async def issue(self, grant) -> Issued:
+        token = await self.token(grant)
+        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
 
     def close(self) -> None:
         pass
@@ -133,7 +138,7 @@ async def test_path_prefix_picks_the_backend(proxy, path: str, backend: str) -> 
     f = flow(path)
     await tctx.cycle(addon, f)
     assert f.request.headers["Authorization"] == f"Bearer tok-{backend}"
-    assert f.metadata["oauth2"] == {"backend": backend}
+    assert f.metadata["oauth2"]["backend"] == backend
     assert [grant.backend for grant in broker.grants] == [backend]
     assert broker.grants[0].credentials.client_id == f"{backend}-client"
 

@@ -155,7 +155,11 @@ TABLES = [
     ({"Content-Type": "text/plain"}, "token_headers", "cannot be set"),
     ({"Content-Length": "0"}, "token_headers", "cannot be set"),
     ({"X Tenant": "t1"}, "token_headers", "'X Tenant' cannot be set"),
-    ({"X-Tenant": "t1\r\nX-Evil: 1"}, "token_headers", "the value of 'X-Tenant' must be printable ASCII"),
+    (
+        {"X-Tenant": "t1\r\nX-Evil: 1"},
+        "token_headers",
+        "the value of 'X-Tenant' must be printable ASCII",
+    ),
     ({"X-Tenant": "t1\nX-Evil: 1"}, "token_headers", "must be printable ASCII"),
     ({"X-Tenant": 1}, "token_headers", "value of 'X-Tenant' must be a string"),
 ]

@@ -81,8 +81,10 @@ async def test_addon_replays_with_the_fresh_token(wired) -> None:
     assert (f.response.status_code, f.response.content) == (200, b"ok")
     (replay,) = playback.started
     assert replay.request.headers["Authorization"] == "Bearer tok-2"
-    assert replay.metadata["oauth2"] == {"backend": "api", "replay_of": f.id}
-    assert f.metadata["oauth2"] == {"backend": "api", "replayed": True}
+    assert replay.metadata["oauth2"]["replay_of"] == f.id
+    assert f.metadata["oauth2"]["replayed"] is True
+    assert f.metadata["oauth2"]["source"] == "renewed after 401"
+    assert f.comment == "oauth2 api: token rejected (401), renewed and replayed once: 200"
     # the request's token, the eviction, the fresh token, the replay's (from memory) token
     assert [call for call, _ in broker.calls] == ["token", "invalidate", "token", "token"]
 
