@@ -46,3 +46,19 @@ set_mitm_defaults() {
     [[ "$args" == *"confdir="* ]] || MITM_DEFAULTS+=(--set "confdir=$ROOT/certs")
     [[ "$args" == *"connection_strategy="* ]] || MITM_DEFAULTS+=(--set "connection_strategy=lazy")
 }
+
+# The interop tests' third-party authorization server (npm's oidc-provider), installed from
+# tests/interop/package-lock.json when it changed since the last install.
+ensure_interop_deps() {
+    local dir="$ROOT/tests/interop" want
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "Node.js 18+ and npm are needed for tests/interop (Debian: apt-get install nodejs npm)" >&2
+        exit 1
+    fi
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [ "$(cat "$dir/node_modules/.oauth2-installed" 2>/dev/null)" != "$want" ]; then
+        echo "Installing tests/interop's npm packages ..." >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        echo "$want" >"$dir/node_modules/.oauth2-installed"
+    fi
+}

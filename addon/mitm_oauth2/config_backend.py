@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -175,9 +177,8 @@ def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:
     )
     identity = None
     if is_mtls:
-        identity = TlsIdentity(
-            str(reader.file("client_cert_file")), str(reader.file("client_key_file"))
-        )
+        cert, key = reader.file("client_cert_file"), reader.file("client_key_file")
+        identity = TlsIdentity(str(cert), str(key), _digest(cert, key))
         try:
             ssl.create_default_context().load_cert_chain(identity.cert_file, identity.key_file)
         except (ssl.SSLError, OSError) as e:
@@ -195,11 +196,16 @@ def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:
     return TokenTransport(
         timeout=reader.seconds("token_timeout", 10.0, minimum=0.1),
         ca_bundle=ca_bundle,
+        ca_digest=_digest(Path(ca_bundle)) if ca_bundle else "",
         proxy=reader.url("token_proxy", schemes=("http", "https"))
         if reader.has("token_proxy")
         else None,
         client_cert=identity,
     )
+
+
+def _digest(*files: Path) -> str:
+    return hashlib.sha256(b"".join(file.read_bytes() for file in files)).hexdigest()
 
 
 def _scopes(reader: TableReader) -> tuple[str, ...]:

@@ -80,6 +80,7 @@ class TlsIdentity:
 
     cert_file: str
     key_file: str
+    digest: str = ""  # of both files' contents: a certificate renewed in place is a new identity
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class TokenTransport:
     ca_bundle: str | None = None
     proxy: str | None = None
     client_cert: TlsIdentity | None = None
+    ca_digest: str = ""  # of the bundle's contents: a renewed bundle gets a new connection pool
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,11 @@ class ClientCredentials:
             sorted(self.resources),
             sorted(self.extra_params),
             sorted((name.lower(), value) for name, value in self.token_headers),
-            [self.transport.client_cert.cert_file, self.transport.client_cert.key_file]
+            [
+                self.transport.client_cert.cert_file,
+                self.transport.client_cert.key_file,
+                self.transport.client_cert.digest,
+            ]
             if self.transport.client_cert
             else None,
         ]

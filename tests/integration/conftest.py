@@ -3,7 +3,10 @@
 Fixtures:
   tls_ca                       session  TlsFiles: trustme CA + server cert for localhost/127.0.0.1
   mitm_confdir                 session  Path: mitmproxy confdir shared by all proxies (one CA)
-  devservers_factory           function start(*, tls=False, clients=None) -> DevServersProcess
+  devservers_factory           function start(*, tls=False, clients=None, token_tls=False,
+                                              client_ca=False) -> DevServersProcess
+                                        (token_tls: token server on HTTPS with the tls_ca cert;
+                                         client_ca: it asks for client certs from tls_ca)
   devservers / devservers_tls  function DevServersProcess with an HTTP / HTTPS backend
   mitmdump                     function start(config_toml_text, *extra_args, cache_dir=None,
                                               mode=None, upstream_ca=True, lazy=True) -> Proxy
@@ -93,8 +96,20 @@ def devservers_factory(
 ) -> Iterator[DevServersFactory]:
     started: list[DevServersProcess] = []
 
-    def start(*, tls: bool = False, clients: dict[str, str] | None = None) -> DevServersProcess:
-        servers = DevServersProcess(tls=tls_ca if tls else None, clients=clients, cwd=tmp_path)
+    def start(
+        *,
+        tls: bool = False,
+        clients: dict[str, Any] | None = None,
+        token_tls: bool = False,
+        client_ca: bool = False,
+    ) -> DevServersProcess:
+        servers = DevServersProcess(
+            tls=tls_ca if tls else None,
+            clients=clients,
+            cwd=tmp_path,
+            token_tls=tls_ca if token_tls else None,
+            client_ca=tls_ca.ca_cert if client_ca else None,
+        )
         started.append(servers)
         _register(request, servers)
         return servers

@@ -43,10 +43,18 @@ def token_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table, keys quoted
+        items = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    return json.dumps(value)
+
+
 def toml_backend(**fields: Any) -> str:
-    """One ``[[backend]]`` table; strings are quoted as JSON, which TOML basic strings accept."""
+    """One ``[[backend]]`` table; strings are quoted as JSON, which TOML basic strings accept,
+    and dicts become inline tables."""
     lines = ["[[backend]]"]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in fields.items()]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -72,22 +80,34 @@ class DevServersProcess:
         self,
         *,
         tls: TlsFiles | None = None,
-        clients: dict[str, str] | None = None,
+        clients: dict[str, Any] | None = None,
         cwd: Path | None = None,
         timeout: float = 10,
+        token_tls: TlsFiles | None = None,
+        client_ca: Path | None = None,
     ) -> None:
+        """``clients`` values: a secret, or an object (see ``--clients`` in devservers --help).
+        ``token_tls`` serves the token server over HTTPS; ``client_ca`` also asks its clients
+        for certificates from that CA (tls_client_auth)."""
         cmd = [sys.executable, "-m", "mitm_oauth2.devservers"]
         if clients is not None:
             cmd += ["--clients", json.dumps(clients)]
         if tls is not None:
             cmd += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
+        if token_tls is not None:
+            cmd += ["--token-tls-cert", str(token_tls.server_cert)]
+            cmd += ["--token-tls-key", str(token_tls.server_key)]
+        if client_ca is not None:
+            cmd += ["--token-client-ca", str(client_ca)]
         self.tls = tls
+        self.token_tls = token_tls
         self.proc = popen(cmd, cwd, subprocess.PIPE)
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
         self._stdout = OutputReader(self.proc.stdout, "devservers-stdout")
         self._stderr = OutputReader(self.proc.stderr, "devservers-stderr")
-        self.admin = httpx.Client(trust_env=False, timeout=10)
+        verify = token_tls.ssl_context() if token_tls else True
+        self.admin = httpx.Client(trust_env=False, timeout=10, verify=verify)
         match = self._stdout.wait_for(re.compile(r"^\{.*\}$"), timeout)
         if match is None:
             rc = self.stop()
@@ -100,6 +120,7 @@ class DevServersProcess:
         self.token_url: str = urls["token_url"]
         self.backend_url: str = urls["backend_url"]
         self.admin_url: str = urls["admin_url"]
+        self.issuer: str = urls["issuer"]  # the token server's base URL, as its metadata says
         # "127.0.0.1:PORT", as written in a backend's ``hosts`` list
         self.backend_host = urllib.parse.urlsplit(self.backend_url).netloc
 
@@ -131,6 +152,14 @@ class DevServersProcess:
     def backend_requests(self) -> list[dict[str, Any]]:
         return list(self.stats()["backend_requests"])
 
+    def token_log(self) -> list[dict[str, Any]]:
+        """One entry per token request: auth, client_id, params, headers, jwt_alg, ..."""
+        return list(self.stats()["token_request_log"])
+
+    def metadata_log(self) -> list[dict[str, Any]]:
+        """One ``{"path", "status"}`` entry per discovery metadata request."""
+        return list(self.stats()["metadata_requests"])
+
     def fetch_token(
         self, client_id: str = DEMO_CLIENT_ID, secret: str = DEMO_CLIENT_SECRET, **form: str
     ) -> str:
@@ -161,5 +190,10 @@ class DevServersProcess:
 
 class DevServersFactory(Protocol):
     def __call__(
-        self, *, tls: bool = False, clients: dict[str, str] | None = None
+        self,
+        *,
+        tls: bool = False,
+        clients: dict[str, Any] | None = None,
+        token_tls: bool = False,
+        client_ca: bool = False,
     ) -> DevServersProcess: ...

@@ -82,8 +82,11 @@ def test_revoked_token_one_replay_of_a_post_with_its_body(
         flows = [f for f in io.FlowReader(file).stream() if isinstance(f, http.HTTPFlow)]
     original = next(f for f in flows if f.request.content == b'{"item": 42}' and not f.is_replay)
     copy = next(f for f in flows if f.is_replay == "request")
-    assert original.metadata["oauth2"] == {"backend": "orders", "replayed": True}
-    assert copy.metadata["oauth2"] == {"backend": "orders", "replay_of": original.id}
+    assert original.metadata["oauth2"]["backend"] == "orders"
+    assert original.metadata["oauth2"]["replayed"] is True
+    assert original.metadata["oauth2"]["source"] == "renewed after 401"
+    assert copy.metadata["oauth2"]["backend"] == "orders"
+    assert copy.metadata["oauth2"]["replay_of"] == original.id
     assert original.response is not None
     assert original.response.status_code == 200
 

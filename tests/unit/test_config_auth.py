@@ -4,6 +4,7 @@ refused with the file, the backend and the key named, and no secret or key mater
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,9 @@ def test_tls_client_auth(tmp_path: Path) -> None:
     creds = only(tmp_path, **MTLS)
     assert creds.auth_method is AuthMethod.TLS_CLIENT_AUTH
     assert creds.client_secret is None
+    pem = (tmp_path / "cert.pem").read_bytes() + (tmp_path / "key.pem").read_bytes()
     assert creds.transport.client_cert == TlsIdentity(
-        str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+        str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"), hashlib.sha256(pem).hexdigest()
     )
 
 

@@ -3,6 +3,7 @@ token_headers, the token call's transport, header, header_format and path_prefix
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,10 @@ def test_transport_settings(tmp_path: Path) -> None:
         token_timeout=2.5, token_ca_bundle="ca.pem", token_proxy="http://proxy.test:3128"
     )
     transport = only(tmp_path, text).grant.credentials.transport
-    assert transport == TokenTransport(2.5, str(tmp_path / "ca.pem"), "http://proxy.test:3128")
+    digest = hashlib.sha256((tmp_path / "ca.pem").read_bytes()).hexdigest()
+    assert transport == TokenTransport(
+        2.5, str(tmp_path / "ca.pem"), "http://proxy.test:3128", ca_digest=digest
+    )
 
 
 @pytest.mark.parametrize("timeout", [0.1, 1, 600])

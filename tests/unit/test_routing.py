@@ -38,7 +38,8 @@ def route(r: HostRouter[str], path: str, host: str = "api.test", port: int = 443
         ("/../../admin", "/admin"),
         ("/a/b/../../c/./d", "/c/d"),
         ("/api/..x/y", "/api/..x/y"),
-        ("/api/%2e%2e/admin", "/api/%2e%2e/admin"),  # not decoded
+        ("/api/%2e%2e/admin", "/admin"),  # %2e is a dot (RFC 3986 §6.2.2.2)
+        ("/api/.%2E/admin", "/admin"),
     ],
 )
 def test_request_path(target: str, expected: str) -> None:

@@ -1,5 +1,7 @@
 """The protected backend's handler: any method and path, answered 200 with an echo for a valid
-Bearer token and 401 otherwise (or a forced status, see the ``backend_status`` knob)."""
+Bearer token (or a bare token in the ``backend_header`` knob's header) and 401 otherwise (or a
+forced status, see the ``backend_status`` knob). Each request is logged with its Authorization
+headers and the values of the token header as ``credential``."""
 
 from __future__ import annotations
 
@@ -14,15 +16,21 @@ class BackendHandler(Handler):
             self._send(400, {"ok": False, "error": "unreadable body"}, {})
             return
         state, text = self.server.state, raw.decode("utf-8", "replace")
-        values = self.headers.get_all("Authorization") or []
-        scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+        knobs = state.configure({})
+        name = knobs["backend_header"]
+        authorization = self.headers.get_all("Authorization") or []
+        values = self.headers.get_all(name) or []
+        if name.lower() == "authorization":
+            scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+        else:  # e.g. X-Api-Key: the bare token
+            scheme, token = "bearer", values[0] if len(values) == 1 else ""
         ok = scheme.lower() == "bearer" and bool(token) and state.token_valid(token)
         echo = {"method": self.command, "path": self.path, "body": text}
         host = self.headers.get("Host")
-        knobs = state.configure({})
         forced, challenge = knobs["backend_status"], knobs["backend_challenge"]
         ok = ok and forced is None
-        state.record("backend", {**echo, "authorization": values, "host": host, "ok": ok})
+        seen = {"authorization": authorization, "credential": values, "host": host, "ok": ok}
+        state.record("backend", {**echo, **seen})
         if forced is not None:
             headers = {"WWW-Authenticate": challenge} if challenge else {}
             self._send(forced, {"ok": False, **echo, "error": "forced"}, headers)

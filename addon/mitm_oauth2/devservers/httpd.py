@@ -1,5 +1,5 @@
-"""The HTTP plumbing both dev servers use: a threading server on 127.0.0.1 (TLS optional) and a
-handler base that reads request bodies and sends JSON answers."""
+"""The HTTP plumbing both dev servers use: a threading server on 127.0.0.1 (TLS optional, client
+certificates optional) and a handler base that reads request bodies and sends JSON answers."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class Server(ThreadingHTTPServer):
     def __init__(self, port: int, handler: type[Handler], state: State, tls: ssl.SSLContext | None):
         self.state = state
         super().__init__((HOST, port), handler)
+        self.base_url = f"{'https' if tls else 'http'}://{HOST}:{self.server_port}"
+        # A client certificate is asked for (and verified) but optional: callers without one
+        # (the admin API, other auth methods) still get through.
+        self.verifies_clients = tls is not None and tls.verify_mode != ssl.CERT_NONE
         if tls is not None:  # the handshake happens on first read, in the connection's thread
             self.socket = tls.wrap_socket(
                 self.socket, server_side=True, do_handshake_on_connect=False

@@ -1,5 +1,5 @@
-"""What the two dev servers share: the registered clients, the knobs, the issued tokens and the
-request logs, behind one lock."""
+"""What the two dev servers share: the registered clients, the knobs, the issued tokens, the
+client-assertion ids seen and the request logs, behind one lock."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from types import NoneType
 from typing import Any
 
-DEFAULT_CLIENTS: dict[str, str] = {"demo-client": "demo secret with : % + & chars"}
+from .clients import DEFAULT_CLIENTS
+from .clients import Client
+from .clients import as_clients
+
 # name: (default, accepted types). None omits expires_in (the token then never expires) or
 # token_type. status and/or body replace every token response (defaults: 200, server_error).
 KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
@@ -27,7 +31,20 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     # backend_challenge as its WWW-Authenticate header when set.
     "backend_status": (None, (int, NoneType)),
     "backend_challenge": (None, (str, NoneType)),
+    # The header the backend takes the token from: "Authorization" wants "Bearer <token>",
+    # any other name the bare token (e.g. "X-Api-Key: <token>").
+    "backend_header": ("Authorization", (str,)),
+    # False: take Basic credentials literally, like servers that skip RFC 6749 §2.3.1 decoding.
+    "basic_decode": (True, (bool,)),
+    # Discovery: the issuer the metadata names (None: this server's own base URL), and whether
+    # the RFC 8414 and the OpenID Connect documents are served (False: 404).
+    "metadata_issuer": (None, (str, NoneType)),
+    "metadata_rfc8414": (True, (bool,)),
+    "metadata_openid": (True, (bool,)),
 }
+
+
+__all__ = ["DEFAULT_CLIENTS", "KNOBS", "Client", "State", "token_id"]
 
 
 def token_id(token: str) -> str:
@@ -38,8 +55,8 @@ def token_id(token: str) -> str:
 class State:
     """Everything both servers share; every access holds the lock."""
 
-    def __init__(self, clients: dict[str, str] | None = None) -> None:
-        self.clients = dict(DEFAULT_CLIENTS if clients is None else clients)
+    def __init__(self, clients: Mapping[str, str | Client] | None = None) -> None:
+        self.clients = as_clients(clients)
         self._lock = threading.Lock()
         self.reset()
 
@@ -47,7 +64,12 @@ class State:
         with self._lock:
             self._knobs = {name: default for name, (default, _) in KNOBS.items()}
             self._tokens: dict[str, float | None] = {}  # token -> monotonic expiry
-            self._logs: dict[str, list[dict[str, Any]]] = {"token": [], "backend": []}
+            self._logs: dict[str, list[dict[str, Any]]] = {
+                "token": [],
+                "backend": [],
+                "metadata": [],
+            }
+            self._jtis: set[tuple[str, str]] = set()  # (client_id, jti) of accepted assertions
             self._arrived = 0  # token requests received, answered or not (the log waits)
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -62,8 +84,17 @@ class State:
             return dict(self._knobs)
 
     def check_client(self, client_id: str, secret: str) -> bool:
-        expected = self.clients.get(client_id)
+        client = self.clients.get(client_id)
+        expected = None if client is None else client.secret
         return expected is not None and secrets.compare_digest(expected.encode(), secret.encode())
+
+    def use_jti(self, client_id: str, jti: str) -> bool:
+        """False if this client already used this assertion id (a replay)."""
+        with self._lock:
+            if (client_id, jti) in self._jtis:
+                return False
+            self._jtis.add((client_id, jti))
+            return True
 
     def issue(self, expires_in: int | None) -> str:
         token = secrets.token_urlsafe(32)
@@ -96,4 +127,5 @@ class State:
             "token_requests_arrived": arrived,
             "token_request_log": logs["token"],
             "backend_requests": logs["backend"],
+            "metadata_requests": logs["metadata"],
         }

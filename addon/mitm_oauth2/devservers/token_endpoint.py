@@ -1,19 +1,34 @@
 """The authorization server's handler: the client-credentials token endpoint (RFC 6749 §4.4,
-client authentication per §2.3.1) and the admin API."""
+client authentication in authn.py), its metadata (RFC 8414, OpenID Connect Discovery) and the
+admin API."""
 
 from __future__ import annotations
 
-import base64
 import json
+import ssl
 import time
 import urllib.parse
 from typing import Any
 
+from .authn import AUTH_METHODS
+from .authn import HMAC_ALGORITHMS
+from .authn import KEY_ALGORITHMS
+from .authn import AuthFailure
+from .authn import Presented
+from .authn import authenticate
 from .httpd import JSON
 from .httpd import Handler
 from .state import token_id
 
 Reply = tuple[int, dict[str, Any], dict[str, str]]
+TOKEN_PATH = "/token"
+MTLS_TOKEN_PATH = "/mtls/token"  # the mtls_endpoint_aliases token endpoint (RFC 8705 §5)
+RFC8414_PATH = "/.well-known/oauth-authorization-server"
+OPENID_PATH = "/.well-known/openid-configuration"
+# Logged with every token request, besides any X-* header.
+RECORDED_HEADERS = frozenset({"accept", "content-type", "user-agent"})
+SECRET_PARAMS = frozenset({"client_secret", "client_assertion"})  # never logged
+REPEATABLE_PARAMS = frozenset({"resource"})  # RFC 8707 §2
 
 
 def _error(status: int, code: str, description: str) -> Reply:
@@ -23,24 +38,14 @@ def _error(status: int, code: str, description: str) -> Reply:
     return status, {"error": code, "error_description": description}, headers
 
 
-def _decode_basic(value: str) -> tuple[str, str] | None:
-    """RFC 6749 §2.3.1: base64, split on the first ':', then form-urldecode each part."""
-    scheme, _, encoded = value.partition(" ")
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except ValueError:  # binascii.Error, UnicodeDecodeError
-        return None
-    user, sep, password = decoded.partition(":")
-    if scheme.lower() != "basic" or not sep:
-        return None
-    return urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)
-
-
 class TokenHandler(Handler):
     def do_GET(self) -> None:
         self._read_body()
-        if urllib.parse.urlsplit(self.path).path == "/_admin/stats":
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/_admin/stats":
             self._send(200, self.server.state.stats(), {})
+        elif path in (RFC8414_PATH, OPENID_PATH):
+            self._metadata(path)
         else:
             self._send(404, {"error": "not_found"}, {})
 
@@ -49,8 +54,8 @@ class TokenHandler(Handler):
         state = self.server.state
         if raw is None:
             self._send(*_error(400, "invalid_request", "unreadable body"))
-        elif path == "/token":
-            self._token(raw)
+        elif path in (TOKEN_PATH, MTLS_TOKEN_PATH):
+            self._token(raw, path)
         elif path == "/_admin/config":
             try:
                 changes = json.loads(raw or b"{}")
@@ -65,11 +70,37 @@ class TokenHandler(Handler):
         else:
             self._send(404, {"error": "not_found"}, {})
 
-    def _token(self, raw: bytes) -> None:
+    def _metadata(self, path: str) -> None:
+        state = self.server.state
+        knobs = state.configure({})
+        served = knobs["metadata_rfc8414"] if path == RFC8414_PATH else knobs["metadata_openid"]
+        state.record("metadata", {"path": path, "status": 200 if served else 404})
+        if not served:
+            self._send(404, {"error": "not_found"}, {})
+            return
+        base, mtls = self.server.base_url, self.server.verifies_clients
+        document: dict[str, Any] = {
+            "issuer": knobs["metadata_issuer"] or base,
+            "token_endpoint": base + TOKEN_PATH,
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": list(
+                AUTH_METHODS if mtls else AUTH_METHODS[:-1]
+            ),
+            "token_endpoint_auth_signing_alg_values_supported": [
+                *HMAC_ALGORITHMS,
+                *KEY_ALGORITHMS,
+            ],
+        }
+        if mtls:
+            document["mtls_endpoint_aliases"] = {"token_endpoint": base + MTLS_TOKEN_PATH}
+        self._send(200, document, {})
+
+    def _token(self, raw: bytes, path: str) -> None:
         state, knobs = self.server.state, self.server.state.configure({})
         state.arrive()
-        entry: dict[str, Any] = {"time": time.time(), "auth": None, "client_id": None}
-        status, fields, headers = self._authorize(raw, entry)
+        entry: dict[str, Any] = {"time": time.time(), "path": path, "auth": None}
+        entry["client_id"] = None
+        status, fields, headers = self._authorize(raw, path, entry)
         time.sleep(knobs["delay"])
         body: object = fields
         if knobs["down"]:
@@ -91,35 +122,54 @@ class TokenHandler(Handler):
         if status:
             self._send(status, body, headers, knobs["content_type"] or JSON)
 
-    def _authorize(self, raw: bytes, entry: dict[str, Any]) -> Reply:
+    def _authorize(self, raw: bytes, path: str, entry: dict[str, Any]) -> Reply:
         try:
             pairs = urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
         except (UnicodeDecodeError, ValueError):
             return _error(400, "invalid_request", "body is not a valid form")
-        form = dict(pairs)
-        entry.update(form_keys=sorted(form), grant_type=form.get("grant_type"))
-        entry["scope"] = form.get("scope")
-        auth_headers = self.headers.get_all("Authorization") or []
-        if len(form) != len(pairs) or len(auth_headers) > 1:
+        params: dict[str, list[str]] = {}
+        for name, value in pairs:
+            params.setdefault(name, []).append(value)
+        form = {name: values[0] for name, values in params.items()}
+        entry.update(form_keys=sorted(params), grant_type=form.get("grant_type"))
+        entry.update(scope=form.get("scope"), audience=form.get("audience"))
+        entry["resource"] = params.get("resource", [])
+        entry["params"] = {k: v for k, v in params.items() if k not in SECRET_PARAMS}
+        entry["headers"] = self._recorded_headers()
+        if any(len(v) > 1 for k, v in params.items() if k not in REPEATABLE_PARAMS):
             return _error(400, "invalid_request", "repeated parameter or header")
-        if auth_headers:
-            entry["auth"] = auth_headers[0].partition(" ")[0].lower()  # "basic", normally
-            if "client_secret" in form:
-                return _error(400, "invalid_request", "more than one client authentication")
-            creds = _decode_basic(auth_headers[0])
-            if creds is None:
-                return _error(401, "invalid_client", "malformed Basic credentials")
-            if form.get("client_id", creds[0]) != creds[0]:
-                return _error(400, "invalid_request", "client_id differs from Basic credentials")
-        elif "client_secret" in form:
-            entry["auth"] = "post"
-            creds = (form.get("client_id", ""), form["client_secret"])
-        else:
-            return _error(401, "invalid_client", "no client authentication")
-        entry["client_id"] = creds[0]
-        if not self.server.state.check_client(*creds):
-            return _error(401, "invalid_client", "unknown client or wrong secret")
+        presented = Presented(
+            form=form,
+            authorization=self.headers.get_all("Authorization") or [],
+            peer_cert=self._peer_cert(),
+            audiences=self._audiences(path),
+        )
+        try:
+            authenticate(self.server.state, presented, entry)
+        except AuthFailure as e:
+            return _error(e.status, e.code, e.description)
         if form.get("grant_type") != "client_credentials":
             return _error(400, "unsupported_grant_type", "only client_credentials is supported")
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         return 200, {"scope": form.get("scope")}, headers
+
+    def _recorded_headers(self) -> dict[str, list[str]]:
+        recorded: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            if name.lower().startswith("x-") or name.lower() in RECORDED_HEADERS:
+                recorded.setdefault(name.lower(), []).append(value)
+        return recorded
+
+    def _peer_cert(self) -> bytes | None:
+        """The client certificate (DER), which the handshake verified against the client CA."""
+        if isinstance(self.connection, ssl.SSLSocket):
+            return self.connection.getpeercert(binary_form=True)
+        return None
+
+    def _audiences(self, path: str) -> tuple[str, ...]:
+        """RFC 7523 §3: the token endpoint, as the client addressed it or as we name it, or the
+        issuer identifier."""
+        base = self.server.base_url
+        scheme = base.partition(":")[0]
+        addressed = f"{scheme}://{self.headers.get('Host', '')}{path}"
+        return (addressed, base + path, base)

@@ -1,0 +1,58 @@
+"""Key material for the auth-method tests, made fresh in a temporary folder: signing keys for
+private_key_jwt (private PEM for the proxy, public PEM for the devservers) and client
+certificates for tls_client_auth, issued by the session's test CA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+from harness import TlsFiles
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_key: Path  # unencrypted PKCS#8 PEM, as the proxy's private_key_file
+    public_key: Path  # SubjectPublicKeyInfo PEM, as the devservers' public_key_file
+
+
+def make_key_pair(directory: Path, kind: str) -> KeyPair:
+    """``kind`` "rsa" (2048 bits) or "ec" (P-256)."""
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if kind == "rsa":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        private = ec.generate_private_key(ec.SECP256R1())
+    pair = KeyPair(directory / f"{kind}-private.pem", directory / f"{kind}-public.pem")
+    pair.private_key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pair.public_key.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return pair
+
+
+@dataclass(frozen=True)
+class ClientCert:
+    cert: Path  # leaf certificate (chain) PEM, as client_cert_file
+    key: Path  # its private key PEM, as client_key_file
+
+
+def issue_client_cert(tls: TlsFiles, directory: Path, common_name: str) -> ClientCert:
+    """A certificate from the test CA with subject CN ``common_name`` (clientAuth usage)."""
+    leaf = tls.ca.issue_cert(common_name=common_name)
+    files = ClientCert(directory / f"{common_name}-cert.pem", directory / f"{common_name}-key.pem")
+    for i, blob in enumerate(leaf.cert_chain_pems):
+        blob.write_to_path(str(files.cert), append=i > 0)
+    leaf.private_key_pem.write_to_path(str(files.key))
+    return files

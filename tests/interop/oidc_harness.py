@@ -1,0 +1,267 @@
+"""The third-party authorization server and a resource server for the interoperability tests.
+
+`OidcProvider` runs panva's oidc-provider (an OpenID Certified implementation, from npm,
+pinned in package.json here) through ``oidc_server.mjs`` under Node.js, with the clients of
+`clients()`. `ApiBackend` is a stdlib HTTP server that accepts a request only if the provider's
+introspection endpoint (RFC 7662) calls its bearer token active, for the provider's resource
+and with SCOPE. Everything listens on 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import ECAlgorithm
+from jwt.algorithms import RSAAlgorithm
+from procs import OutputReader
+from procs import popen
+from procs import stop_process
+
+HERE = Path(__file__).resolve().parent
+SERVER_SCRIPT = HERE / "oidc_server.mjs"
+PROVIDER_PACKAGE = HERE / "node_modules" / "oidc-provider" / "package.json"
+SCOPE = "api:read"
+
+# client_secret_basic: every character that RFC 6749 §2.3.1 form-encoding has to protect, and
+# "%zz", which a server that decodes cannot read unless the client encoded it.
+BASIC_CLIENT_ID = "basic-client"
+BASIC_SECRET = "s3:cr%zz+t&x y/z=w%41"
+POST_CLIENT_ID = "post-client"
+POST_SECRET = "post secret: 100% & more"
+# client_secret_jwt signs with HS256; the provider wants a secret of at least 32 bytes.
+SECRET_JWT_CLIENT_ID = "secret-jwt-client"
+JWT_SECRET = "hs256 secret, long enough for the provider: " + "x" * 16
+RSA_JWT_CLIENT_ID = "rsa-jwt-client"
+EC_JWT_CLIENT_ID = "ec-jwt-client"
+# The resource server's own client, for the introspection endpoint.
+API_CLIENT_ID = "interop-api"
+API_SECRET = "api-secret"
+
+
+@dataclass(frozen=True)
+class SigningKeyFile:
+    path: Path  # unencrypted PKCS#8 PEM private key, for the addon's private_key_file
+    kid: str
+
+
+@dataclass(frozen=True)
+class InteropKeys:
+    """The private_key_jwt clients' keys: PEM files for the addon, public JWKs at the provider."""
+
+    rsa: SigningKeyFile
+    ec: SigningKeyFile
+
+
+def make_keys(directory: Path) -> InteropKeys:
+    keys = {
+        "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ec": ec.generate_private_key(ec.SECP256R1()),
+    }
+    files = {}
+    for name, key in keys.items():
+        path = directory / f"{name}-key.pem"
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(pem)
+        files[name] = SigningKeyFile(path, f"interop-{name}-key")
+    return InteropKeys(rsa=files["rsa"], ec=files["ec"])
+
+
+def clients(keys: InteropKeys) -> list[dict[str, Any]]:
+    """Client metadata as oidc-provider takes it (oidc_server.mjs adds the grant types)."""
+    rsa_jwk = RSAAlgorithm.to_jwk(_public_key(keys.rsa.path), as_dict=True)
+    ec_jwk = ECAlgorithm.to_jwk(_public_key(keys.ec.path), as_dict=True)
+    return [
+        _client(BASIC_CLIENT_ID, "client_secret_basic", client_secret=BASIC_SECRET),
+        _client(POST_CLIENT_ID, "client_secret_post", client_secret=POST_SECRET),
+        _client(SECRET_JWT_CLIENT_ID, "client_secret_jwt", client_secret=JWT_SECRET),
+        _client(
+            RSA_JWT_CLIENT_ID,
+            "private_key_jwt",
+            jwks={"keys": [{**rsa_jwk, "kid": keys.rsa.kid, "use": "sig"}]},
+        ),
+        _client(
+            EC_JWT_CLIENT_ID,
+            "private_key_jwt",
+            jwks={"keys": [{**ec_jwk, "kid": keys.ec.kid, "use": "sig"}]},
+        ),
+        _client(API_CLIENT_ID, "client_secret_basic", client_secret=API_SECRET),
+    ]
+
+
+def _client(client_id: str, method: str, **metadata: Any) -> dict[str, Any]:
+    return {
+        "client_id": client_id,
+        "token_endpoint_auth_method": method,
+        "scope": SCOPE,
+        **metadata,
+    }
+
+
+def _public_key(path: Path) -> Any:
+    return serialization.load_pem_private_key(path.read_bytes(), password=None).public_key()
+
+
+class OidcProvider:
+    """``node oidc_server.mjs`` as a child process: oidc-provider on 127.0.0.1."""
+
+    name = "oidc-provider"
+
+    def __init__(
+        self, client_metadata: list[dict[str, Any]], workdir: Path, timeout: float = 30
+    ) -> None:
+        node = shutil.which("node")
+        if node is None:
+            pytest.fail(
+                "Node.js is needed for the interoperability tests and `node` is not on PATH: "
+                "install Node.js 18+ and npm (Debian: apt-get install nodejs npm; .ci/run does), "
+                "then run `npm ci` in tests/interop",
+                pytrace=False,
+            )
+        if not PROVIDER_PACKAGE.is_file():
+            pytest.fail(
+                f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): "
+                "run `npm ci --no-audit --no-fund` in tests/interop (.ci/run does)",
+                pytrace=False,
+            )
+        clients_file = workdir / "clients.json"
+        clients_file.write_text(json.dumps(client_metadata, indent=1), encoding="utf-8")
+        cmd = [node, str(SERVER_SCRIPT), "--clients", str(clients_file), "--port", "0"]
+        self.proc = popen(cmd, HERE, subprocess.PIPE)
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        self._stdout = OutputReader(self.proc.stdout, "oidc-provider-stdout")
+        self._stderr = OutputReader(self.proc.stderr, "oidc-provider-stderr")
+        match = self._stdout.wait_for(re.compile(r'^(\{"issuer":.*\})$'), timeout)
+        if match is None:
+            rc = self.stop()
+            pytest.fail(
+                f"oidc-provider did not start within {timeout}s (exit code {rc}):\n"
+                f"$ {shlex.join(cmd)}\n{self.output()}",
+                pytrace=False,
+            )
+        ready = json.loads(match.group(1))
+        self.issuer: str = ready["issuer"]
+        self.token_endpoint: str = ready["token_endpoint"]
+        self.introspection_endpoint: str = ready["introspection_endpoint"]
+        self.resource: str = ready["resource"]
+        self.http = httpx.Client(trust_env=False, timeout=10)
+
+    def grants(self) -> dict[str, int]:
+        """Tokens issued so far, by client id (counted by the server before it answers)."""
+        response = self.http.get(f"{self.issuer}/_interop/grants")
+        response.raise_for_status()
+        return {str(k): int(v) for k, v in response.json().items()}
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 introspection, authenticated as the resource server's client."""
+        response = self.http.post(
+            self.introspection_endpoint, data={"token": token}, auth=(API_CLIENT_ID, API_SECRET)
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def output(self) -> str:
+        return f"--- stdout ---\n{self._stdout.text()}--- stderr ---\n{self._stderr.text()}"
+
+    def stop(self) -> int:
+        rc = stop_process(self.proc)
+        self._stdout.join()
+        self._stderr.join()
+        return rc
+
+    def close(self) -> int:
+        self.http.close()
+        return self.stop()
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    path: str
+    authorization: str | None
+    status: int
+    introspection: dict[str, Any] | None
+
+
+class ApiBackend:
+    """A resource server on 127.0.0.1: 200 only for a bearer token that the provider calls
+    active, for its resource and with SCOPE; 401 otherwise. Records every request."""
+
+    def __init__(self, provider: OidcProvider) -> None:
+        self.provider = provider
+        self._requests: list[BackendRequest] = []
+        self._lock = threading.Lock()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                backend._answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"  # as in a backend's `hosts`
+        self.url = f"http://{self.host}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="api-backend", daemon=True
+        )
+        self._thread.start()
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        authorization = handler.headers.get("Authorization")
+        introspection = None
+        if authorization is not None and authorization.startswith("Bearer "):
+            introspection = self.provider.introspect(authorization.removeprefix("Bearer "))
+        accepted = (
+            introspection is not None
+            and introspection.get("active") is True
+            and introspection.get("aud") == self.provider.resource
+            and SCOPE in str(introspection.get("scope", "")).split()
+        )
+        status = 200 if accepted else 401
+        with self._lock:
+            self._requests.append(
+                BackendRequest(handler.path, authorization, status, introspection)
+            )
+        body: dict[str, Any] = {"error": "invalid_token"}
+        if introspection is not None and accepted:
+            body = {"path": handler.path, "client_id": introspection.get("client_id")}
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        if not accepted:
+            handler.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    @property
+    def requests(self) -> list[BackendRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)

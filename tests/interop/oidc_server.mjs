@@ -1,0 +1,133 @@
+// panva's oidc-provider (an OpenID Certified authorization server, from npm) on 127.0.0.1,
+// for the interoperability tests: started and stopped by tests/interop/conftest.py.
+//
+//   node oidc_server.mjs --clients CLIENTS.json [--port N]
+//
+// CLIENTS.json is an array of client metadata (client_id, token_endpoint_auth_method,
+// client_secret or jwks, scope); every client gets the client_credentials grant only.
+// --port 0 (the default) picks a free port. When ready, prints one JSON line:
+//   {"issuer": ..., "token_endpoint": ..., "introspection_endpoint": ..., "resource": ...}
+// then one JSON line per token request ({"event": "grant.success" | "grant.error", ...}) and
+// per introspection error. GET /_interop/grants (outside the provider) answers with the number
+// of tokens issued so far by client id, counted before each token response is sent.
+// Exits 0 on SIGTERM or SIGINT.
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider, { errors } from 'oidc-provider';
+
+// The API the tokens are for (RFC 8707 resource indicator); requested or not, every
+// client-credentials token is issued for it.
+const RESOURCE = 'urn:mitm-oauth2:interop-api';
+const RESOURCE_SCOPE = 'api:read api:write';
+const TOKEN_TTL = 600;
+
+const { values: args } = parseArgs({
+  options: {
+    clients: { type: 'string' },
+    port: { type: 'string', default: '0' },
+  },
+});
+if (!args.clients) {
+  console.error('usage: node oidc_server.mjs --clients CLIENTS.json [--port N]');
+  process.exit(2);
+}
+const clients = JSON.parse(readFileSync(args.clients, 'utf8')).map((client) => ({
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  ...client,
+}));
+
+const issued = {};
+
+function emit(record) {
+  process.stdout.write(`${JSON.stringify(record)}\n`);
+}
+
+// The issuer names the port, so listen first and hand requests to the provider once it exists.
+let handler = (_req, res) => {
+  res.statusCode = 503;
+  res.end();
+};
+const server = http.createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/_interop/grants') {
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify(issued));
+    return;
+  }
+  handler(req, res);
+});
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(Number(args.port), '127.0.0.1', resolve);
+});
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients,
+  // A client's registered `scope` may only name scopes listed here.
+  scopes: ['openid', 'offline_access', ...RESOURCE_SCOPE.split(' ')],
+  // Only signs cookies, which the client-credentials grant never sets.
+  cookies: { keys: ['interop-tests-only'] },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // Any authenticated client of this test server may introspect any token.
+      allowedPolicy: async () => true,
+    },
+    // Without a resource server oidc-provider issues client-credentials tokens without an
+    // audience. With one (RFC 8707; used when the request names none), a token names the API
+    // in `aud` and carries only the scopes that API defines: the backend checks both.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async () => RESOURCE,
+      getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        if (resourceIndicator !== RESOURCE) {
+          throw new errors.InvalidTarget();
+        }
+        return { scope: RESOURCE_SCOPE, accessTokenFormat: 'opaque', accessTokenTTL: TOKEN_TTL };
+      },
+    },
+  },
+  ttl: { ClientCredentials: TOKEN_TTL },
+});
+
+provider.on('grant.success', (ctx) => {
+  const clientId = ctx.oidc.client?.clientId ?? null;
+  issued[clientId] = (issued[clientId] ?? 0) + 1;
+  emit({ event: 'grant.success', client_id: clientId });
+});
+provider.on('grant.error', (ctx, error) => {
+  emit({
+    event: 'grant.error',
+    client_id: ctx.oidc.client?.clientId ?? null,
+    error: error.error ?? error.message,
+    error_description: error.error_description ?? null,
+  });
+});
+provider.on('introspection.error', (_ctx, error) => {
+  emit({ event: 'introspection.error', error: error.error ?? error.message });
+});
+provider.on('server_error', (_ctx, error) => {
+  emit({ event: 'server_error', error: String(error?.stack ?? error) });
+});
+
+handler = provider.callback();
+emit({
+  issuer,
+  token_endpoint: provider.urlFor('token'),
+  introspection_endpoint: provider.urlFor('introspection'),
+  resource: RESOURCE,
+});
+
+function stop() {
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

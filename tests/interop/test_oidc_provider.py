@@ -1,0 +1,289 @@
+"""The real mitmdump with the addon against a third-party authorization server.
+
+panva's oidc-provider (OpenID Certified, from npm) issues the tokens; the backend accepts a
+request only if the provider's introspection endpoint calls its bearer token active. Each auth
+method the provider implements, discovery, and its error answers, end to end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from harness import toml_backend
+from oidc_harness import BASIC_CLIENT_ID
+from oidc_harness import BASIC_SECRET
+from oidc_harness import EC_JWT_CLIENT_ID
+from oidc_harness import JWT_SECRET
+from oidc_harness import POST_CLIENT_ID
+from oidc_harness import POST_SECRET
+from oidc_harness import RSA_JWT_CLIENT_ID
+from oidc_harness import SCOPE
+from oidc_harness import SECRET_JWT_CLIENT_ID
+from oidc_harness import ApiBackend
+from oidc_harness import InteropKeys
+from oidc_harness import OidcProvider
+from proxies import MitmdumpFactory
+
+
+def config(
+    provider: OidcProvider, backend: ApiBackend, *, discovery: bool = False, **fields: Any
+) -> str:
+    """One backend for `backend`'s host whose tokens come from `provider`."""
+    where = {"issuer": provider.issuer} if discovery else {"token_url": provider.token_endpoint}
+    return toml_backend(name="api", hosts=[backend.host], **where, scope=SCOPE, **fields)
+
+
+def get(proxy: Any, url: str) -> httpx.Response:
+    with proxy.client() as client:
+        return client.get(url)
+
+
+def assert_served(
+    answer: httpx.Response,
+    provider: OidcProvider,
+    backend: ApiBackend,
+    client_id: str,
+    grants_before: dict[str, int],
+) -> None:
+    """The caller got the backend's 200 with a token the provider issued to `client_id`."""
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["client_id"] == client_id
+    (seen,) = backend.requests
+    assert seen.status == 200
+    assert seen.authorization is not None
+    assert seen.authorization.startswith("Bearer ")
+    facts = provider.introspect(seen.authorization.removeprefix("Bearer "))
+    assert facts["active"] is True
+    assert facts["client_id"] == client_id
+    assert facts["aud"] == provider.resource
+    assert facts["scope"] == SCOPE
+    assert provider.grants().get(client_id, 0) == grants_before.get(client_id, 0) + 1
+
+
+def test_client_secret_basic_with_a_secret_full_of_reserved_characters(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+) -> None:
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            client_id=BASIC_CLIENT_ID,
+            client_secret=BASIC_SECRET,
+            auth_method="client_secret_basic",
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, BASIC_CLIENT_ID, before)
+
+
+def test_client_secret_post(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+) -> None:
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            client_id=POST_CLIENT_ID,
+            client_secret=POST_SECRET,
+            auth_method="client_secret_post",
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, POST_CLIENT_ID, before)
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithm", "with_kid"),
+    [("rsa", "RS256", True), ("rsa", "PS256", False), ("ec", "ES256", True)],
+)
+def test_private_key_jwt(
+    oidc_provider: OidcProvider,
+    api_backend: ApiBackend,
+    mitmdump: MitmdumpFactory,
+    interop_keys: InteropKeys,
+    key: str,
+    algorithm: str,
+    with_kid: bool,
+) -> None:
+    """The assertion's `aud` is the token endpoint (the default)."""
+    key_file = interop_keys.rsa if key == "rsa" else interop_keys.ec
+    client_id = RSA_JWT_CLIENT_ID if key == "rsa" else EC_JWT_CLIENT_ID
+    kid = {"key_id": key_file.kid} if with_kid else {}
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            client_id=client_id,
+            auth_method="private_key_jwt",
+            private_key_file=str(key_file.path),
+            signing_alg=algorithm,
+            **kid,
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, client_id, before)
+
+
+def test_client_secret_jwt(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+) -> None:
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            client_id=SECRET_JWT_CLIENT_ID,
+            client_secret=JWT_SECRET,
+            auth_method="client_secret_jwt",
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, SECRET_JWT_CLIENT_ID, before)
+
+
+def test_resource_indicator(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+) -> None:
+    """RFC 8707 `resource` sent by the addon, accepted by the provider for its API."""
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            client_id=POST_CLIENT_ID,
+            client_secret=POST_SECRET,
+            auth_method="client_secret_post",
+            resource=oidc_provider.resource,
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, POST_CLIENT_ID, before)
+
+
+def test_discovery_with_client_secret_basic(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+) -> None:
+    """`issuer` instead of `token_url`. This provider serves only OpenID discovery, so the
+    addon's RFC 8414 probe gets a 404 and the OpenID document is the one used."""
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            discovery=True,
+            client_id=BASIC_CLIENT_ID,
+            client_secret=BASIC_SECRET,
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, BASIC_CLIENT_ID, before)
+
+
+def test_discovery_with_private_key_jwt_for_the_issuer_audience(
+    oidc_provider: OidcProvider,
+    api_backend: ApiBackend,
+    mitmdump: MitmdumpFactory,
+    interop_keys: InteropKeys,
+) -> None:
+    before = oidc_provider.grants()
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            discovery=True,
+            client_id=RSA_JWT_CLIENT_ID,
+            auth_method="private_key_jwt",
+            private_key_file=str(interop_keys.rsa.path),
+            key_id=interop_keys.rsa.kid,
+            assertion_audience="issuer",
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert_served(answer, oidc_provider, api_backend, RSA_JWT_CLIENT_ID, before)
+
+
+@pytest.mark.parametrize(
+    ("secret", "encoding", "oauth_error"),
+    [
+        ("not the secret", "form", "invalid_client"),
+        # The provider form-decodes Basic credentials (RFC 6749 §2.3.1): sent raw, "%zz"
+        # cannot be decoded at all.
+        (BASIC_SECRET, "raw", "invalid_request"),
+    ],
+    ids=["wrong-secret", "raw-encoding"],
+)
+def test_refused_client_authentication_is_a_502_problem(
+    oidc_provider: OidcProvider,
+    api_backend: ApiBackend,
+    mitmdump: MitmdumpFactory,
+    secret: str,
+    encoding: str,
+    oauth_error: str,
+) -> None:
+    proxy = mitmdump(
+        config(
+            oidc_provider,
+            api_backend,
+            client_id=BASIC_CLIENT_ID,
+            client_secret=secret,
+            basic_encoding=encoding,
+        )
+    )
+    answer = get(proxy, f"{api_backend.url}/things/1")
+    assert answer.status_code == 502, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problem = answer.json()
+    assert problem["status"] == 502
+    assert problem["backend"] == "api"
+    assert problem["oauth_error"] == oauth_error
+    assert secret not in answer.text
+    assert api_backend.requests == []
+
+
+def test_one_token_per_backend_reused_across_requests(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+) -> None:
+    """Two backends on one host by path prefix, each with its own client: one token each."""
+    before = oidc_provider.grants()
+    common = {"hosts": [api_backend.host], "token_url": oidc_provider.token_endpoint}
+    proxy = mitmdump(
+        toml_backend(
+            name="alpha",
+            path_prefix="/alpha/",
+            **common,
+            client_id=BASIC_CLIENT_ID,
+            client_secret=BASIC_SECRET,
+            scope=SCOPE,
+        )
+        + toml_backend(
+            name="beta",
+            path_prefix="/beta/",
+            **common,
+            client_id=POST_CLIENT_ID,
+            client_secret=POST_SECRET,
+            auth_method="client_secret_post",
+            scope=SCOPE,
+        )
+    )
+    with proxy.client() as client:
+        answers = [
+            client.get(f"{api_backend.url}/{prefix}/things/{i}")
+            for i in range(3)
+            for prefix in ("alpha", "beta")
+        ]
+    assert [a.status_code for a in answers] == [200] * 6, answers[-1].text
+    assert [a.json()["client_id"] for a in answers] == [BASIC_CLIENT_ID, POST_CLIENT_ID] * 3
+    tokens: dict[str, set[str | None]] = {"alpha": set(), "beta": set()}
+    for seen in api_backend.requests:
+        tokens[seen.path.split("/")[1]].add(seen.authorization)
+    assert len(api_backend.requests) == 6
+    assert all(len(values) == 1 for values in tokens.values()), tokens
+    assert tokens["alpha"] != tokens["beta"]
+    after = oidc_provider.grants()
+    for client_id in (BASIC_CLIENT_ID, POST_CLIENT_ID):
+        assert after.get(client_id, 0) == before.get(client_id, 0) + 1
