@@ -76,6 +76,19 @@ class DevServersProcess:
 
     name = "devservers"
 
+    def backend_toml(self, name: str = "api", **fields: Any) -> str:
+        """A ``[[backend]]`` table for this server's backend and its default client; `fields`
+        override or add keys, and a None value leaves that key out."""
+        table: dict[str, Any] = {
+            "name": name,
+            "hosts": [self.backend_host],
+            "token_url": self.token_url,
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+            **fields,
+        }
+        return toml_backend(**{key: value for key, value in table.items() if value is not None})
+
     def __init__(
         self,
         *,

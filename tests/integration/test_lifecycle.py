@@ -11,24 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import toml_backend
 from proxies import MitmdumpFactory
 from proxies import Proxy
-
-
-def config_for(servers: DevServersProcess, **overrides: object) -> str:
-    fields: dict[str, object] = {
-        "name": "ledger",
-        "hosts": [servers.backend_host],
-        "token_url": servers.token_url,
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": DEMO_CLIENT_SECRET,
-    }
-    fields.update(overrides)
-    return toml_backend(**fields)
 
 
 async def crowd(proxies: list[Proxy], url: str, per_proxy: int) -> list[int]:
@@ -47,7 +32,7 @@ async def test_200_callers_at_cold_start_with_a_slow_idp_make_one_token_request(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
     devservers.configure(delay=0.5)
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("ledger"))
     statuses = await crowd([proxy], devservers.backend_url, 200)
     assert statuses == [200] * 200
     assert devservers.token_requests() == 1
@@ -59,7 +44,7 @@ async def test_four_processes_on_one_cache_dir_make_one_token_request(
 ) -> None:
     devservers.configure(delay=0.5)
     shared = tmp_path / "shared-cache"
-    proxies = [mitmdump(config_for(devservers), cache_dir=shared) for _ in range(4)]
+    proxies = [mitmdump(devservers.backend_toml("ledger"), cache_dir=shared) for _ in range(4)]
     statuses = await crowd(proxies, devservers.backend_url, 25)
     assert statuses == [200] * 100
     assert devservers.token_requests() == 1
@@ -71,7 +56,7 @@ def test_four_processes_renew_once_per_lifetime_not_once_each(
     # A 4 s token is renewed 2 s into its life; 4 processes driven for 10 s share each renewal.
     devservers.configure(expires_in=4)
     shared = tmp_path / "shared-cache"
-    proxies = [mitmdump(config_for(devservers), cache_dir=shared) for _ in range(4)]
+    proxies = [mitmdump(devservers.backend_toml("ledger"), cache_dir=shared) for _ in range(4)]
     clients = [proxy.client() for proxy in proxies]
     started = time.monotonic()
     try:
@@ -93,7 +78,7 @@ def test_idp_retry_after_means_503_and_no_token_request_before_it_elapses(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
     devservers.configure(status=503, body="busy", retry_after=30)
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("ledger"))
     with proxy.client() as client:
         answers = [client.get(f"{devservers.backend_url}/x") for _ in range(10)]
     assert {answer.status_code for answer in answers} == {503}
@@ -106,7 +91,7 @@ def test_idp_retry_after_means_503_and_no_token_request_before_it_elapses(
 def test_permanent_idp_error_is_not_retried_per_request(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers, client_secret="wrong"))
+    proxy = mitmdump(devservers.backend_toml("ledger", client_secret="wrong"))
     with proxy.client() as client:
         answers = [client.get(f"{devservers.backend_url}/x") for _ in range(10)]
     assert {answer.status_code for answer in answers} == {502}
@@ -120,7 +105,7 @@ def test_idp_outage_keeps_serving_the_valid_token(
 ) -> None:
     # A 6 s token enters its renewal window at 3 s; the IdP is down from then on.
     devservers.configure(expires_in=6)
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("ledger"))
     with proxy.client() as client:
         assert client.get(f"{devservers.backend_url}/a").status_code == 200
         devservers.configure(down=True)
@@ -146,8 +131,8 @@ def test_sigkilled_lock_holder_delays_the_others_at_most_its_lease(
     devservers.configure(delay=5)  # the holder is still waiting for its token when killed
     shared = tmp_path / "shared-cache"
     lease = ("--set", "oauth2_lock_lease=2")
-    holder = mitmdump(config_for(devservers), *lease, cache_dir=shared)
-    other = mitmdump(config_for(devservers), *lease, cache_dir=shared)
+    holder = mitmdump(devservers.backend_toml("ledger"), *lease, cache_dir=shared)
+    other = mitmdump(devservers.backend_toml("ledger"), *lease, cache_dir=shared)
     stuck = threading.Thread(target=lambda: request_quietly(holder, devservers.backend_url))
     stuck.start()
     deadline = time.monotonic() + 10

@@ -11,26 +11,12 @@ import time
 
 import httpx
 import pytest
-from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import toml_backend
 from procs import curl
 from proxies import MitmdumpFactory
 
 pytestmark = pytest.mark.anyio
-
-
-def config_for(servers: DevServersProcess, **overrides: object) -> str:
-    fields: dict[str, object] = {
-        "name": "orders",
-        "hosts": [servers.backend_host],
-        "token_url": servers.token_url,
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": DEMO_CLIENT_SECRET,
-    }
-    fields.update(overrides)
-    return toml_backend(**fields)
 
 
 def bearer_tokens_seen(servers: DevServersProcess) -> list[list[str]]:
@@ -40,7 +26,7 @@ def bearer_tokens_seen(servers: DevServersProcess) -> list[list[str]]:
 def test_token_is_fetched_once_and_reused(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers, scope="orders.read orders.write"))
+    proxy = mitmdump(devservers.backend_toml("orders", scope="orders.read orders.write"))
     with proxy.client() as client:
         answers = [client.get(f"{devservers.backend_url}/orders/{i}") for i in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
@@ -60,7 +46,7 @@ def test_without_the_proxy_the_backend_refuses(devservers: DevServersProcess) ->
 
 
 def test_client_secret_post(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
-    proxy = mitmdump(config_for(devservers, auth_method="client_secret_post"))
+    proxy = mitmdump(devservers.backend_toml("orders", auth_method="client_secret_post"))
     with proxy.client() as client:
         assert client.get(f"{devservers.backend_url}/x").status_code == 200
     (fetch,) = devservers.stats()["token_request_log"]
@@ -70,7 +56,7 @@ def test_client_secret_post(devservers: DevServersProcess, mitmdump: MitmdumpFac
 def test_callers_authorization_is_replaced_and_post_body_arrives_intact(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     body = json.dumps({"item": "café", "qty": 3, "note": "a&b=c%d+e"}).encode()
     with proxy.client() as client:
         answer = client.post(
@@ -92,7 +78,7 @@ def test_callers_authorization_is_replaced_and_post_body_arrives_intact(
 def test_unconfigured_host_gets_no_authorization(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     port = devservers.backend_host.rsplit(":", 1)[1]
     with proxy.client() as client:
         # Same server, other name: "localhost" is not in hosts, so it must not get the token.
@@ -106,7 +92,7 @@ def test_host_header_cannot_steer_the_token(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
     """A Host header naming the backend does not make another target a backend."""
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     port = devservers.backend_host.rsplit(":", 1)[1]
     with proxy.client() as client:
         answer = client.get(
@@ -119,7 +105,7 @@ def test_host_header_cannot_steer_the_token(
 def test_token_survives_a_proxy_restart(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     with proxy.client() as client:
         assert client.get(f"{devservers.backend_url}/a").status_code == 200
     proxy.restart()
@@ -134,7 +120,7 @@ async def test_concurrent_callers_cause_one_token_request(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
     devservers.configure(delay=0.5)  # the crowd arrives while the token request is in flight
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     limits = httpx.Limits(max_connections=100)
     async with proxy.async_client(limits=limits, timeout=30) as client:
         answers = await asyncio.gather(
@@ -147,7 +133,7 @@ async def test_concurrent_callers_cause_one_token_request(
 def test_expired_token_is_renewed(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
     # A 2 s token is reused for 1 s (margin = half the lifetime), then renewed ahead of expiry.
     devservers.configure(expires_in=2)
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     deadline = time.monotonic() + 15
     with proxy.client() as client:
         while time.monotonic() < deadline:
@@ -164,7 +150,7 @@ def test_expired_token_is_renewed(devservers: DevServersProcess, mitmdump: Mitmd
 def test_max_token_age_caps_expires_in(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers, max_token_age=2))
+    proxy = mitmdump(devservers.backend_toml("orders", max_token_age=2))
     deadline = time.monotonic() + 15
     with proxy.client() as client:
         while devservers.token_requests() < 2 and time.monotonic() < deadline:
@@ -185,7 +171,7 @@ def test_no_token_means_502_problem_and_nothing_forwarded(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory, knobs: dict[str, object], cause: str
 ) -> None:
     devservers.configure(**knobs)
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     with proxy.client() as client:
         answer = client.post(f"{devservers.backend_url}/orders", content=b"do not forward")
     assert answer.status_code == 502
@@ -204,7 +190,7 @@ def test_no_token_means_502_problem_and_nothing_forwarded(
 def test_wrong_secret_is_reported_as_invalid_client(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    proxy = mitmdump(config_for(devservers, client_secret="not the secret"))
+    proxy = mitmdump(devservers.backend_toml("orders", client_secret="not the secret"))
     with proxy.client() as client:
         answer = client.get(f"{devservers.backend_url}/orders")
     assert answer.status_code == 502
@@ -213,7 +199,7 @@ def test_wrong_secret_is_reported_as_invalid_client(
 
 
 def test_curl_through_the_proxy(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
-    proxy = mitmdump(config_for(devservers))
+    proxy = mitmdump(devservers.backend_toml("orders"))
     done = curl("-x", proxy.url, "-d", "hello=world", f"{devservers.backend_url}/orders")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["body"] == "hello=world"
@@ -221,7 +207,7 @@ def test_curl_through_the_proxy(devservers: DevServersProcess, mitmdump: Mitmdum
 
 
 def test_reverse_mode(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
-    proxy = mitmdump(config_for(devservers), mode=f"reverse:{devservers.backend_url}")
+    proxy = mitmdump(devservers.backend_toml("orders"), mode=f"reverse:{devservers.backend_url}")
     with httpx.Client(base_url=proxy.url, trust_env=False, timeout=10) as client:
         answers = [client.get("/orders"), client.get("/orders", headers={"Host": "evil.test"})]
     assert [a.status_code for a in answers] == [200, 200]

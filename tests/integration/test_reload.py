@@ -12,27 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersFactory
 from harness import DevServersProcess
-from harness import toml_backend
 from proxies import MitmdumpFactory
 from proxies import Proxy
 
 RELOAD_TIMEOUT = 15  # the watcher polls once a second; generous for a loaded CI machine
-
-
-def config_for(servers: DevServersProcess, **overrides: object) -> str:
-    fields: dict[str, object] = {
-        "name": "orders",
-        "hosts": [servers.backend_host],
-        "token_url": servers.token_url,
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": DEMO_CLIENT_SECRET,
-    }
-    fields.update(overrides)
-    return toml_backend(**{k: v for k, v in fields.items() if v is not None})
 
 
 def replace(path: Path, text: str) -> None:
@@ -64,11 +50,11 @@ def test_new_credentials_in_the_file_fetch_a_new_token(
 ) -> None:
     secret_b = "the b secret: % + &"
     servers = devservers_factory(clients={"client-a": "secret-a", "client-b": secret_b})
-    proxy = mitmdump(config_for(servers, client_id="client-a", client_secret="secret-a"))
+    proxy = mitmdump(servers.backend_toml("orders", client_id="client-a", client_secret="secret-a"))
     with proxy.client() as client:
         first = client.get(f"{servers.backend_url}/orders/1")
         assert first.status_code == 200, first.text
-        edited = config_for(servers, client_id="client-b", client_secret=secret_b)
+        edited = servers.backend_toml("orders", client_id="client-b", client_secret=secret_b)
         replace(proxy.config_path, edited)
         wait_for_lines(proxy, reloaded(proxy), 1)
         second = client.get(f"{servers.backend_url}/orders/2")
@@ -86,7 +72,7 @@ def test_new_credentials_in_the_file_fetch_a_new_token(
 def test_broken_file_keeps_the_last_good_config_until_fixed(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
-    good = config_for(devservers)
+    good = devservers.backend_toml("orders")
     # debug output shows each re-read of the broken file, so the test can wait for one
     proxy = mitmdump(good, "--set", "termlog_verbosity=debug")
     path = re.escape(str(proxy.config_path))
@@ -127,7 +113,9 @@ def test_rotated_secret_file_is_used_at_once(
     cached token was not reused), and rotating back reuses the first token."""
     secret_file = tmp_path / "orders.secret"  # beside the config file mitmdump gets
     secret_file.write_text(DEMO_CLIENT_SECRET + "\n")
-    proxy = mitmdump(config_for(devservers, client_secret=None, client_secret_file="orders.secret"))
+    proxy = mitmdump(
+        devservers.backend_toml("orders", client_secret=None, client_secret_file="orders.secret")
+    )
     url = f"{devservers.backend_url}/orders"
     with proxy.client() as client:
         first = client.get(url)

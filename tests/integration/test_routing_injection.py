@@ -8,8 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
 from harness import DevServersFactory
 from harness import DevServersProcess
 from harness import toml_backend
@@ -17,20 +15,9 @@ from procs import curl
 from proxies import MitmdumpFactory
 
 
-def backend(servers: DevServersProcess, **fields: Any) -> str:
-    base: dict[str, Any] = {
-        "name": "api",
-        "hosts": [servers.backend_host],
-        "token_url": servers.token_url,
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": DEMO_CLIENT_SECRET,
-    }
-    return toml_backend(**{**base, **fields})
-
-
 def test_custom_header_and_format(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
     devservers.configure(backend_header="X-Api-Key")  # the backend wants the bare token there
-    proxy = mitmdump(backend(devservers, header="X-Api-Key", header_format="{token}"))
+    proxy = mitmdump(devservers.backend_toml(header="X-Api-Key", header_format="{token}"))
     with proxy.client() as client:
         answer = client.get(
             f"{devservers.backend_url}/things", headers={"X-Api-Key": "caller-made-this-up"}
@@ -48,7 +35,7 @@ def test_bearer_in_any_case_is_sent_as_bearer(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
     devservers.configure(token_type="bearer")
-    proxy = mitmdump(backend(devservers))
+    proxy = mitmdump(devservers.backend_toml())
     with proxy.client() as client:
         assert client.get(f"{devservers.backend_url}/things").status_code == 200
     (received,) = devservers.backend_requests()
@@ -61,7 +48,7 @@ def test_token_types_other_than_bearer_fail_closed(
     token_type: str, devservers: DevServersProcess, mitmdump: MitmdumpFactory
 ) -> None:
     devservers.configure(token_type=token_type)
-    proxy = mitmdump(backend(devservers))
+    proxy = mitmdump(devservers.backend_toml())
     with proxy.client() as client:
         answer = client.post(f"{devservers.backend_url}/things", content=b"must not arrive")
     assert answer.status_code == 502

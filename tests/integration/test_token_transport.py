@@ -4,8 +4,6 @@ and `token_proxy`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersFactory
@@ -15,23 +13,12 @@ from harness import toml_backend
 from proxies import MitmdumpFactory
 
 
-def backend(servers: DevServersProcess, **fields: Any) -> str:
-    base: dict[str, Any] = {
-        "name": "api",
-        "hosts": [servers.backend_host],
-        "token_url": servers.token_url,
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": DEMO_CLIENT_SECRET,
-    }
-    return toml_backend(**{**base, **fields})
-
-
 def test_https_token_endpoint_trusted_through_token_ca_bundle(
     devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory, tls_ca: TlsFiles
 ) -> None:
     servers = devservers_factory(token_tls=True)
     assert servers.token_url.startswith("https://127.0.0.1:")
-    proxy = mitmdump(backend(servers, token_ca_bundle=str(tls_ca.ca_cert)))
+    proxy = mitmdump(servers.backend_toml(token_ca_bundle=str(tls_ca.ca_cert)))
     with proxy.client() as client:
         answer = client.get(f"{servers.backend_url}/things")
     assert answer.status_code == 200, answer.text
@@ -45,7 +32,7 @@ def test_without_token_ca_bundle_the_private_ca_is_not_trusted(
     """mitmproxy's own upstream trust (ssl_verify_upstream_trusted_ca = the test CA here) is not
     the token call's: without token_ca_bundle the handshake fails, nothing is sent."""
     servers = devservers_factory(token_tls=True)
-    proxy = mitmdump(backend(servers))
+    proxy = mitmdump(servers.backend_toml())
     with proxy.client() as client:
         answer = client.post(f"{servers.backend_url}/things", content=b"must not arrive")
     assert answer.status_code == 502
@@ -59,7 +46,7 @@ def test_without_token_ca_bundle_the_private_ca_is_not_trusted(
 
 def test_token_timeout(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
     devservers.configure(delay=30)  # far beyond the timeout; the answer never matters
-    proxy = mitmdump(backend(devservers, token_timeout=0.5))
+    proxy = mitmdump(devservers.backend_toml(token_timeout=0.5))
     with proxy.client(timeout=20) as client:
         answer = client.get(f"{devservers.backend_url}/things")
     assert answer.status_code == 502
@@ -83,7 +70,7 @@ def test_token_proxy_carries_the_token_call(
             client_secret=DEMO_CLIENT_SECRET,
         )
     )
-    proxy = mitmdump(backend(servers, token_proxy=forward.url))
+    proxy = mitmdump(servers.backend_toml(token_proxy=forward.url))
     with proxy.client() as client:
         answer = client.get(f"{servers.backend_url}/things")
     assert answer.status_code == 200, answer.text
