@@ -62,38 +62,41 @@ def assert_served(
     assert provider.grants().get(client_id, 0) == grants_before.get(client_id, 0) + 1
 
 
-def test_client_secret_basic_with_a_secret_full_of_reserved_characters(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+def served_through_the_proxy(
+    provider: OidcProvider, backend: ApiBackend, mitmdump: MitmdumpFactory, **fields: str
 ) -> None:
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            client_id=BASIC_CLIENT_ID,
-            client_secret=BASIC_SECRET,
-            auth_method="client_secret_basic",
-        )
-    )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, BASIC_CLIENT_ID, before)
+    """One request through mitmdump configured with `fields`: served with a fresh, valid token."""
+    before = provider.grants()
+    proxy = mitmdump(config(provider, backend, **fields))
+    answer = get(proxy, f"{backend.url}/things/1")
+    assert_served(answer, provider, backend, fields["client_id"], before)
 
 
-def test_client_secret_post(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+@pytest.mark.parametrize(
+    ("method", "client_id", "secret"),
+    [
+        # Basic with a secret full of reserved characters: RFC 6749 §2.3.1 encoding at work.
+        ("client_secret_basic", BASIC_CLIENT_ID, BASIC_SECRET),
+        ("client_secret_post", POST_CLIENT_ID, POST_SECRET),
+        ("client_secret_jwt", SECRET_JWT_CLIENT_ID, JWT_SECRET),
+    ],
+)
+def test_shared_secret_methods(
+    oidc_provider: OidcProvider,
+    api_backend: ApiBackend,
+    mitmdump: MitmdumpFactory,
+    method: str,
+    client_id: str,
+    secret: str,
 ) -> None:
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            client_id=POST_CLIENT_ID,
-            client_secret=POST_SECRET,
-            auth_method="client_secret_post",
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        client_id=client_id,
+        client_secret=secret,
+        auth_method=method,
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, POST_CLIENT_ID, before)
 
 
 @pytest.mark.parametrize(
@@ -113,37 +116,16 @@ def test_private_key_jwt(
     key_file = interop_keys.rsa if key == "rsa" else interop_keys.ec
     client_id = RSA_JWT_CLIENT_ID if key == "rsa" else EC_JWT_CLIENT_ID
     kid = {"key_id": key_file.kid} if with_kid else {}
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            client_id=client_id,
-            auth_method="private_key_jwt",
-            private_key_file=str(key_file.path),
-            signing_alg=algorithm,
-            **kid,
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        client_id=client_id,
+        auth_method="private_key_jwt",
+        private_key_file=str(key_file.path),
+        signing_alg=algorithm,
+        **kid,
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, client_id, before)
-
-
-def test_client_secret_jwt(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
-) -> None:
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            client_id=SECRET_JWT_CLIENT_ID,
-            client_secret=JWT_SECRET,
-            auth_method="client_secret_jwt",
-        )
-    )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, SECRET_JWT_CLIENT_ID, before)
 
 
 def test_resource_indicator(
