@@ -52,7 +52,8 @@ class OAuth2Backend:
             None,
             """
             Path of the TOML file of [[backend]] tables: which hosts are OAuth2-protected
-            backends, and how to get their tokens (client-credentials grant).
+            backends, and how to get their tokens (client-credentials grant). It and the files it
+            names are checked every second; a broken change keeps the last good configuration.
             """,
         )
         loader.add_option(
