@@ -18,6 +18,7 @@ from mitmproxy import http
 from . import story
 from .broker import DEFAULT_LOCK_LEASE
 from .broker import TokenBroker
+from .commands import OAuth2Commands
 from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
@@ -39,11 +40,13 @@ class OAuth2Backend:
 
     def __init__(self) -> None:
         self.router: HostRouter[BackendConfig] = HostRouter()
+        self.backends: tuple[BackendConfig, ...] = ()
         self.broker: TokenBroker | None = None
         self.cache_dir: Path | None = None
         self.lock_lease = DEFAULT_LOCK_LEASE
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
+        self.addons = [OAuth2Commands(self)]  # mitmproxy loads nested addons with this one
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -81,7 +84,7 @@ class OAuth2Backend:
         if ctx.options.oauth2_lock_lease < 1:
             raise exceptions.OptionsError("oauth2_lock_lease: must be at least 1 second")
         if ctx.options.oauth2_config is None:
-            self.router = HostRouter()
+            self.router, self.backends = HostRouter(), ()
             self.watcher.follow(None)
             logger.warning("oauth2_config is not set: no backend gets tokens")
             return
@@ -100,7 +103,7 @@ class OAuth2Backend:
         except (ConfigError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from e
         self._open_cache(self._cache_dir())
-        self.router = router
+        self.router, self.backends = router, snapshot.config.backends
         self.watcher.follow(snapshot)
         config = snapshot.config
         names = ", ".join(backend.name for backend in config.backends)
@@ -115,8 +118,8 @@ class OAuth2Backend:
         )
 
     def _reload(self, config: Config) -> None:
-        """The watcher's callback for a changed file: one assignment, so no flow sees a mix."""
-        self.router = self._route(config)
+        """The watcher's callback for a changed file: no await in between, so no flow sees a mix."""
+        self.router, self.backends = self._route(config), config.backends
 
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
@@ -178,6 +181,7 @@ class OAuth2Backend:
             await self.replays.on_response(flow, backend, self.broker)
             if flow.metadata["oauth2"].get("replayed"):
                 story.replayed(flow)
+                self.broker.counters.of(backend.name).replays += 1
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.replays.settle(flow)

@@ -13,22 +13,22 @@ import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from .client import TokenClient
 from .clock import Clock
 from .clock import SystemClock
-from .credentials import ClientCredentials
 from .credentials import TokenGrant
 from .failures import FailureMemory
 from .policy import Backoff
 from .policy import safety_margin
 from .policy import token_lifetime
+from .stats import Counters
 from .store import DiskTokenStore
 from .store import TokenStore
+from .tokens import Issued
 from .tokens import Token
+from .tokens import TokenEndpoint
 from .tokens import TokenError
-from .tokens import TokenResponse
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ DEFAULT_LOCK_LEASE = 15.0
 _closing: set[asyncio.Task[None]] = set()
 
 
-class TokenEndpoint(Protocol):
-    """The one thing the broker needs from a client: a token request."""
-
-    async def request_token(self, credentials: ClientCredentials) -> TokenResponse: ...
-
-    async def aclose(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class _Held:
     """A token in memory, with its deadlines on the monotonic clock."""
@@ -56,17 +48,6 @@ class _Held:
     renew_at: float
     expires_at: float
     fetched: bool = False  # by a token request of this process, rather than from the store
-
-
-@dataclass(frozen=True)
-class Issued:
-    """A token handed out, and its story for the flow that gets it (JSON-safe except `token`)."""
-
-    token: Token
-    source: str  # "cache": already here; "fetched": this request waited for a token request
-    renewing: bool  # a renewal runs in the background
-    age: float  # seconds since the token was requested
-    left: float  # seconds until it expires
 
 
 class TokenBroker:
@@ -95,6 +76,7 @@ class TokenBroker:
         self._keys: dict[TokenGrant, str] = {}
         self._held: dict[str, _Held] = {}
         self._inflight: dict[str, asyncio.Task[_Held]] = {}
+        self.counters = Counters()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._lock_lease = lock_lease
         self._lock_poll = lock_poll
@@ -121,6 +103,8 @@ class TokenBroker:
         now = self._clock.monotonic()
         if now >= held.renew_at:
             self._renew_in_background(grant, key)
+        if source == "cache":
+            self.counters.of(grant.backend).cache_hits += 1
         return Issued(
             token=held.token,
             source=source,
@@ -140,6 +124,30 @@ class TokenBroker:
         if held is not None and held.token.access_token == access_token:
             del self._held[key]
         await self._store.delete_if(key, access_token)
+
+    def status(self, grant: TokenGrant) -> dict[str, object]:
+        """The backend's token and counters, JSON-safe (for `oauth2.status`)."""
+        key = self._key(grant)
+        held = self._valid(key)
+        now = self._clock.monotonic()
+        token: dict[str, object] = {"token": held is not None, "renewing": key in self._inflight}
+        if held is not None:
+            token["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
+            token["token_left_s"] = round(held.expires_at - now, 1)
+        return token | self.counters.of(grant.backend).as_dict()
+
+    def refresh(self, grant: TokenGrant) -> None:
+        """Starts a renewal now, even for a fresh token or while backing off after failures."""
+        key = self._key(grant)
+        self._failures.forget(key)
+        self._acquisition(grant, key, stale_ok=False)
+
+    async def purge(self, grant: TokenGrant) -> None:
+        """Forgets the backend's token here and in the store; the next request fetches one."""
+        key = self._key(grant)
+        self._held.pop(key, None)
+        self._failures.forget(key)
+        await self._store.delete(key)
 
     def close(self) -> None:
         """Cancels acquisitions still running and releases connections (shutdown, new cache)."""
@@ -262,6 +270,7 @@ class TokenBroker:
             lifetime,
             took,
         )
+        self.counters.of(grant.backend).fetches += 1
         await self._store.save(key, token, ttl=lifetime)
         margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(
@@ -275,6 +284,7 @@ class TokenBroker:
         still = self._valid(key)
         left = None if still is None else still.expires_at - self._clock.monotonic()
         self._failures.record(grant.backend, key, error, left)
+        self.counters.of(grant.backend).failed(error)
 
     def _place(self, token: Token, grant: TokenGrant) -> _Held:
         """Places a persisted token on this process's monotonic clock.

@@ -37,6 +37,8 @@ class TokenStore(Protocol):
         """Deletes the entry only while it still holds `access_token`."""
         ...
 
+    async def delete(self, key: str) -> None: ...
+
     async def try_lock(self, key: str, owner: str, lease: float) -> bool:
         """Takes the cross-process lock on `key` for `lease` seconds; False if another holds it."""
         ...
@@ -127,6 +129,12 @@ class DiskTokenStore:
     async def delete_if(self, key: str, access_token: str) -> None:
         try:
             await asyncio.to_thread(self._delete_if, key, access_token)
+        except Exception as e:  # a broken cache must never fail a request
+            logger.warning("token cache %s: cannot delete (%s)", self.directory, type(e).__name__)
+
+    async def delete(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self._cache.delete, key)
         except Exception as e:  # a broken cache must never fail a request
             logger.warning("token cache %s: cannot delete (%s)", self.directory, type(e).__name__)
 

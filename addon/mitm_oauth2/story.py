@@ -10,7 +10,7 @@ import hashlib
 
 from mitmproxy import http
 
-from .broker import Issued
+from .tokens import Issued
 
 REFUSED_MARKER = ":no_entry:"
 

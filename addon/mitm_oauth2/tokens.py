@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Protocol
+
+from .credentials import ClientCredentials
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,22 @@ class TokenError(Exception):
         self.status = status
         self.description = description
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token handed out, and its story for the flow that gets it (JSON-safe except `token`)."""
+
+    token: Token
+    source: str  # "cache": already here; "fetched": this request waited for a token request
+    renewing: bool  # a renewal runs in the background
+    age: float  # seconds since the token was requested
+    left: float  # seconds until it expires
+
+
+class TokenEndpoint(Protocol):
+    """The one thing the broker needs from a client: a token request."""
+
+    async def request_token(self, credentials: ClientCredentials) -> TokenResponse: ...
+
+    async def aclose(self) -> None: ...

@@ -79,6 +79,9 @@ class MemoryStore:
     async def unlock(self, key: str, owner: str) -> None:
         pass
 
+    async def delete(self, key: str) -> None:
+        self.tokens.pop(key, None)
+
     async def delete_if(self, key: str, access_token: str) -> None:
         if key in self.tokens and self.tokens[key].access_token == access_token:
             del self.tokens[key]

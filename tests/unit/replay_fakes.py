@@ -10,8 +10,9 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 from mitmproxy.test import tutils
 
-from mitm_oauth2.broker import Issued
 from mitm_oauth2.replay import Replays
+from mitm_oauth2.stats import Counters
+from mitm_oauth2.tokens import Issued
 from mitm_oauth2.tokens import Token
 from mitm_oauth2.tokens import TokenError
 
@@ -25,6 +26,7 @@ class StubBroker:
         self.serial = 1
         self.error: TokenError | None = None
         self.calls: list[tuple[str, str | None]] = []
+        self.counters = Counters()
 
     @property
     def current(self) -> str:

@@ -14,7 +14,7 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
-from mitm_oauth2.broker import Issued
+from mitm_oauth2.tokens import Issued
 from mitm_oauth2.tokens import Token
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,69 @@
+"""The addon's commands, for mitmweb's command bar and the console: `oauth2.status`,
+`oauth2.refresh [name ...]` and `oauth2.purge [name ...]` (no name: every backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Protocol
+
+from mitmproxy import command
+from mitmproxy import exceptions
+
+from .broker import TokenBroker
+from .config import BackendConfig
+
+
+class Running(Protocol):
+    """What the commands need from the running addon."""
+
+    broker: TokenBroker | None
+    backends: tuple[BackendConfig, ...]
+
+
+class OAuth2Commands:
+    def __init__(self, addon: Running) -> None:
+        self._addon = addon
+        # Strong references to purges in flight (the event loop holds tasks only weakly).
+        self._purges: set[asyncio.Task[None]] = set()
+
+    @command.command("oauth2.status")
+    def status(self) -> str:
+        """Per backend, as JSON: token present, its age and time left, whether it is being
+        renewed, fetches, cache hits, replays after a 401, failures by cause, last error."""
+        broker = self._addon.broker
+        report = {
+            backend.name: broker.status(backend.grant) if broker else {"token": False}
+            for backend in self._addon.backends
+        }
+        return json.dumps(report, indent=2, sort_keys=True)
+
+    @command.command("oauth2.refresh")
+    def refresh(self, *names: str) -> None:
+        """Renew the tokens of the named backends now (every backend when none is named)."""
+        broker = self._broker()
+        for backend in self._chosen(names):
+            broker.refresh(backend.grant)
+
+    @command.command("oauth2.purge")
+    def purge(self, *names: str) -> None:
+        """Forget the tokens of the named backends, in memory and in the cache (all when none
+        is named); their next request fetches a new one."""
+        broker = self._broker()
+        for backend in self._chosen(names):
+            task = asyncio.get_running_loop().create_task(broker.purge(backend.grant))
+            self._purges.add(task)
+            task.add_done_callback(self._purges.discard)
+
+    def _broker(self) -> TokenBroker:
+        if self._addon.broker is None:
+            raise exceptions.CommandError("oauth2: no configuration loaded (set oauth2_config)")
+        return self._addon.broker
+
+    def _chosen(self, names: Sequence[str]) -> list[BackendConfig]:
+        known = {backend.name: backend for backend in self._addon.backends}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise exceptions.CommandError(f"oauth2: no backend named {', '.join(unknown)}")
+        return [known[name] for name in names] if names else list(known.values())

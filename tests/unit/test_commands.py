@@ -1,0 +1,104 @@
+"""oauth2.status, oauth2.refresh and oauth2.purge, on a real broker with a fake endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import pytest
+from broker_fakes import settle
+from mitmproxy import exceptions
+
+from mitm_oauth2.broker import TokenBroker
+from mitm_oauth2.commands import OAuth2Commands
+from mitm_oauth2.config import BackendConfig
+from mitm_oauth2.hosts import parse_host_pattern
+from mitm_oauth2.tokens import TokenError
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Running:
+    broker: TokenBroker | None
+    backends: tuple[BackendConfig, ...]
+
+
+@pytest.fixture
+def running(broker, make_grant) -> Running:
+    backends = tuple(
+        BackendConfig(name, (parse_host_pattern(f"{name}.test"),), make_grant(backend=name))
+        for name in ("billing", "orders")
+    )
+    return Running(broker, backends)
+
+
+async def test_status_reports_tokens_and_counters(running, endpoint) -> None:
+    commands = OAuth2Commands(running)
+    billing = running.backends[0].grant
+    await running.broker.token(billing)
+    await running.broker.token(billing)
+    endpoint.failure = TokenError("token endpoint answered HTTP 503", status=503)
+    with pytest.raises(TokenError):
+        await running.broker.token(running.backends[1].grant)
+    report = json.loads(commands.status())
+    assert report["billing"] == {
+        "token": True,
+        "renewing": False,
+        "token_age_s": 0.0,
+        "token_left_s": 3600.0,
+        "fetches": 1,
+        "cache_hits": 1,
+        "replays": 0,
+        "failures": {},
+        "last_error": None,
+    }
+    assert report["orders"]["token"] is False
+    assert report["orders"]["failures"] == {"http_503": 1}
+    assert report["orders"]["last_error"] == "token endpoint answered HTTP 503"
+    assert "tok-" not in commands.status()
+
+
+async def test_refresh_renews_now_even_after_failures(running, endpoint) -> None:
+    commands = OAuth2Commands(running)
+    orders = running.backends[1].grant
+    endpoint.failure = TokenError("cannot connect to token endpoint")
+    with pytest.raises(TokenError):
+        await running.broker.token(orders)
+    endpoint.failure = None
+    commands.refresh("orders")
+    await settle(running.broker)
+    assert (await running.broker.token(orders)).access_token == "tok-2"
+    commands.refresh()  # every backend
+    await settle(running.broker)
+    assert endpoint.calls == 4
+
+
+async def test_purge_forgets_in_memory_and_in_the_store(running, endpoint, store) -> None:
+    commands = OAuth2Commands(running)
+    billing = running.backends[0].grant
+    await running.broker.token(billing)
+    commands.purge("billing")
+    await asyncio.sleep(0)  # one loop turn: the purge task runs
+    assert store.tokens == {}
+    assert (await running.broker.token(billing)).access_token == "tok-2"
+
+
+def test_unknown_backend_and_no_configuration_are_command_errors(running) -> None:
+    with pytest.raises(exceptions.CommandError, match="no backend named nope"):
+        OAuth2Commands(running).refresh("billing", "nope")
+    with pytest.raises(exceptions.CommandError, match="oauth2_config"):
+        OAuth2Commands(Running(None, ())).purge()
+
+
+def test_the_addon_registers_the_commands(tmp_path) -> None:
+    from mitmproxy.test import taddons
+
+    from mitm_oauth2.addon import OAuth2Backend
+
+    addon = OAuth2Backend()
+    with taddons.context(addon) as tctx:
+        assert json.loads(tctx.master.commands.execute("oauth2.status")) == {}
+        with pytest.raises(exceptions.CommandError, match="oauth2_config"):
+            tctx.master.commands.execute("oauth2.refresh")
