@@ -23,6 +23,7 @@ from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
 from .hosts import HostRouter
+from .metrics import MetricsEndpoint
 from .problem import token_unavailable
 from .replay import Replays
 from .tokens import TokenError
@@ -46,6 +47,7 @@ class OAuth2Backend:
         self.lock_lease = DEFAULT_LOCK_LEASE
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
+        self.metrics = MetricsEndpoint(self._statuses)
         self.addons = [OAuth2Commands(self)]  # mitmproxy loads nested addons with this one
 
     def load(self, loader: addonmanager.Loader) -> None:
@@ -69,6 +71,21 @@ class OAuth2Backend:
             """,
         )
         loader.add_option(
+            "oauth2_metrics_port",
+            int,
+            0,
+            """
+            Port of a Prometheus endpoint (/metrics) with per-backend token counters;
+            0 (the default) serves none.
+            """,
+        )
+        loader.add_option(
+            "oauth2_metrics_host",
+            str,
+            "127.0.0.1",
+            "Address the Prometheus endpoint listens on (default: loopback only).",
+        )
+        loader.add_option(
             "oauth2_lock_lease",
             int,
             int(DEFAULT_LOCK_LEASE),
@@ -79,6 +96,8 @@ class OAuth2Backend:
         )
 
     def configure(self, updated: Set[str]) -> None:
+        if {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
+            self._serve_metrics()
         if not {"oauth2_config", "oauth2_cache_dir", "oauth2_lock_lease", "confdir"} & updated:
             return
         if ctx.options.oauth2_lock_lease < 1:
@@ -124,6 +143,23 @@ class OAuth2Backend:
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         self.watcher.start()
+
+    def _serve_metrics(self) -> None:
+        host, port = ctx.options.oauth2_metrics_host, ctx.options.oauth2_metrics_port
+        if not 0 <= port < 65536:
+            raise exceptions.OptionsError("oauth2_metrics_port: must be 0 (off) to 65535")
+        try:
+            self.metrics.serve(host, port)
+        except OSError as e:
+            raise exceptions.OptionsError(
+                f"oauth2_metrics_port: cannot listen on {host}:{port} ({e.strerror or e})"
+            ) from e
+
+    def _statuses(self) -> list[tuple[str, dict[str, object]]]:
+        broker = self.broker
+        if broker is None:
+            return []
+        return [(backend.name, broker.status(backend.grant)) for backend in self.backends]
 
     def _cache_dir(self) -> Path:
         if ctx.options.oauth2_cache_dir:
@@ -206,6 +242,7 @@ class OAuth2Backend:
 
     def done(self) -> None:
         self.watcher.stop()
+        self.metrics.stop()
         if self.broker is not None:
             self.broker.close()
             self.broker = None

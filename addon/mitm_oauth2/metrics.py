@@ -1,0 +1,93 @@
+"""An optional Prometheus endpoint (`oauth2_metrics_port`), for mitmdump run as a service.
+
+The counters are read from the broker when Prometheus scrapes, so requests pay nothing for it.
+Labels are backend names and failure causes: never a token, a secret or a cache key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+# backend name -> the broker's status() for it (see broker.TokenBroker.status)
+StatusSource = Callable[[], Iterable[tuple[str, dict[str, object]]]]
+
+
+class TokenCollector(Collector):
+    def __init__(self, source: StatusSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        fetches = CounterMetricFamily(
+            "oauth2_token_fetches", "Token requests that succeeded", labels=["backend"]
+        )
+        hits = CounterMetricFamily(
+            "oauth2_token_cache_hits", "Requests served a token already held", labels=["backend"]
+        )
+        replays = CounterMetricFamily(
+            "oauth2_token_replays", "Requests replayed once after a 401", labels=["backend"]
+        )
+        failures = CounterMetricFamily(
+            "oauth2_token_failures", "Failed token requests", labels=["backend", "cause"]
+        )
+        present = GaugeMetricFamily(
+            "oauth2_token_present", "1 if a valid token is held", labels=["backend"]
+        )
+        left = GaugeMetricFamily(
+            "oauth2_token_time_left_seconds",
+            "Seconds until the held token expires",
+            labels=["backend"],
+        )
+        for backend, status in self._source():
+            fetches.add_metric([backend], _number(status.get("fetches")))
+            hits.add_metric([backend], _number(status.get("cache_hits")))
+            replays.add_metric([backend], _number(status.get("replays")))
+            causes = status.get("failures")
+            for cause, count in causes.items() if isinstance(causes, dict) else ():
+                failures.add_metric([backend, str(cause)], _number(count))
+            present.add_metric([backend], 1.0 if status.get("token") else 0.0)
+            if "token_left_s" in status:
+                left.add_metric([backend], _number(status["token_left_s"]))
+        yield from (fetches, hits, replays, failures, present, left)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+class MetricsEndpoint:
+    """The HTTP server Prometheus scrapes; prometheus-client serves it from its own thread."""
+
+    def __init__(self, source: StatusSource) -> None:
+        self._registry = CollectorRegistry()
+        self._registry.register(TokenCollector(source))
+        self._server: WSGIServer | None = None
+        self.address: tuple[str, int] | None = None
+
+    def serve(self, host: str, port: int) -> None:
+        """Listens on host:port (port 0: none); raises OSError when it cannot bind."""
+        self.stop()
+        if port == 0:
+            return
+        server, _ = start_http_server(port, addr=host, registry=self._registry)
+        self._server = server
+        self.address = (host, server.server_port)
+        logger.info("oauth2: Prometheus metrics at http://%s:%d/metrics", host, server.server_port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server, self.address = None, None
