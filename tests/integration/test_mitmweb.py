@@ -1,0 +1,168 @@
+"""mitmweb end to end: the real mitmweb with the addon, requests through its proxy, and the token
+story read back from mitmweb's own HTTP API, the way its web UI gets it.
+
+``/flows`` (the flow list the UI shows) has each flow's comment and marker but not
+``flow.metadata``; ``/flows/dump`` (the UI's "Save" download) has the whole flow, metadata
+included. Both need mitmweb's API token where the version has one (see mitmweb.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import DevServersProcess
+from mitmweb import NEEDS_TOKEN
+from mitmweb import Mitmweb
+from procs import ADDON_DIR
+
+StartMitmweb = Callable[[str], Mitmweb]
+NO_ENTRY = "\N{NO ENTRY}"  # ⛔, how mitmweb's API and UI show the ":no_entry:" marker
+FINGERPRINT = re.compile(r"^[0-9a-f]{12}$")
+
+
+def _register_for_failure_report(request: pytest.FixtureRequest, process: Mitmweb) -> None:
+    """Show mitmweb's output in the report of a failed test, as conftest does for its own
+    processes (its `_register`); skipped if that conftest is not there."""
+    here = Path(__file__).with_name("conftest.py")
+    for plugin in request.config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", None) == str(here) and hasattr(plugin, "_register"):
+            plugin._register(request, process)
+            return
+
+
+@pytest.fixture
+def start_mitmweb(
+    request: pytest.FixtureRequest, tmp_path: Path, mitm_confdir: Path
+) -> Iterator[StartMitmweb]:
+    """start(config_toml_text) -> a running mitmweb with the addon; stopped at teardown."""
+    started: list[Mitmweb] = []
+
+    def start(config_toml_text: str) -> Mitmweb:
+        config = tmp_path / "backends.toml"
+        config.write_text(config_toml_text, encoding="utf-8")
+        cache = tmp_path / "cache"
+        cache.mkdir(exist_ok=True)
+        web = Mitmweb(
+            [
+                "--set",
+                f"confdir={mitm_confdir}",
+                "--set",
+                f"oauth2_config={config}",
+                "--set",
+                f"oauth2_cache_dir={cache}",
+                "--set",
+                "connection_strategy=lazy",
+                "-s",
+                str(ADDON_DIR / "oauth2_backend.py"),
+            ],
+            cwd=tmp_path,
+        )
+        started.append(web)
+        _register_for_failure_report(request, web)
+        return web.start()
+
+    yield start
+    for web in started:
+        web.stop()
+
+
+def _without_request_headers(flow: dict[str, Any]) -> dict[str, Any]:
+    request = {k: v for k, v in flow.get("request", {}).items() if k != "headers"}
+    return {**flow, "request": request}
+
+
+def test_mitmweb_shows_the_token_story(
+    devservers: DevServersProcess, start_mitmweb: StartMitmweb
+) -> None:
+    port = devservers.backend_host.rsplit(":", 1)[1]
+    config = devservers.backend_toml("orders") + devservers.backend_toml(
+        # Same server under another name, its own grant (other scope): it needs its own token.
+        "inventory",
+        hosts=[f"localhost:{port}"],
+        scope="inventory.read",
+    )
+    web = start_mitmweb(config)
+
+    with web.proxy_client() as client:
+        good = client.get(f"{devservers.backend_url}/orders/7")
+        assert good.status_code == 200, good.text
+        devservers.configure(down=True)  # the token endpoint now closes every connection
+        refused = client.get(f"http://localhost:{port}/stock")
+    assert refused.status_code == 502, refused.text
+    (seen,) = devservers.backend_requests()  # the refused request never reached the backend
+    (authorization,) = seen["authorization"]
+    assert authorization.startswith("Bearer ")
+    token = authorization.removeprefix("Bearer ")
+
+    # The API refuses a caller without the token on versions that have one.
+    with web.api_client(authenticated=False) as anonymous:
+        status = anonymous.get("/flows").status_code
+    assert status == (403 if NEEDS_TOKEN else 200)
+
+    raw, flows = web.flows_json()
+    by_path = {f["request"]["path"]: f for f in flows}
+    assert sorted(by_path) == ["/orders/7", "/stock"], raw
+    ok, no = by_path["/orders/7"], by_path["/stock"]
+
+    assert ok["response"]["status_code"] == 200
+    story = re.fullmatch(r"oauth2 orders: token fetched, (\d+) s old, (\d+) s left", ok["comment"])
+    assert story, ok["comment"]  # "0 s old, 3600 s left" unless the machine is very slow
+    assert ok["marked"] == ""
+    assert no["response"]["status_code"] == 502
+    assert no["marked"] == NO_ENTRY
+    assert no["comment"].startswith("oauth2 inventory: no token, not forwarded: "), no["comment"]
+
+    # mitmweb shows request headers by design: the token is there and nowhere else.
+    assert [v for k, v in ok["request"]["headers"] if k.lower() == "authorization"] == [
+        authorization
+    ]
+    assert all(k.lower() != "authorization" for k, _ in no["request"]["headers"])
+    assert token in raw
+    assert token not in json.dumps([_without_request_headers(f) for f in flows])
+
+    # The metadata, from the whole flows mitmweb saves.
+    dumped = {f.request.path: f for f in web.flows_dump()}
+    meta = dumped["/orders/7"].metadata["oauth2"]
+    assert meta["backend"] == "orders"
+    assert meta["source"] == "fetched"
+    assert FINGERPRINT.match(meta["fingerprint"]), meta
+    assert meta["fingerprint"] == hashlib.sha256(token.encode()).hexdigest()[:12]
+    assert 0 <= meta["token_age_s"] < 60
+    assert 3500 < meta["token_left_s"] <= 3600
+    assert abs(int(story.group(1)) - meta["token_age_s"]) <= 0.5  # the comment says the same
+    assert abs(int(story.group(2)) - meta["token_left_s"]) <= 0.5
+    assert token not in json.dumps(meta)
+    refused_meta = dumped["/stock"].metadata["oauth2"]
+    assert refused_meta["backend"] == "inventory"
+    assert refused_meta["error"]
+    assert "fingerprint" not in refused_meta
+    assert dumped["/stock"].marked == ":no_entry:"
+    assert dumped["/stock"].comment == no["comment"]
+
+
+def test_mitmweb_filters_find_the_flows(
+    devservers: DevServersProcess, start_mitmweb: StartMitmweb
+) -> None:
+    """The filters the README names, applied by mitmweb itself (``/flows/dump?filter=``)."""
+    web = start_mitmweb(devservers.backend_toml("orders"))
+    other_name = devservers.backend_url.replace("127.0.0.1", "localhost")
+    with web.proxy_client() as client:
+        assert client.get(f"{devservers.backend_url}/a").status_code == 200
+        assert client.get(f"{devservers.backend_url}/b").status_code == 200
+        # Not a configured backend (another name for the same server): no token, no story.
+        assert client.get(f"{other_name}/c").status_code == 401
+
+    def paths(flow_filter: str) -> list[str]:
+        return sorted(f.request.path for f in web.flows_dump(flow_filter))
+
+    assert paths("~meta oauth2") == ["/a", "/b"]
+    assert paths("!~meta oauth2") == ["/c"]
+    assert paths("~comment 'token fetched'") == ["/a"]
+    assert paths("~comment 'token cache'") == ["/b"]
