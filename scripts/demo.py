@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -23,16 +21,15 @@ import httpx
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
 from mitm_oauth2.devservers import DevServers
 from mitm_oauth2.policy import safety_margin
+from mitm_oauth2.testing import ProxyNotReady
+from mitm_oauth2.testing import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-# The venv's mitmdump, beside this interpreter (unresolved: the venv's python is a symlink).
-MITMDUMP = Path(sys.executable).parent / "mitmdump"
 CLIENT_ID = "demo-client"
 SECRET = DEFAULT_CLIENTS[CLIENT_ID]  # has ':' '%' '+' '&' and spaces: RFC 6749 §2.3.1 at work
 LIFETIME = 4  # expires_in the authorization server grants: short, so renewal shows in seconds
 RENEW_AFTER = LIFETIME - safety_margin(LIFETIME)  # the addon's own rule: 4 s - 2 s
 SLACK = 0.5  # seconds past a deadline before acting on it
-LISTENING = re.compile(r"listening at .*:(\d+)\.?\s*$")
 ADDON_LOG = re.compile(r"backend|oauth2", re.IGNORECASE)
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 
@@ -46,65 +43,7 @@ def expect(condition: bool, failure: str) -> None:
         raise DemoFailed(failure)
 
 
-class Mitmdump:
-    """mitmdump as a child; its output is read on a thread so the pipe never blocks it."""
-
-    def __init__(self, args: list[str]) -> None:
-        # No proxy variables: every byte of the demo stays on 127.0.0.1.
-        env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
-        env["PYTHONUNBUFFERED"] = "1"  # log lines arrive as they happen, not at exit
-        cmd = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", "0", *args]
-        self.lines: list[str] = []
-        self._port: int | None = None
-        self._eof = False
-        self._changed = threading.Condition()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=env,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.url = ""
-
-    def wait_listening(self, timeout: float = 30) -> None:
-        """Port 0 lets the kernel pick a free port; mitmdump's "listening at" line says which."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._port or self._eof, timeout)
-        if not self._port:
-            output = "".join(self.lines).strip() or "(no output)"
-            raise DemoFailed(f"mitmdump did not start listening within {timeout:g} s:\n{output}")
-        self.url = f"http://127.0.0.1:{self._port}"
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line)
-                if self._port is None and (match := LISTENING.search(line)):
-                    self._port = int(match.group(1))
-                self._changed.notify_all()
-        with self._changed:  # mitmdump exited: a waiter need not wait out its timeout
-            self._eof = True
-            self._changed.notify_all()
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it is still running 10 s later."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(5)
-
-
-def run_steps(servers: DevServers, proxy: Mitmdump) -> None:
+def run_steps(servers: DevServers, proxy: ProxyProcess) -> None:
     state, orders = servers.state, f"{servers.backend_url}/orders"
 
     def count(log: str) -> int:  # "token_request_log" or "backend_requests"
@@ -143,7 +82,15 @@ def run_steps(servers: DevServers, proxy: Mitmdump) -> None:
         expect(echoed == body, f"the backend received {echoed!r}, not {body!r}")
         print("3. A POST with a JSON body -> 200; the backend received the body intact")
 
+        # Refresh ahead: the first request past the renewal point is served at once with the
+        # current token and starts one renewal in the background; later requests get the new one.
         time.sleep(max(0.0, first_done + RENEW_AFTER + SLACK - time.monotonic()))
+        ahead = client.get(orders)
+        expect(ahead.status_code == 200, f"at the renewal point: {ahead.status_code}, not 200")
+        expect(ahead.json()["token_id"] == first_token, "at the renewal point: not served at once")
+        deadline = time.monotonic() + 5
+        while count("token_request_log") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the background renewal's token request
         renewed = client.get(orders)
         renewed_done = time.monotonic()
         expect(renewed.status_code == 200, f"after renewal: {renewed.status_code}, not 200")
@@ -152,7 +99,8 @@ def run_steps(servers: DevServers, proxy: Mitmdump) -> None:
         expect(new_token and n == 2, f"{n} token requests after the renewal point, not 2")
         print(
             f"4. {RENEW_AFTER:g} s into the {LIFETIME} s token lifetime (its renewal point): "
-            f"GET /orders -> {renewed.status_code}; token requests: 2 (renewed)"
+            "GET /orders -> 200 at once with the current token, renewed in the background; "
+            f"next GET -> {renewed.status_code} with the new token; token requests: 2"
         )
 
         # Until the current token expires the addon keeps using it when renewal fails; after
@@ -187,14 +135,13 @@ def write_config(path: Path, servers: DevServers) -> None:
 
 def main() -> int:
     servers = DevServers()  # in this process: its knobs and stats are plain calls
-    proxy: Mitmdump | None = None
+    proxy: ProxyProcess | None = None
+    # No proxy variables: every byte of the demo stays on 127.0.0.1.
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
     failure: str | None = None
     # A fresh cache directory per run: every demo starts cold and fetches its first token.
     with tempfile.TemporaryDirectory(prefix="oauth2-demo-") as tmp:
         settings = {
-            "confdir": ROOT / "certs",  # the scripts' confdir: mitmproxy's CA lives there
-            "oauth2_config": Path(tmp, "backends.toml"),
-            "oauth2_cache_dir": Path(tmp, "cache"),
             "connection_strategy": "lazy",  # no token, no connection to the backend either
             "flow_detail": 0,  # log lines only, no per-flow dumps
         }
@@ -202,10 +149,18 @@ def main() -> int:
         try:
             servers.start().state.configure({"expires_in": LIFETIME})
             write_config(Path(tmp, "backends.toml"), servers)
-            proxy = Mitmdump(["-s", str(ROOT / "addon" / "oauth2_backend.py"), *args])
-            proxy.wait_listening(timeout=30)
+            # The real mitmdump (the venv's) with the package's addon script, on a free port.
+            proxy = ProxyProcess(
+                Path(tmp, "backends.toml"),
+                *args,
+                confdir=ROOT / "certs",  # the scripts' confdir: mitmproxy's CA lives there
+                cache_dir=Path(tmp, "cache"),
+                env=env,
+                timeout=30,
+            )
+            proxy.start()
             run_steps(servers, proxy)
-        except DemoFailed as e:
+        except (DemoFailed, ProxyNotReady) as e:
             failure = str(e)
         except (OSError, httpx.HTTPError, ValueError, KeyError) as e:  # e.g. a reply not JSON
             failure = f"{type(e).__name__}: {e}"
@@ -214,13 +169,14 @@ def main() -> int:
             return 130
         finally:  # on any exit, Ctrl-C included: nothing the demo started outlives it
             if proxy is not None:
-                if failure and proxy.proc.poll() is not None:  # often the real cause
-                    failure += f" (mitmdump had exited with code {proxy.proc.returncode})"
+                if failure and proxy.returncode is not None:  # often the real cause
+                    failure += f" (mitmdump had exited with code {proxy.returncode})"
                 proxy.stop()
             servers.stop()
     if proxy is not None:
         print("\nThe addon's log (mitmdump output):")
-        print("".join(f"    {line}" for line in proxy.lines if ADDON_LOG.search(line)), end="")
+        lines = proxy.output().splitlines(keepends=True)
+        print("".join(f"    {line}" for line in lines if ADDON_LOG.search(line)), end="")
     if failure is not None:
         print(f"\nDemo FAILED: {failure}")
         return 1

@@ -31,6 +31,7 @@ from harness import DevServersProcess
 from harness import TlsFiles
 from proxies import MitmdumpFactory
 from proxies import Proxy
+from proxies import harness_options
 from proxies import mitmdump_args
 from proxies import run_mitmdump
 
@@ -156,17 +157,10 @@ def mitmdump(
         config.write_text(config_toml_text, encoding="utf-8")
         cache = Path(cache_dir) if cache_dir is not None else tmp_path / f"cache-{n}"
         cache.mkdir(parents=True, exist_ok=True)
-        args = mitmdump_args(
-            config=config,
-            confdir=mitm_confdir,
-            cache_dir=cache,
-            upstream_ca=tls_ca.ca_cert if upstream_ca else None,
-            lazy=lazy,
-            mode=mode,
-            extra=extra_args,
-        )
+        upstream = tls_ca.ca_cert if upstream_ca else None
+        options = harness_options(upstream_ca=upstream, lazy=lazy, mode=mode)
         proxy = Proxy(
-            args,
+            [*options, *extra_args],
             confdir=mitm_confdir,
             config_path=config,
             cache_dir=cache,

@@ -1,19 +1,18 @@
 """Child processes for the integration tests: their environment, their output, stopping them.
 
 Child processes get the test's environment minus proxy variables, so nothing leaves 127.0.0.1.
-Output is collected by a thread per stream and waited on with a timeout, never a fixed sleep.
+Output is collected by a thread per stream and waited on with a timeout, never a fixed sleep
+(``OutputReader`` and ``stop_process`` are the package's own, from ``mitm_oauth2.testing``).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
-from typing import IO
+
+from mitm_oauth2.testing import OutputReader as OutputReader  # re-exported for the harnesses
+from mitm_oauth2.testing import stop_process as stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 ADDON_DIR = REPO / "addon"
@@ -43,62 +42,6 @@ def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
         stdin=subprocess.DEVNULL,
         check=False,
     )
-
-
-class OutputReader:
-    """Collects a child's text stream line by line on a daemon thread."""
-
-    def __init__(self, stream: IO[str], name: str) -> None:
-        self._lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, args=(stream,), name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self, stream: IO[str]) -> None:
-        try:
-            for line in stream:
-                with self._cond:
-                    self._lines.append(line)
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
-
-    def text(self) -> str:
-        with self._cond:
-            return "".join(self._lines)
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str] | None:
-        """First match of ``pattern`` in a line; None on timeout or end of stream."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._cond:
-            while True:
-                for line in self._lines[seen:]:
-                    if match := pattern.search(line):
-                        return match
-                seen = len(self._lines)
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-
-    def join(self, timeout: float = 5) -> None:
-        self._thread.join(timeout)
-
-
-def stop_process(proc: subprocess.Popen[str], timeout: float = 10) -> int:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    return proc.returncode
 
 
 def popen(cmd: list[str], cwd: Path | None, stderr: int) -> subprocess.Popen[str]:

@@ -1,5 +1,9 @@
 """mitmdump with the addon loaded, as a child process on 127.0.0.1: its arguments, a run to
-completion (startup errors), and `Proxy`, a running instance with clients that go through it."""
+completion (startup errors), and `Proxy`, a running instance with clients that go through it.
+
+`Proxy` runs `mitm_oauth2.testing.ProxyProcess`, the package's own harness (and so the mitmproxy
+script inside the package); startup-error runs use the checkout's addon/oauth2_backend.py.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +19,26 @@ from typing import Protocol
 import httpx
 import pytest
 from procs import ADDON_DIR
-from procs import OutputReader
-from procs import popen
-from procs import stop_process
 from procs import subprocess_env
+
+from mitm_oauth2.testing import LISTENING as LISTENING  # re-exported for mitmweb.py
+from mitm_oauth2.testing import ProxyNotReady
+from mitm_oauth2.testing import ProxyProcess
 
 ADDON_SCRIPT = ADDON_DIR / "oauth2_backend.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
-# "HTTP(S) proxy listening at 127.0.0.1:N." or "reverse proxy to URL listening at 127.0.0.1:N."
-LISTENING = re.compile(r"listening at .*:(\d+)\.?\s*$")
+
+
+def harness_options(*, upstream_ca: Path | None, lazy: bool, mode: str | None) -> list[str]:
+    """The tests' mitmdump options besides the addon's own (confdir, config, cache, -s)."""
+    args: list[str] = []
+    if upstream_ca is not None:
+        args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
+    if lazy:
+        args += ["--set", "connection_strategy=lazy"]
+    if mode is not None:
+        args += ["--mode", mode]
+    return args
 
 
 def mitmdump_args(
@@ -39,12 +54,7 @@ def mitmdump_args(
     """mitmdump arguments except --listen-host/--listen-port."""
     args = ["--set", f"confdir={confdir}"]
     args += ["--set", f"oauth2_config={config}", "--set", f"oauth2_cache_dir={cache_dir}"]
-    if upstream_ca is not None:
-        args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
-    if lazy:
-        args += ["--set", "connection_strategy=lazy"]
-    if mode is not None:
-        args += ["--mode", mode]
+    args += harness_options(upstream_ca=upstream_ca, lazy=lazy, mode=mode)
     return [*args, "-s", str(ADDON_SCRIPT), *extra]
 
 
@@ -71,7 +81,8 @@ def run_mitmdump(args: list[str], *, cwd: Path | None, timeout: float = 30) -> t
 
 
 class Proxy:
-    """A mitmdump child process with the addon loaded, listening on 127.0.0.1."""
+    """A mitmdump child process with the addon loaded, listening on 127.0.0.1; restartable
+    (each run is a `ProxyProcess`)."""
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class Proxy:
         name: str = "mitmdump",
         timeout: float = 30,
     ) -> None:
+        """``args``: mitmdump arguments besides confdir, config, cache dir and the script."""
         self.args = args
         self.confdir = confdir
         self.config_path = config_path
@@ -91,10 +103,16 @@ class Proxy:
         self.name = name
         self.timeout = timeout
         self._cwd = cwd
-        self._runs: list[OutputReader] = []
+        self._runs: list[ProxyProcess] = []
         self._listen_port = 0
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
+
+    @property
+    def port(self) -> int:
+        return self._runs[-1].port if self._runs else 0
+
+    @property
+    def proc(self) -> subprocess.Popen[str] | None:
+        return self._runs[-1].proc if self._runs else None
 
     @property
     def url(self) -> str:
@@ -118,30 +136,28 @@ class Proxy:
         return httpx.AsyncClient(proxy=self.url, verify=verify, trust_env=False, **kwargs)
 
     def start(self) -> Proxy:
-        listen = ["--listen-host", "127.0.0.1", "--listen-port", str(self._listen_port)]
-        cmd = [str(MITMDUMP), *listen, *self.args]
-        self.proc = popen(cmd, self._cwd, subprocess.STDOUT)
-        assert self.proc.stdout is not None
-        reader = OutputReader(self.proc.stdout, f"{self.name}-output")
-        self._runs.append(reader)
-        match = reader.wait_for(LISTENING, self.timeout)
-        if match is None:
-            rc = self.stop()
-            pytest.fail(
-                f"{self.name} did not start listening (timeout {self.timeout}s, "
-                f"exit code {rc}):\n$ {shlex.join(cmd)}\n{self.output()}",
-                pytrace=False,
-            )
-        self.port = int(match.group(1))
+        run = ProxyProcess(
+            self.config_path,
+            *self.args,
+            confdir=self.confdir,
+            cache_dir=self.cache_dir,
+            listen_port=self._listen_port,
+            mitmdump=MITMDUMP,
+            env=subprocess_env(),
+            cwd=self._cwd,
+            timeout=self.timeout,
+            name=self.name,
+        )
+        self._runs.append(run)
+        try:
+            run.start()
+        except ProxyNotReady as e:
+            pytest.fail(str(e), pytrace=False)
         return self
 
     def stop(self) -> int | None:
         """SIGTERM, wait 10 s, then kill. Returns the exit code (None if never started)."""
-        if self.proc is None:
-            return None
-        rc = stop_process(self.proc)
-        self._runs[-1].join()
-        return rc
+        return self._runs[-1].stop() if self._runs else None
 
     def restart(self, *, keep_port: bool = False) -> Proxy:
         """Stop and start again with the same arguments, config file and cache directory."""
@@ -151,18 +167,18 @@ class Proxy:
 
     @property
     def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        return self._runs[-1].returncode if self._runs else None
 
     def wait_for_output(self, pattern: str, timeout: float = 10) -> re.Match[str]:
         """Wait for a line of the current run matching ``pattern`` (a regex)."""
-        match = self._runs[-1].wait_for(re.compile(pattern), timeout)
-        if match is None:
+        try:
+            return self._runs[-1].wait_for_output(pattern, timeout)
+        except TimeoutError:
             pytest.fail(f"no output matching {pattern!r} within {timeout}s:\n{self.output()}")
-        return match
 
     def output(self) -> str:
         """All stdout+stderr captured so far, across restarts."""
-        return "--- restarted ---\n".join(run.text() for run in self._runs)
+        return "--- restarted ---\n".join(run.output() for run in self._runs)
 
 
 class MitmdumpFactory(Protocol):
