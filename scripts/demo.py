@@ -149,10 +149,11 @@ def main() -> int:
         try:
             servers.start().state.configure({"expires_in": LIFETIME})
             write_config(Path(tmp, "backends.toml"), servers)
-            # The real mitmdump (the venv's) with the package's addon script, on a free port.
+            # The real mitmdump (the venv's) with the script users load, on a free port.
             proxy = ProxyProcess(
                 Path(tmp, "backends.toml"),
                 *args,
+                script=ROOT / "addon" / "oauth2_backend.py",
                 confdir=ROOT / "certs",  # the scripts' confdir: mitmproxy's CA lives there
                 cache_dir=Path(tmp, "cache"),
                 env=env,

@@ -1,8 +1,8 @@
 """mitmdump with the addon loaded, as a child process on 127.0.0.1: its arguments, a run to
 completion (startup errors), and `Proxy`, a running instance with clients that go through it.
 
-`Proxy` runs `mitm_oauth2.testing.ProxyProcess`, the package's own harness (and so the mitmproxy
-script inside the package); startup-error runs use the checkout's addon/oauth2_backend.py.
+`Proxy` runs `mitm_oauth2.testing.ProxyProcess`, the package's own harness, with the script users
+load from a checkout, addon/oauth2_backend.py (the pytest plugin's tests cover the packaged one).
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class Proxy:
             cache_dir=self.cache_dir,
             listen_port=self._listen_port,
             mitmdump=MITMDUMP,
+            script=ADDON_SCRIPT,
             env=subprocess_env(),
             cwd=self._cwd,
             timeout=self.timeout,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,6 +39,8 @@ def test_token_is_fetched_once_and_reused(
     assert all(len(headers) == 1 and headers[0].startswith("Bearer ") for headers in seen)
     assert len({headers[0] for headers in seen}) == 1
     assert "backend orders: fetched token" in proxy.output()
+    assert "Loading script" in proxy.output()
+    assert f"{Path('addon', 'oauth2_backend.py')}" in proxy.output()  # the script users load
 
 
 def test_without_the_proxy_the_backend_refuses(devservers: DevServersProcess) -> None:
