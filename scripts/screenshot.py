@@ -15,12 +15,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -28,6 +26,8 @@ from pathlib import Path
 import httpx
 
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
+from mitm_oauth2.testing import OutputReader
+from mitm_oauth2.testing import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # unresolved: the venv's python is a symlink
@@ -42,13 +42,10 @@ AGE = 2  # seconds between the first and the second request
 
 
 class Child:
-    """A child process whose output lines are collected on a thread."""
+    """A child process; its output is collected by the package's OutputReader."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         self.name = name
-        self.lines: list[str] = []
-        self._eof = False
-        self._changed = threading.Condition()
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -58,41 +55,19 @@ class Child:
             errors="replace",
             env=env,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
+        self._output = OutputReader(self.proc.stdout, name)
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float = 30) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if match := pattern.search(line):
-                        return match
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    output = "".join(self.lines).strip() or "(no output)"
-                    raise SystemExit(f"{self.name}: no {pattern.pattern!r} in:\n{output}")
-                self._changed.wait(remaining)
+        match = self._output.wait_for(pattern, timeout)
+        if match is None:
+            output = self._output.text().strip() or "(no output)"
+            raise SystemExit(f"{self.name}: no {pattern.pattern!r} in:\n{output}")
+        return match
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._reader.join(5)
+        stop_process(self.proc)
+        self._output.join()
 
 
 def free_port() -> int:
