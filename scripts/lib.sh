@@ -38,11 +38,14 @@ ensure_venv() {
 }
 
 # The scripts' defaults for mitmdump/mitmweb, each left out when the caller sets that option:
+# loopback only (a proxy that adds credentials must not serve the whole network by accident),
 # certs/ as confdir, and connection_strategy=lazy so that when no token can be had not even a
 # connection reaches the backend. Fills the array MITM_DEFAULTS.
 set_mitm_defaults() {
     local args=" $* "
     MITM_DEFAULTS=()
+    [[ "$args" == *"--listen-host"* || "$args" == *"listen_host="* ]] ||
+        MITM_DEFAULTS+=(--listen-host 127.0.0.1)
     [[ "$args" == *"confdir="* ]] || MITM_DEFAULTS+=(--set "confdir=$ROOT/certs")
     [[ "$args" == *"connection_strategy="* ]] || MITM_DEFAULTS+=(--set "connection_strategy=lazy")
 }
