@@ -23,6 +23,7 @@ from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
 from .hosts import HostRouter
+from .http_util import is_loopback
 from .metrics import MetricsEndpoint
 from .problem import token_unavailable
 from .replay import Replays
@@ -96,6 +97,8 @@ class OAuth2Backend:
         )
 
     def configure(self, updated: Set[str]) -> None:
+        if "listen_host" in updated:
+            self._warn_if_exposed(ctx.options.listen_host)
         if {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
             self._serve_metrics()
         if not {"oauth2_config", "oauth2_cache_dir", "oauth2_lock_lease", "confdir"} & updated:
@@ -143,6 +146,18 @@ class OAuth2Backend:
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         self.watcher.start()
+
+    @staticmethod
+    def _warn_if_exposed(listen_host: str) -> None:
+        """A proxy that adds credentials gives whoever reaches it the backends' access."""
+        if listen_host and is_loopback(listen_host):
+            return
+        where = listen_host or "every interface"
+        logger.warning(
+            "oauth2: the proxy listens on %s: anyone who can connect to it uses the backends with "
+            "its tokens; use --listen-host 127.0.0.1 unless that is intended",
+            where,
+        )
 
     def _serve_metrics(self) -> None:
         host, port = ctx.options.oauth2_metrics_host, ctx.options.oauth2_metrics_port

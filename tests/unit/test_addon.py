@@ -337,3 +337,17 @@ def test_script_file_exposes_the_addon() -> None:
     with taddons.context() as tctx:
         module = tctx.script(str(script))  # the script module; its `addons` are what loads
     assert [type(addon) for addon in module.addons] == [OAuth2Backend]
+
+
+@pytest.mark.parametrize(
+    ("listen_host", "warns"),
+    [("", True), ("0.0.0.0", True), ("192.0.2.7", True), ("127.0.0.1", False), ("::1", False)],
+)
+def test_warns_when_the_proxy_is_reachable_beyond_loopback(
+    caplog: pytest.LogCaptureFixture, listen_host: str, warns: bool
+) -> None:
+    addon = OAuth2Backend()
+    with taddons.context(addon) as tctx:
+        caplog.clear()
+        tctx.configure(addon, listen_host=listen_host)
+    assert ("anyone who can connect to it" in caplog.text) is warns
