@@ -113,9 +113,11 @@ class TokenClient:
     def _pool(self, transport: TokenTransport) -> httpx.AsyncClient:
         pool = self._pools.get(transport)
         if pool is None:
-            context = ssl.create_default_context(cafile=transport.ca_bundle)
-            if transport.ca_bundle is None:
-                context = httpx.create_ssl_context()  # httpx's default trust store (certifi)
+            context = (
+                ssl.create_default_context(cafile=transport.ca_bundle)
+                if transport.ca_bundle
+                else httpx.create_ssl_context()  # httpx's default trust store (certifi)
+            )
             if transport.client_cert is not None:
                 identity = transport.client_cert
                 context.load_cert_chain(identity.cert_file, identity.key_file)
