@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 0.5
+# No request waits for the opening at start-up (each waits at most `timeout` for it), so it
+# may take longer: a loop busy starting mitmproxy must not make it look like an outage.
+OPEN_TIMEOUT = 5.0
 # How long a failed store is left alone before a call tries it again; calls in between use memory.
 DEFAULT_RETRY_INTERVAL = 2.0
 
@@ -64,7 +67,7 @@ class GuardedStore:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        opening = asyncio.ensure_future(self._call("open", _opened))
+        opening = asyncio.ensure_future(self._call("open", _opened, OPEN_TIMEOUT))
         _background.add(opening)
         opening.add_done_callback(_background.discard)
 
@@ -96,7 +99,12 @@ class GuardedStore:
         await self._memory.unlock(grant, owner)
         await self._call("unlock", lambda store: store.unlock(grant, owner))
 
-    async def _call(self, what: str, operation: Callable[[TokenStore], Awaitable[T]]) -> T:
+    async def _call(
+        self,
+        what: str,
+        operation: Callable[[TokenStore], Awaitable[T]],
+        wait_at_least: float = 0.0,
+    ) -> T:
         """`operation` on the store, or on this process's memory while the store fails.
 
         Writes reach memory first (see save), so repeating them there is harmless.
@@ -104,7 +112,7 @@ class GuardedStore:
         if self._failing and self._clock.monotonic() < self._retry_at:
             return await operation(self._memory)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(max(wait_at_least, self._timeout)):
                 store = await asyncio.shield(self._open())
                 result = await operation(store)
         except Exception as e:  # whatever the store raises, the request goes on without it
