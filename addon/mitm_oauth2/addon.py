@@ -42,6 +42,7 @@ STORE_OPTIONS = frozenset(
         "oauth2_lock_lease",
         "oauth2_store",
         "oauth2_store_password_env",
+        "oauth2_store_ca",
         "oauth2_store_key_env",
         "oauth2_store_timeout",
         "confdir",
@@ -100,6 +101,13 @@ class OAuth2Backend:
             str,
             "",
             "Name of the environment variable holding the Redis password (never in the URL).",
+        )
+        loader.add_option(
+            "oauth2_store_ca",
+            str,
+            "",
+            "CA bundle (PEM) that a rediss:// store's certificate must chain to (default: the "
+            "system's roots).",
         )
         loader.add_option(
             "oauth2_store_key_env",
@@ -246,6 +254,7 @@ class OAuth2Backend:
                 password_env=ctx.options.oauth2_store_password_env,
                 key_env=ctx.options.oauth2_store_key_env,
                 timeout_ms=ctx.options.oauth2_store_timeout,
+                ca_file=ctx.options.oauth2_store_ca,
             )
         except StoreSettingError as e:
             raise exceptions.OptionsError(str(e)) from None

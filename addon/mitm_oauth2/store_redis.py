@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from pathlib import Path
+from typing import Any
 
 import redis.asyncio
 from redis.asyncio.lock import Lock
@@ -47,8 +49,16 @@ class RedisTokenStore:
 
     @classmethod
     def from_url(
-        cls, url: str, where: str, password: str | None, timeout: float, codec: TokenCodec
+        cls,
+        url: str,
+        where: str,
+        password: str | None,
+        timeout: float,
+        codec: TokenCodec,
+        ca_file: Path | None = None,
     ) -> RedisTokenStore:
+        # rediss:// verifies the server against the system's roots, or against `ca_file`.
+        tls: dict[str, Any] = {} if ca_file is None else {"ssl_ca_certs": str(ca_file)}
         client = redis.asyncio.Redis.from_url(
             url,
             password=password,
@@ -57,6 +67,7 @@ class RedisTokenStore:
             # One immediate retry replaces a pooled connection that died with a restarted Redis;
             # more, or a backoff, would only stretch a wait the guard cuts short anyway.
             retry=Retry(NoBackoff(), 1),
+            **tls,
         )
         return cls(client, where, codec)
 

@@ -33,6 +33,7 @@ class StoreSettings:
     redis_password: Secret | None = field(default=None, repr=False)
     key: Secret | None = field(default=None, repr=False)
     timeout: float = 0.5
+    ca_file: Path | None = None
 
     @property
     def where(self) -> str:
@@ -52,7 +53,9 @@ class StoreSettings:
             )
         else:
             password = self.redis_password.reveal() if self.redis_password else None
-            redis = RedisTokenStore.from_url(redis_url, self.where, password, self.timeout, codec)
+            redis = RedisTokenStore.from_url(
+                redis_url, self.where, password, self.timeout, codec, self.ca_file
+            )
             guard = GuardedStore(redis.connected, self.where, self.timeout, clock=clock)
         guard.open_soon()
         return guard
@@ -65,6 +68,7 @@ def store_settings(
     password_env: str,
     key_env: str,
     timeout_ms: int,
+    ca_file: str = "",
     environ: Mapping[str, str] = os.environ,
 ) -> StoreSettings:
     """Validates the options; raises StoreSettingError naming the option at fault."""
@@ -80,7 +84,21 @@ def store_settings(
             f"oauth2_store_key_env: {key_env} must hold at least {MIN_KEY_CHARS} characters "
             "(e.g. `openssl rand -base64 32`)"
         )
-    return StoreSettings(cache_dir, redis_url, password, key, timeout_ms / 1000)
+    ca = _ca_file(ca_file, redis_url)
+    return StoreSettings(cache_dir, redis_url, password, key, timeout_ms / 1000, ca)
+
+
+def _ca_file(path: str, redis_url: str | None) -> Path | None:
+    if not path:
+        return None
+    if redis_url is None or not redis_url.startswith("rediss://"):
+        raise StoreSettingError("oauth2_store_ca: only for a rediss:// store")
+    ca = Path(path).expanduser()
+    try:
+        ca.read_bytes()
+    except OSError as e:
+        raise StoreSettingError(f"oauth2_store_ca: cannot read {ca} ({e.strerror})") from None
+    return ca
 
 
 def _redis_url(url: str) -> str:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import redis
+from harness import TlsFiles
 from procs import OutputReader
 from procs import popen
 from procs import stop_process
@@ -31,24 +32,46 @@ def free_port() -> int:
 class RedisServer:
     name = "redis-server"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, tls: TlsFiles | None = None, password: str | None = None
+    ) -> None:
+        """`tls`: serve TLS only (rediss://) with that server certificate; `password`: AUTH."""
         self.workdir = workdir
-        self.port = port or free_port()
+        self.tls = tls
+        self.password = password
+        self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self._reader: OutputReader | None = None
         self._earlier = ""
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        if self.tls is None:
+            return redis.Redis("127.0.0.1", self.port, password=self.password, socket_timeout=5)
+        return redis.Redis(
+            "127.0.0.1",
+            self.port,
+            password=self.password,
+            socket_timeout=5,
+            ssl=True,
+            ssl_ca_certs=str(self.tls.ca_cert),
+        )
 
-    def start(self, *extra: str) -> RedisServer:
+    def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-        cmd += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir), *extra]
+        cmd = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        cmd += ["--dir", str(self.workdir)]
+        if self.tls is None:
+            cmd += ["--port", str(self.port)]
+        else:
+            cmd += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            cmd += ["--tls-cert-file", str(self.tls.server_cert)]
+            cmd += ["--tls-key-file", str(self.tls.server_key)]
+        if self.password is not None:
+            cmd += ["--requirepass", self.password]
         self.proc = popen(cmd, cwd=self.workdir, stderr=subprocess.STDOUT)
         assert self.proc.stdout is not None
         self._reader = OutputReader(self.proc.stdout, "redis-server")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from harness import DevServersProcess
+from harness import TlsFiles
 from proxies import MitmdumpFactory
 from proxies import Proxy
 from redis_server import RedisServer
@@ -149,3 +150,40 @@ def test_a_killed_lock_holder_lets_another_proxy_refresh_after_its_lease(
         answer = client.get(f"{devservers.backend_url}/after-kill")
     assert answer.status_code == 200
     assert devservers.stats()["token_requests_arrived"] == 2
+
+
+def test_rediss_with_password_and_store_key_shares_sealed_tokens(
+    devservers: DevServersProcess,
+    mitmdump: MitmdumpFactory,
+    tls_ca: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TLS to Redis with a private CA, AUTH from the environment, tokens encrypted at rest."""
+    server = RedisServer(tmp_path / "redis-tls", tls=tls_ca, password="redis-pw-5b1e")
+    server.start()
+    try:
+        monkeypatch.setenv("FLEET_REDIS_PASSWORD", "redis-pw-5b1e")
+        monkeypatch.setenv("FLEET_STORE_KEY", "fleet-store-key-aa01b2c3d4")
+        options = (
+            *("--set", f"oauth2_store_ca={tls_ca.ca_cert}"),
+            *("--set", "oauth2_store_password_env=FLEET_REDIS_PASSWORD"),
+            *("--set", "oauth2_store_key_env=FLEET_STORE_KEY"),
+        )
+        proxies = fleet(mitmdump, devservers, server, *options)
+        assert set(drive(proxies, devservers.backend_url, 0.5)) == {200}
+        assert devservers.token_requests() == 1
+        with server.client() as client:
+            keys = client.keys("*")
+            stored = b"".join(client.get(key) or b"" for key in keys)
+        assert any(key.startswith(b"mitm-oauth2:token/v1/ledger/") for key in keys)
+        assert b"mitm-oauth2:hmac-key" not in keys  # derived from the store key instead
+        seen = devservers.backend_requests()
+        issued = {value.split()[-1] for entry in seen for value in entry["authorization"]}
+        assert len(issued) == 1
+        assert all(token.encode() not in stored for token in issued)
+        for proxy in proxies:
+            assert "redis-pw-5b1e" not in proxy.output()
+            assert "keeping tokens in this process" not in proxy.output()
+    finally:
+        server.stop()

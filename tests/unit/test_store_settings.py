@@ -50,6 +50,8 @@ def test_redis_with_password_and_key_from_the_environment() -> None:
         ("", {"key_env": "KEY"}, "oauth2_store_key_env: environment variable KEY is not set"),
         ("", {"key_env": "KEY", "environ": {"KEY": "short"}}, "KEY must hold at least 16"),
         ("", {"timeout_ms": 0}, "oauth2_store_timeout: must be 1 to 60000 milliseconds"),
+        ("redis://r", {"ca_file": "/etc/hostname"}, "oauth2_store_ca: only for a rediss://"),
+        ("rediss://r", {"ca_file": "/nonexistent/ca.pem"}, "oauth2_store_ca: cannot read"),
     ],
 )
 def test_bad_values_are_refused_naming_the_option(store: str, options, message: str) -> None:
