@@ -64,7 +64,8 @@ class OAuth2Backend:
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
         self.metrics = MetricsEndpoint(self._statuses)
-        self.addons = [OAuth2Commands(self)]  # mitmproxy loads nested addons with this one
+        # mitmproxy loads nested addons with this one
+        self.addons = [OAuth2Commands(self), self.metrics]
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -128,21 +129,6 @@ class OAuth2Backend:
             """,
         )
         loader.add_option(
-            "oauth2_metrics_port",
-            int,
-            0,
-            """
-            Port of a Prometheus endpoint (/metrics) with per-backend token counters;
-            0 (the default) serves none.
-            """,
-        )
-        loader.add_option(
-            "oauth2_metrics_host",
-            str,
-            "127.0.0.1",
-            "Address the Prometheus endpoint listens on (default: loopback only).",
-        )
-        loader.add_option(
             "oauth2_lock_lease",
             int,
             int(DEFAULT_LOCK_LEASE),
@@ -155,8 +141,6 @@ class OAuth2Backend:
     def configure(self, updated: Set[str]) -> None:
         if "listen_host" in updated:
             self._warn_if_exposed(ctx.options.listen_host)
-        if {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
-            self._serve_metrics()
         if not (STORE_OPTIONS | {"oauth2_config"}) & updated:
             return
         if ctx.options.oauth2_lock_lease < 1:
@@ -214,17 +198,6 @@ class OAuth2Backend:
             "its tokens; use --listen-host 127.0.0.1 unless that is intended",
             where,
         )
-
-    def _serve_metrics(self) -> None:
-        host, port = ctx.options.oauth2_metrics_host, ctx.options.oauth2_metrics_port
-        if not 0 <= port < 65536:
-            raise exceptions.OptionsError("oauth2_metrics_port: must be 0 (off) to 65535")
-        try:
-            self.metrics.serve(host, port)
-        except OSError as e:
-            raise exceptions.OptionsError(
-                f"oauth2_metrics_port: cannot listen on {host}:{port} ({e.strerror or e})"
-            ) from e
 
     def _statuses(self) -> list[tuple[str, dict[str, object]]]:
         broker = self.broker
@@ -326,7 +299,6 @@ class OAuth2Backend:
 
     def done(self) -> None:
         self.watcher.stop()
-        self.metrics.stop()
         if self.broker is not None:
             self.broker.close()
             self.broker = None

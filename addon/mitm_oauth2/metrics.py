@@ -10,8 +10,12 @@ import logging
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Set
 from wsgiref.simple_server import WSGIServer
 
+from mitmproxy import addonmanager
+from mitmproxy import ctx
+from mitmproxy import exceptions
 from prometheus_client import CollectorRegistry
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -68,13 +72,47 @@ def _number(value: object) -> float:
 
 
 class MetricsEndpoint:
-    """The HTTP server Prometheus scrapes; prometheus-client serves it from its own thread."""
+    """The HTTP server Prometheus scrapes, and its options (a nested addon of OAuth2Backend);
+    prometheus-client serves it from its own thread."""
 
     def __init__(self, source: StatusSource) -> None:
         self._registry = CollectorRegistry()
         self._registry.register(TokenCollector(source))
         self._server: WSGIServer | None = None
         self.address: tuple[str, int] | None = None
+
+    def load(self, loader: addonmanager.Loader) -> None:
+        loader.add_option(
+            "oauth2_metrics_port",
+            int,
+            0,
+            """
+            Port of a Prometheus endpoint (/metrics) with per-backend token counters;
+            0 (the default) serves none.
+            """,
+        )
+        loader.add_option(
+            "oauth2_metrics_host",
+            str,
+            "127.0.0.1",
+            "Address the Prometheus endpoint listens on (default: loopback only).",
+        )
+
+    def configure(self, updated: Set[str]) -> None:
+        if not {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
+            return
+        host, port = ctx.options.oauth2_metrics_host, ctx.options.oauth2_metrics_port
+        if not 0 <= port < 65536:
+            raise exceptions.OptionsError("oauth2_metrics_port: must be 0 (off) to 65535")
+        try:
+            self.serve(host, port)
+        except OSError as e:
+            raise exceptions.OptionsError(
+                f"oauth2_metrics_port: cannot listen on {host}:{port} ({e.strerror or e})"
+            ) from e
+
+    def done(self) -> None:
+        self.stop()
 
     def serve(self, host: str, port: int) -> None:
         """Listens on host:port (port 0: none); raises OSError when it cannot bind."""

@@ -58,6 +58,11 @@ async def test_three_proxies_at_cold_start_make_one_token_request(
     statuses = await crowd(proxies, devservers.backend_url, 40)
     assert statuses == [200] * 120
     assert devservers.token_requests() == 1
+    with redis_server.client() as client:
+        before = client.info("stats")["total_commands_processed"]
+        assert await crowd(proxies, devservers.backend_url, 40) == [200] * 120
+        after = client.info("stats")["total_commands_processed"]
+    assert after - before <= 1  # the INFO itself: a valid token is served from memory
     for proxy in proxies:
         assert f"tokens kept in the token store redis://127.0.0.1:{redis_server.port}/0" in (
             proxy.output()

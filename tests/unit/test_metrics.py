@@ -87,5 +87,5 @@ def test_addon_option(tmp_path) -> None:
             taken = busy.getsockname()[1]
             with pytest.raises(exceptions.OptionsError, match="cannot listen"):
                 tctx.configure(addon, oauth2_metrics_port=taken)
-        addon.done()
+        addon.metrics.done()  # mitmproxy calls done() on nested addons at shutdown
         assert addon.metrics.address is None
