@@ -54,6 +54,16 @@ class TokenCodec:
         nonce = os.urandom(_NONCE_BYTES)
         return _SEALED + nonce + self._aead.encrypt(nonce, plain, cache_key.encode())
 
+    def read(self, data: bytes | str | None, cache_key: str) -> Token | None:
+        """The token in a stored value; None for no value or one we cannot read (the next
+        token saved replaces it)."""
+        if data is None:
+            return None
+        try:
+            return self.decode(data, cache_key)
+        except UnreadableEntry:
+            return None
+
     def decode(self, data: bytes | str, cache_key: str) -> Token:
         """The token in `data`; raises UnreadableEntry for anything else."""
         raw = data.encode() if isinstance(data, str) else data

@@ -12,7 +12,6 @@ import diskcache
 from .credentials import TokenGrant
 from .store import derive_cache_key
 from .store_codec import TokenCodec
-from .store_codec import UnreadableEntry
 from .tokens import Token
 
 _HMAC_KEY_ENTRY = "store/hmac-key"
@@ -69,13 +68,7 @@ class DiskTokenStore:
 
     async def load(self, grant: TokenGrant) -> Token | None:
         key = self.cache_key(grant)
-        data = await asyncio.to_thread(self._cache.get, key)
-        if data is None:
-            return None
-        try:
-            return self._codec.decode(data, key)
-        except UnreadableEntry:
-            return None  # replaced by the next token saved
+        return self._codec.read(await asyncio.to_thread(self._cache.get, key), key)
 
     async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
         key = self.cache_key(grant)
@@ -89,14 +82,8 @@ class DiskTokenStore:
 
     def _delete_if(self, key: str, access_token: str) -> None:
         with self._cache.transact():
-            data = self._cache.get(key)
-            if data is None:
-                return
-            try:
-                stored = self._codec.decode(data, key)
-            except UnreadableEntry:
-                return
-            if stored.access_token == access_token:
+            stored = self._codec.read(self._cache.get(key), key)
+            if stored is not None and stored.access_token == access_token:
                 self._cache.delete(key)
 
     # diskcache.Lock is not used: its release deletes whoever's lock is there (no owner check),

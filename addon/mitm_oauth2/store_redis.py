@@ -104,13 +104,7 @@ class RedisTokenStore:
 
     async def load(self, grant: TokenGrant) -> Token | None:
         key = await self._key(grant)
-        data = await self._redis.get(key)
-        if data is None:
-            return None
-        try:
-            return self._codec.decode(data, key)
-        except UnreadableEntry:
-            return None  # replaced by the next token saved
+        return self._codec.read(await self._redis.get(key), key)
 
     async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
         key = await self._key(grant)
@@ -119,13 +113,8 @@ class RedisTokenStore:
     async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
         key = await self._key(grant)
         data = await self._redis.get(key)
-        if data is None:
-            return
-        try:
-            stored = self._codec.decode(data, key)
-        except UnreadableEntry:
-            return
-        if stored.access_token == access_token:
+        stored = self._codec.read(data, key)
+        if data is not None and stored is not None and stored.access_token == access_token:
             await self._delete_if_unchanged(keys=[key], args=[data])
 
     async def delete(self, grant: TokenGrant) -> None:

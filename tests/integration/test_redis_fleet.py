@@ -3,8 +3,6 @@ redis-server: one token request per lifetime, and no failed request while Redis 
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from proxies import MitmdumpFactory
 from proxies import Proxy
 from redis_server import RedisServer
 from test_lifecycle import crowd
-from test_lifecycle import request_quietly
+from test_lifecycle import kill_while_asking_for_a_token
 
 
 def fleet(
@@ -139,18 +137,12 @@ def test_a_killed_lock_holder_lets_another_proxy_refresh_after_its_lease(
 ) -> None:
     devservers.configure(delay=5)  # the holder is still waiting for its token when killed
     holder, other, _ = fleet(mitmdump, devservers, redis_server, "--set", "oauth2_lock_lease=2")
-    stuck = threading.Thread(target=lambda: request_quietly(holder, devservers.backend_url))
-    stuck.start()
-    deadline = time.monotonic() + 10
-    while devservers.stats()["token_requests_arrived"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)  # waits for the holder's token request to arrive
-    with redis_server.client() as client:
-        assert len(client.keys("mitm-oauth2:lock/*")) == 1  # held in Redis
-    assert holder.proc is not None
-    holder.proc.send_signal(signal.SIGKILL)  # dies holding the lock
-    holder.proc.wait(timeout=10)
-    stuck.join(timeout=15)
-    devservers.configure(delay=0)
+
+    def lock_held_in_redis() -> None:
+        with redis_server.client() as client:
+            assert len(client.keys("mitm-oauth2:lock/*")) == 1
+
+    kill_while_asking_for_a_token(holder, devservers, lock_held_in_redis)
     with other.client(timeout=15) as client:
         answer = client.get(f"{devservers.backend_url}/after-kill")
     assert answer.status_code == 200
