@@ -124,10 +124,11 @@ class TokenBroker:
         await self._store.delete_if(grant, access_token)
 
     def status(self, grant: TokenGrant) -> dict[str, object]:
-        """The backend's token and counters, JSON-safe (for `oauth2.status`)."""
+        """The backend's token, counters and store, JSON-safe (for `oauth2.status`)."""
         held = self._valid(grant)
         now = self._clock.monotonic()
         token: dict[str, object] = {"token": held is not None, "renewing": grant in self._inflight}
+        token |= {"store": self._store.where, "store_ok": not self._store.failing}
         if held is not None:
             token["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
             token["token_left_s"] = round(held.expires_at - now, 1)

@@ -54,6 +54,12 @@ class TokenCollector(Collector):
             "Seconds until the held token expires",
             labels=["backend"],
         )
+        store_ok = GaugeMetricFamily(
+            "oauth2_token_store_ok",
+            "1 while the token store (disk cache or Redis) works; 0 while tokens are kept in "
+            "this process instead",
+            labels=["backend"],
+        )
         for backend, status in self._source():
             fetches.add_metric([backend], _number(status.get("fetches")))
             hits.add_metric([backend], _number(status.get("cache_hits")))
@@ -62,9 +68,10 @@ class TokenCollector(Collector):
             for cause, count in causes.items() if isinstance(causes, dict) else ():
                 failures.add_metric([backend, str(cause)], _number(count))
             present.add_metric([backend], 1.0 if status.get("token") else 0.0)
+            store_ok.add_metric([backend], 1.0 if status.get("store_ok", True) else 0.0)
             if "token_left_s" in status:
                 left.add_metric([backend], _number(status["token_left_s"]))
-        yield from (fetches, hits, replays, failures, present, left)
+        yield from (fetches, hits, replays, failures, present, left, store_ok)
 
 
 def _number(value: object) -> float:
