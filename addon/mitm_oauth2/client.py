@@ -19,6 +19,7 @@ from .credentials import AuthMethod
 from .credentials import ClientCredentials
 from .credentials import TokenTransport
 from .discovery import Discovery
+from .http_util import ACCEPT_ENCODING
 from .http_util import printable
 from .http_util import read_limited
 from .tokens import TokenError
@@ -130,6 +131,7 @@ class TokenClient:
                 transport=self._transport,
                 trust_env=False,
                 follow_redirects=False,
+                headers=ACCEPT_ENCODING,
             )
             self._pools[transport] = pool
         return pool

@@ -60,7 +60,7 @@ _RESERVED_PARAMS = frozenset(
     | {"client_assertion", "client_assertion_type"}
 )
 _RESERVED_HEADERS = frozenset(
-    {"authorization", "content-type", "content-length", "host", "accept"}
+    {"authorization", "content-type", "content-length", "host", "accept", "accept-encoding"}
     | {"transfer-encoding", "connection"}
 )
 _ALGORITHMS = {
