@@ -91,6 +91,18 @@ def parse_host_pattern(text: str) -> HostPattern:
     return HostPattern(normalized, port, wildcard)
 
 
+def names_target(authority: str, host: str, port: int, scheme: str) -> bool:
+    """Whether a Host header or `:authority` names the server the proxy connects to: the same
+    host (modulo case, trailing dot, IDNA) and port (none given: the scheme's default)."""
+    try:
+        named = parse_host_pattern(authority)
+        target = normalize_host(host)
+    except ValueError:
+        return False
+    named_port = named.port if named.port is not None else DEFAULT_PORTS.get(scheme)
+    return not named.wildcard and named.host == target and named_port == port
+
+
 def _parse_port(text: str, entry: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f"{entry!r}: port must be a number from 1 to 65535")
