@@ -44,6 +44,12 @@ def matches(entry: str, host: str, port: int, scheme: str = "https") -> bool:
         ("xn--bcher-kva.example", "bücher.example", 443, "https", True),
         ("BÜCHER.example", "bücher.example", 443, "https", True),
         ("bücher.example", "bucher.example", 443, "https", False),
+        # IDNA 2008 (as browsers): straße.example is xn--strae-oqa, not strasse (IDNA 2003)
+        ("straße.example", "strasse.example", 443, "https", False),
+        ("strasse.example", "straße.example", 443, "https", False),
+        ("straße.example", "xn--strae-oqa.example", 443, "https", True),
+        # one trailing dot is the DNS root; two are no host name
+        ("api.test", "api.test..", 443, "https", False),
         # IP literals
         ("10.1.2.3", "10.1.2.3", 443, "https", True),
         ("10.1.2.3:8443", "10.1.2.3", 8443, "https", True),
