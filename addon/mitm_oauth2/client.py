@@ -192,10 +192,15 @@ class TokenClient:
                 f"token endpoint issued token_type '{kind}', not Bearer", status=status
             )
         scope = document.get("scope")
+        expires_in = _parse_expires_in(document.get("expires_in"))
+        if expires_in is None and document.get("expires_in") is not None:
+            # Used as if absent (max_token_age); the operator should know the server is odd.
+            shown = printable(json.dumps(document["expires_in"]), 40)
+            logger.warning("%s: expires_in %s is not a number; taken as absent", endpoint, shown)
         return TokenResponse(
             access_token=access_token,
             token_type="Bearer",
-            expires_in=_parse_expires_in(document.get("expires_in")),
+            expires_in=expires_in,
             scope=scope if isinstance(scope, str) else None,
         )
 
