@@ -40,9 +40,10 @@ def refused(cause: str, oauth_error: str | None = None) -> tuple[str, str, str |
     return ("502", cause, oauth_error)
 
 
-def used(lifetime: int) -> tuple[str, int]:
-    """The token is sent (the backend does not know it: 401, not replayed), lasting `lifetime`."""
-    return ("used", lifetime)
+def used(lifetime: int, warning: str | None = None) -> tuple[str, int, str | None]:
+    """The token is sent (the backend does not know it: 401, not replayed), lasting `lifetime`;
+    the operator is warned (a regex of the proxy's log) when the answer was odd."""
+    return ("used", lifetime, warning)
 
 
 def oauth_error(status: int, error: str, description: str | None = None) -> dict[str, Any]:
@@ -179,22 +180,22 @@ BAD_INPUTS = [
     pytest.param({"content_type": "text/plain"}, used(MAX_TOKEN_AGE), id="json-as-text-plain"),
     pytest.param(
         body(access_token="tok-1", token_type="bearer", expires_in="abc"),
-        used(MAX_TOKEN_AGE),
+        used(MAX_TOKEN_AGE, 'expires_in "abc" is not a number; taken as absent'),
         id="expires-in-not-a-number",
     ),
     pytest.param(
         body(access_token="tok-1", token_type="Bearer", expires_in=-5),
-        used(MAX_TOKEN_AGE),
+        used(MAX_TOKEN_AGE, "backend expires-in-negative: expires_in -5 is not positive"),
         id="expires-in-negative",
     ),
     pytest.param(
         body(access_token="tok-1", token_type="Bearer", expires_in=True),
-        used(MAX_TOKEN_AGE),
+        used(MAX_TOKEN_AGE, "expires_in true is not a number"),
         id="expires-in-boolean",
     ),
     pytest.param(
         {"body": '{"access_token": "tok-1", "token_type": "Bearer", "expires_in": 1e400}'},
-        used(MAX_TOKEN_AGE),
+        used(MAX_TOKEN_AGE, "expires_in Infinity is not a number"),
         id="expires-in-infinite",
     ),
     pytest.param(
@@ -207,7 +208,11 @@ BAD_INPUTS = [
         used(MAX_TOKEN_AGE),
         id="expires-in-huge",
     ),
-    pytest.param(body(access_token="tok-1", expires_in=120), used(120), id="token-type-missing"),
+    pytest.param(
+        body(access_token="tok-1", expires_in=120),
+        used(120, "token response has no token_type; taken as Bearer"),
+        id="token-type-missing",
+    ),
 ]
 
 
@@ -250,6 +255,8 @@ def test_a_bad_token_response_is_never_forwarded(
         issued = {e.get("token_id") for e in servers.token_log()}
         assert token == "tok-1" or token_id(token) in issued
         proxy.wait_for_output(rf"backend {name}: fetched token \(lifetime {expected[1]} s")
+        if expected[2] is not None:
+            assert expected[2] in proxy.output()
         return
     _, cause, error = expected
     assert answer.status_code == 502, answer.text
