@@ -96,6 +96,21 @@ BAD_INPUTS = [
         tunnel(GET, HOST_LINE, *(f"X-Many-{i}: {i}" for i in range(80))), "ours", id="many-headers"
     ),
     pytest.param(tunnel("GET /x HTTP/1.0"), "ours", id="http10-without-host"),
+    # Header lines a lenient server might read as another Authorization, or as part of Host.
+    pytest.param(
+        tunnel(GET, HOST_LINE, "Authorization : Bearer caller"), 400, id="space-before-colon"
+    ),
+    pytest.param(
+        tunnel(GET, HOST_LINE, "Authorization\t: Bearer caller"), 400, id="tab-before-colon"
+    ),
+    pytest.param(
+        tunnel(GET, HOST_LINE, "Authorization: Bearer caller\r\n Bearer folded"),
+        "ours",
+        id="obs-folded-authorization",
+    ),
+    pytest.param(
+        tunnel(GET, HOST_LINE, " Authorization: Bearer caller"), "421", id="obs-fold-into-host"
+    ),
     pytest.param(tunnel(GET, "Host: evil.test"), "421", id="tunnel-host-differs"),
     pytest.param(tunnel(GET, "Host: localhost:1"), "421", id="tunnel-host-other-port"),
     pytest.param(tunnel(GET, HOST_LINE, "Host: evil.test"), "421", id="tunnel-two-hosts"),
