@@ -22,9 +22,13 @@ from .commands import OAuth2Commands
 from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
+from .hosts import HostPattern
 from .hosts import HostRouter
+from .hosts import names_target
 from .http_util import is_loopback
 from .metrics import MetricsEndpoint
+from .problem import Problem
+from .problem import misdirected
 from .problem import token_unavailable
 from .replay import Replays
 from .store_settings import StoreSettingError
@@ -245,14 +249,22 @@ class OAuth2Backend:
         if backend is None:
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
+        named = self._misnamed(request)
+        if named is not None:
+            target = str(HostPattern(request.host, request.port))
+            problem = misdirected(backend.name, named, target)
+            logger.warning("backend %s: %s", backend.name, problem.detail)
+            self._refuse(flow, problem, f"names {named!r}, goes to {target}")
+            return
         try:
             issue = await self.broker.issue(backend.grant)
         except TokenError as e:
-            self._refuse(flow, backend, e)
+            self._refuse(flow, token_unavailable(backend.name, e), e.cause)
             return
         except Exception as e:  # a bug must fail closed: never forward without the token
             logger.exception("backend %s: unexpected failure getting a token", backend.name)
-            self._refuse(flow, backend, TokenError(f"internal error ({type(e).__name__})"))
+            error = TokenError(f"internal error ({type(e).__name__})")
+            self._refuse(flow, token_unavailable(backend.name, error), error.cause)
             return
         # Replaces whatever the caller sent under that name (every copy of the header).
         story.issued(flow, backend.name, issue)
@@ -290,12 +302,23 @@ class OAuth2Backend:
         return backend if backend is not None and backend.name == meta.get("backend") else None
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, backend: BackendConfig, error: TokenError) -> None:
-        problem = token_unavailable(backend.name, error)
+    def _misnamed(request: http.Request) -> str | None:
+        """The Host header or `:authority` that names another server than the one the proxy
+        connects to (the first such, or all Host headers when several are sent), if any."""
+        hosts = request.headers.get_all("Host")
+        if len(hosts) > 1:  # RFC 9112 §3.2: a server must refuse these, a front end may not
+            return ", ".join(hosts)
+        for named in [*hosts, request.authority]:
+            if named and not names_target(named, request.host, request.port, request.scheme):
+                return named
+        return None
+
+    @staticmethod
+    def _refuse(flow: http.HTTPFlow, problem: Problem, cause: str) -> None:
         # A streamed body would go upstream before our answer; buffer it so nothing is forwarded.
         flow.request.stream = False
         flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
-        story.refused(flow, error.cause)
+        story.refused(flow, cause)
 
     def done(self) -> None:
         self.watcher.stop()

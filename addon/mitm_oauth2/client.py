@@ -19,6 +19,7 @@ from .credentials import AuthMethod
 from .credentials import ClientCredentials
 from .credentials import TokenTransport
 from .discovery import Discovery
+from .http_util import ACCEPT_ENCODING
 from .http_util import printable
 from .http_util import read_limited
 from .tokens import TokenError
@@ -130,6 +131,7 @@ class TokenClient:
                 transport=self._transport,
                 trust_env=False,
                 follow_redirects=False,
+                headers=ACCEPT_ENCODING,
             )
             self._pools[transport] = pool
         return pool
@@ -190,10 +192,15 @@ class TokenClient:
                 f"token endpoint issued token_type '{kind}', not Bearer", status=status
             )
         scope = document.get("scope")
+        expires_in = _parse_expires_in(document.get("expires_in"))
+        if expires_in is None and document.get("expires_in") is not None:
+            # Used as if absent (max_token_age); the operator should know the server is odd.
+            shown = printable(json.dumps(document["expires_in"]), 40)
+            logger.warning("%s: expires_in %s is not a number; taken as absent", endpoint, shown)
         return TokenResponse(
             access_token=access_token,
             token_type="Bearer",
-            expires_in=_parse_expires_in(document.get("expires_in")),
+            expires_in=expires_in,
             scope=scope if isinstance(scope, str) else None,
         )
 

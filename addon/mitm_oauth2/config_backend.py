@@ -60,7 +60,7 @@ _RESERVED_PARAMS = frozenset(
     | {"client_assertion", "client_assertion_type"}
 )
 _RESERVED_HEADERS = frozenset(
-    {"authorization", "content-type", "content-length", "host", "accept"}
+    {"authorization", "content-type", "content-length", "host", "accept", "accept-encoding"}
     | {"transfer-encoding", "connection"}
 )
 _ALGORITHMS = {
@@ -222,7 +222,10 @@ def _scopes(reader: TableReader) -> tuple[str, ...]:
 def _resources(reader: TableReader) -> tuple[str, ...]:
     resources = reader.strings("resource")
     for resource in resources:
-        parts = urlsplit(resource)
+        try:
+            parts = urlsplit(resource)
+        except ValueError as e:  # "Invalid IPv6 URL"
+            raise reader.error("resource", f"{resource!r} is not a valid URI ({e})") from e
         # RFC 8707 §2: an absolute URI without a fragment.
         if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment:
             raise reader.error("resource", f"{resource!r} is not an absolute URI without #fragment")

@@ -6,10 +6,12 @@ import json
 import math
 from dataclasses import dataclass
 
+from .http_util import printable
 from .tokens import TokenError
 
 CONTENT_TYPE = "application/problem+json"
 TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"
+MISDIRECTED = "urn:mitm-oauth2:problem:misdirected-request"
 
 
 @dataclass(frozen=True)
@@ -57,4 +59,20 @@ def token_unavailable(backend: str, error: TokenError) -> Problem:
         backend=backend,
         oauth_error=error.oauth_error,
         retry_after=retry_after,
+    )
+
+
+def misdirected(backend: str, named: str, target: str) -> Problem:
+    """421 (RFC 9110 §15.5.20): the Host header or `:authority` names another server than the one
+    the proxy connects to. A front end shared by several sites routes on that name, so the token
+    would reach whichever site the caller names: the request is not forwarded."""
+    return Problem(
+        type=MISDIRECTED,
+        title="The request names another server than the one it goes to",
+        status=421,
+        detail=(
+            f"Not forwarded with the token of backend '{backend}': the request names "
+            f"{printable(named, 100)!r}, but goes to {target}."
+        ),
+        backend=backend,
     )

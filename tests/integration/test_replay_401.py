@@ -221,4 +221,9 @@ async def test_concurrent_rejections_share_one_fresh_token(
     assert [a.status_code for a in answers] == [200] * 10
     assert sorted(a.json()["body"] for a in answers) == sorted(b.decode() for b in bodies)
     assert devservers.token_requests() == 2  # one eviction, one fresh token for all ten
-    assert len(devservers.backend_requests()) == 1 + 10 + 10
+    # Each request was rejected with the revoked token and replayed once, unless it came after
+    # the fresh token (how many do is up to the scheduler): then it went once, with that token.
+    for body in bodies:
+        seen = [r["ok"] for r in devservers.backend_requests() if r["body"] == body.decode()]
+        assert seen in ([False, True], [True])
+    assert any(r["ok"] is False for r in devservers.backend_requests())

@@ -10,10 +10,12 @@ from datetime import datetime
 from datetime import timedelta
 from urllib.parse import quote_plus
 
+import brotli
 import httpx
 import pytest
 from client_helpers import GOOD
 from client_helpers import SECRET
+from client_helpers import Recorder
 from client_helpers import ask
 from client_helpers import form
 from client_helpers import json_answer
@@ -140,6 +142,22 @@ async def test_endless_body_is_not_read_whole(make_grant) -> None:
     with pytest.raises(TokenError, match="more than"):
         await ask(lambda request: httpx.Response(200, content=endless()), make_grant())
     assert sent <= 2 * MAX_RESPONSE_BYTES
+
+
+async def test_compressed_body_is_refused_unread(make_grant) -> None:
+    """A 2 KiB brotli body inflates to a gigabyte: the limit must apply before inflating."""
+    bomb = brotli.compress(b"\0" * (64 * MAX_RESPONSE_BYTES), quality=5)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield bomb
+
+    recorder = Recorder(
+        lambda request: httpx.Response(200, content=stream(), headers={"Content-Encoding": "br"})
+    )
+    with pytest.raises(TokenError, match="Content-Encoding 'br', though asked for identity"):
+        await ask(recorder, make_grant())
+    (request,) = recorder.requests
+    assert request.headers["Accept-Encoding"] == "identity"
 
 
 @pytest.mark.parametrize(
