@@ -22,10 +22,10 @@ from .commands import OAuth2Commands
 from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
+from .exposure import ExposureWarning
 from .hosts import HostPattern
 from .hosts import HostRouter
-from .hosts import names_target
-from .http_util import is_loopback
+from .hosts import misnamed
 from .metrics import MetricsEndpoint
 from .problem import Problem
 from .problem import misdirected
@@ -69,7 +69,7 @@ class OAuth2Backend:
         self.watcher = ConfigWatcher(self._reload)
         self.metrics = MetricsEndpoint(self._statuses)
         # mitmproxy loads nested addons with this one
-        self.addons = [OAuth2Commands(self), self.metrics]
+        self.addons = [OAuth2Commands(self), self.metrics, ExposureWarning()]
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -143,8 +143,6 @@ class OAuth2Backend:
         )
 
     def configure(self, updated: Set[str]) -> None:
-        if "listen_host" in updated:
-            self._warn_if_exposed(ctx.options.listen_host)
         if not (STORE_OPTIONS | {"oauth2_config"}) & updated:
             return
         if ctx.options.oauth2_lock_lease < 1:
@@ -190,18 +188,6 @@ class OAuth2Backend:
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         self.watcher.start()
-
-    @staticmethod
-    def _warn_if_exposed(listen_host: str) -> None:
-        """A proxy that adds credentials gives whoever reaches it the backends' access."""
-        if listen_host and is_loopback(listen_host):
-            return
-        where = listen_host or "every interface"
-        logger.warning(
-            "oauth2: the proxy listens on %s: anyone who can connect to it uses the backends with "
-            "its tokens; use --listen-host 127.0.0.1 unless that is intended",
-            where,
-        )
 
     def _statuses(self) -> list[tuple[str, dict[str, object]]]:
         broker = self.broker
@@ -249,7 +235,8 @@ class OAuth2Backend:
         if backend is None:
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
-        named = self._misnamed(request)
+        hosts = request.headers.get_all("Host")
+        named = misnamed(hosts, request.authority, request.host, request.port, request.scheme)
         if named is not None:
             target = str(HostPattern(request.host, request.port))
             problem = misdirected(backend.name, named, target)
@@ -300,18 +287,6 @@ class OAuth2Backend:
         backend = self.router.match(request.host, request.port, request.scheme, request.path)
         # The current settings (retry_on_401 may have changed); never another backend's grant.
         return backend if backend is not None and backend.name == meta.get("backend") else None
-
-    @staticmethod
-    def _misnamed(request: http.Request) -> str | None:
-        """The Host header or `:authority` that names another server than the one the proxy
-        connects to (the first such, or all Host headers when several are sent), if any."""
-        hosts = request.headers.get_all("Host")
-        if len(hosts) > 1:  # RFC 9112 §3.2: a server must refuse these, a front end may not
-            return ", ".join(hosts)
-        for named in [*hosts, request.authority]:
-            if named and not names_target(named, request.host, request.port, request.scheme):
-                return named
-        return None
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, problem: Problem, cause: str) -> None:

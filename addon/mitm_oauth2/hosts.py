@@ -115,6 +115,19 @@ def names_target(authority: str, host: str, port: int, scheme: str) -> bool:
     return not named.wildcard and named.host == target and named_port == port
 
 
+def misnamed(
+    host_headers: list[str], authority: str, host: str, port: int, scheme: str
+) -> str | None:
+    """The Host header or `:authority` that names another server than the one the proxy
+    connects to (the first such, or all Host headers when several are sent), if any."""
+    if len(host_headers) > 1:  # RFC 9112 §3.2: a server must refuse these, a front end may not
+        return ", ".join(host_headers)
+    for named in [*host_headers, authority]:
+        if named and not names_target(named, host, port, scheme):
+            return named
+    return None
+
+
 def _parse_port(text: str, entry: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError(f"{entry!r}: port must be a number from 1 to 65535")
