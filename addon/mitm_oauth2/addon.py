@@ -22,13 +22,11 @@ from .commands import OAuth2Commands
 from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
+from .destination import Destination
 from .exposure import ExposureWarning
-from .hosts import HostPattern
 from .hosts import HostRouter
-from .hosts import misnamed
 from .metrics import MetricsEndpoint
 from .problem import Problem
-from .problem import misdirected
 from .problem import token_unavailable
 from .replay import Replays
 from .store_settings import StoreSettingError
@@ -235,13 +233,17 @@ class OAuth2Backend:
         if backend is None:
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
-        hosts = request.headers.get_all("Host")
-        named = misnamed(hosts, request.authority, request.host, request.port, request.scheme)
-        if named is not None:
-            target = str(HostPattern(request.host, request.port))
-            problem = misdirected(backend.name, named, target)
-            logger.warning("backend %s: %s", backend.name, problem.detail)
-            self._refuse(flow, problem, f"names {named!r}, goes to {target}")
+        where = Destination(
+            request.host,
+            request.port,
+            request.scheme,
+            request.headers.get_all("Host"),
+            request.authority,
+        )
+        refusal = where.refusal(backend)
+        if refusal is not None:
+            logger.warning("backend %s: %s", backend.name, refusal.problem.detail)
+            self._refuse(flow, refusal.problem, refusal.cause)
             return
         try:
             issue = await self.broker.issue(backend.grant)

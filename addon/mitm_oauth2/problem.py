@@ -12,6 +12,7 @@ from .tokens import TokenError
 CONTENT_TYPE = "application/problem+json"
 TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"
 MISDIRECTED = "urn:mitm-oauth2:problem:misdirected-request"
+PLAIN_HTTP = "urn:mitm-oauth2:problem:plain-http"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,21 @@ def misdirected(backend: str, named: str, target: str) -> Problem:
         detail=(
             f"Not forwarded with the token of backend '{backend}': the request names "
             f"{printable(named, 100)!r}, but goes to {target}."
+        ),
+        backend=backend,
+    )
+
+
+def plain_http(backend: str, target: str) -> Problem:
+    """403: the request would carry the token in clear over the network (http:// to a host
+    beyond loopback) and the backend does not say `allow_plain_http`: not forwarded."""
+    return Problem(
+        type=PLAIN_HTTP,
+        title="The token is not sent over plain HTTP",
+        status=403,
+        detail=(
+            f"Not forwarded with the token of backend '{backend}': http://{target} would carry "
+            "it unencrypted; use https, or set allow_plain_http for this backend."
         ),
         backend=backend,
     )

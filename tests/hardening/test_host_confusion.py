@@ -9,6 +9,8 @@ trailing dots, several Host headers). Each case says what must happen:
 - "none": forwarded as the caller sent it, without a token;
 - "421": answered with a problem document, nothing forwarded (the Host header names another
   server than the one the request goes to: a shared front end would route the token there);
+- "403": answered with a problem document, nothing forwarded (plain HTTP beyond loopback would
+  carry the token in clear, and the backend does not set allow_plain_http);
 - "400": refused by mitmproxy as a malformed request, nothing forwarded.
 """
 
@@ -37,6 +39,8 @@ HOSTS = {
     "wild": ["*.wild.example"],
     "svc": ["svc.example:8443"],
 }
+# The recorder speaks plain HTTP, so these backends allow it; this one does not.
+STRICT = {"strict": ["strict.example", "strict.example:8080"]}
 
 BAD_INPUTS = [
     # Equal to a configured host modulo case, trailing dot, IDNA, IP notation: the target.
@@ -78,6 +82,9 @@ BAD_INPUTS = [
         id="two-host-headers",
     ),
     pytest.param("http://10.1.2.3:8080/x", ["api.example.com"], "421", id="ip-target-named-host"),
+    # Plain HTTP to a backend that does not allow it: refused before any token is asked for.
+    pytest.param("http://strict.example/x", None, "403", id="plain-http-not-allowed"),
+    pytest.param("http://STRICT.example.:8080/x", None, "403", id="plain-http-other-spelling"),
     # Userinfo in the request target: mitmproxy refuses the request line.
     pytest.param("http://user:pw@api.example.com/x", None, "400", id="userinfo-in-url"),
     pytest.param("http://api.example.com@evil.test/x", None, "400", id="userinfo-look-alike"),
@@ -101,8 +108,9 @@ def routed(launcher: Launcher, upstream: RecordingServer) -> tuple[DevServersPro
             token_url=servers.token_url,
             client_id="demo-client",
             client_secret="demo secret with : % + & chars",
+            **({} if name in STRICT else {"allow_plain_http": True}),
         )
-        for name, hosts in HOSTS.items()
+        for name, hosts in (HOSTS | STRICT).items()
     )
     return servers, launcher.proxy(config, mode=f"upstream:{upstream.url}")
 
@@ -138,12 +146,12 @@ def test_a_token_goes_only_to_the_configured_target(
         assert token_id(token) in issued
     elif expected == "none":
         assert forwarded["authorization"] == []
-    elif expected == "421":
+    elif expected in ("421", "403"):
         assert received == []
         assert headers["content-type"] == "application/problem+json"
         problem: dict[str, Any] = json.loads(body)
-        assert problem["status"] == status == 421
-        assert "names" in problem["detail"]
-        assert problem["backend"] in HOSTS
+        assert problem["status"] == status == int(expected)
+        assert ("names" if expected == "421" else "unencrypted") in problem["detail"]
+        assert problem["backend"] in (HOSTS if expected == "421" else STRICT)
     else:
         assert (status, received) == (400, [])
