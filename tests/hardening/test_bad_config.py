@@ -59,6 +59,13 @@ BAD_INPUTS = [
         id="retry-on-401-string",
     ),
     pytest.param(
+        toml(backend(allow_plain_http=1)),
+        API,
+        "allow_plain_http",
+        "must be true or false",
+        id="allow-plain-http-number",
+    ),
+    pytest.param(
         toml(backend(scope=["read", 7])),
         API,
         "scope",
