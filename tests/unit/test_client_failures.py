@@ -152,6 +152,11 @@ async def test_endless_body_is_not_read_whole(make_grant) -> None:
             httpx.RemoteProtocolError("peer closed connection"),
             "closed the connection without an answer",
         ),
+        (
+            httpx.ReadError("[Errno 104] Connection reset by peer"),
+            "connection to token endpoint broke ([Errno 104] Connection reset by peer)",
+        ),
+        (httpx.WriteError(""), "connection to token endpoint broke (WriteError)"),
     ],
 )
 async def test_transport_errors(make_grant, exception: Exception, words: str) -> None:
