@@ -115,9 +115,9 @@ def refused_then_recovers(bench: Bench, name: str, fault: Fault) -> None:
 
 
 def served_until_expiry(bench: Bench, name: str, fault: Fault) -> None:
-    """IdP down while a 4 s token is held: every request until its expiry is served with it
-    (its renewal, tried 2 s in, fails), then refused; never sent with an expired token."""
-    bench.servers.configure(expires_in=4)
+    """IdP down while a 3 s token is held: every request until its expiry is served with it
+    (its renewal, tried 1.5 s in, fails), then refused; never sent with an expired token."""
+    bench.servers.configure(expires_in=3)
     with bench.proxy.client() as client:
         first = assert_served(client.get(bench.url(name, "warm")))
         bench.servers.configure(down=True)
