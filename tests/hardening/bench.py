@@ -4,6 +4,7 @@ bounded polling and what a correct refusal looks like (RFC 9457 problem, nothing
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,18 @@ def poll(check: Callable[[], T | None], what: str, timeout: float = 15, step: fl
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(step)
+
+
+def count_lines(proxy: Proxy, pattern: str) -> int:
+    """Lines of the proxy's output (every run) in which the regex `pattern` is found."""
+    regex = re.compile(pattern)
+    return sum(1 for line in proxy.output().splitlines() if regex.search(line))
+
+
+def wait_for_lines(proxy: Proxy, pattern: str, count: int, timeout: float = 15) -> None:
+    """Waits until `count` lines of the proxy's output match `pattern` (the config watcher
+    polls once a second)."""
+    poll(lambda: count_lines(proxy, pattern) >= count or None, f"{count} x {pattern!r}", timeout)
 
 
 def assert_problem(

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from bench import assert_served
 from bench import backend_seen
+from bench import count_lines
 from bench import poll
 from bench import report_output
 from bench import start_proxy
@@ -149,11 +150,6 @@ def config_broken(bench: Bench, name: str, fault: Fault) -> None:
         assert assert_served(client.get(f"{url}/after")) == first
     assert bench.arrived() == arrived  # the same grant: its token is kept
     assert proxy.returncode is None
-
-
-def count_lines(proxy: Proxy, pattern: str) -> int:
-    regex = re.compile(pattern)
-    return sum(1 for line in proxy.output().splitlines() if regex.search(line))
 
 
 def replace(path: Path, text: str | bytes) -> None:
