@@ -49,6 +49,9 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60
+    # Headers and body go out in separate writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (up to 40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
     server: Server
 
     def log_message(self, format: str, *args: Any) -> None:
