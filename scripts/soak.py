@@ -1,0 +1,318 @@
+"""Soak test: many requests through the real mitmdump while the authorization server fails on
+and off; run through ``scripts/soak`` (``--help`` for the options).
+
+The dev token server issues 5-second tokens, so the proxy renews one every 2.5 s, and every few
+seconds it is made to fail for a while (HTTP 500, slower than the token timeout, closing
+connections unanswered, 503 with Retry-After). An async httpx client sends the requests through
+the proxy at a modest concurrency. Every answer is classified:
+
+  served   200 from the backend, which checked the bearer token it got: issued by the token
+           server and not expired
+  refused  502, or 503 with Retry-After, application/problem+json of type token-unavailable:
+           the proxy had no valid token, and said so
+  wrong    anything else: another status (a 401 means an expired or unknown token reached the
+           backend), a 200 the backend did not validate, a refusal that is not that problem, a
+           transport error or a timeout
+
+and, at the end, the backend must have received exactly the served requests (a refused one was
+never forwarded). Reported: wrong answers (the goal is 0), the count of each status, token
+requests, and the RSS and open file descriptors of the mitmdump process at the start (after a
+warm-up) and at the end (the goal is flat). The exit code is 1 when any answer was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mitm_oauth2.devservers import DEFAULT_CLIENTS
+from mitm_oauth2.problem import CONTENT_TYPE
+from mitm_oauth2.problem import TOKEN_UNAVAILABLE
+from mitm_oauth2.testing import OutputReader
+from mitm_oauth2.testing import ProxyProcess
+from mitm_oauth2.testing import stop_process
+
+ROOT = Path(__file__).resolve().parents[1]
+LIFETIME = 5  # seconds: the tokens' expires_in
+TOKEN_TIMEOUT = 1  # seconds: the backend's token_timeout, so "slow" below is beyond it
+# The authorization server's weather, in turn, each (name, knobs, seconds). Faults last less
+# than a token lives, so some renewals fail while the token is still good, others after.
+PHASES: tuple[tuple[str, dict[str, Any], float], ...] = (
+    ("healthy", {}, 4.0),
+    ("HTTP 500", {"status": 500}, 3.0),
+    ("healthy", {}, 4.0),
+    ("slow", {"delay": 1.5}, 3.0),
+    ("healthy", {}, 4.0),
+    ("down", {"down": True}, 6.0),
+    ("healthy", {}, 4.0),
+    ("503 Retry-After", {"status": 503, "retry_after": 1}, 3.0),
+)
+_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
+
+
+@dataclass
+class Tally:
+    statuses: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    wrong: list[str] = field(default_factory=list)  # the first few, described
+
+    def add(self, status: str, outcome: str, why: str = "") -> None:
+        self.statuses[status] += 1
+        self.outcomes[outcome] += 1
+        if outcome == "wrong" and len(self.wrong) < 10:
+            self.wrong.append(why)
+
+
+def classify(answer: httpx.Response) -> tuple[str, str]:
+    """("served" | "refused" | "wrong", why it is wrong)."""
+    status = answer.status_code
+    if status == 200:
+        try:
+            body = answer.json()
+        except ValueError:
+            return "wrong", "200 without the backend's JSON"
+        if body.get("ok") is True and body.get("token_id"):
+            return "served", ""
+        return "wrong", f"200 the backend did not validate: {answer.text[:120]}"
+    if status in (502, 503):
+        if answer.headers.get("content-type") != CONTENT_TYPE:
+            return "wrong", f"{status} that is not a problem document: {answer.text[:120]}"
+        problem = answer.json()
+        if problem.get("type") != TOKEN_UNAVAILABLE or problem.get("status") != status:
+            return "wrong", f"{status} of another problem: {answer.text[:120]}"
+        if status == 503 and "retry-after" not in answer.headers:
+            return "wrong", "503 without Retry-After"
+        return "refused", ""
+    return "wrong", f"HTTP {status}: {answer.text[:120]}"
+
+
+@dataclass(frozen=True)
+class Process:
+    """What /proc says about a process."""
+
+    rss_kib: int
+    fds: int
+
+    @classmethod
+    def read(cls, pid: int) -> Process:
+        rss = 0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+        return cls(rss, len(os.listdir(f"/proc/{pid}/fd")))
+
+
+class DevServers:
+    """The dev token server and backend in a child process of their own: in this process their
+    threads would compete with the load generator for the interpreter."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mitm_oauth2.devservers"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        self._output = OutputReader(self.proc.stdout, "devservers-output")
+        match = self._output.wait_for(re.compile(r"^\{.*\}$"), 15)
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"devservers did not start:\n{self._output.text()}")
+        urls = json.loads(match.group(0))
+        self.token_url: str = urls["token_url"]
+        self.backend_url: str = urls["backend_url"]
+        self.admin_url: str = urls["admin_url"]
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self._output.join()
+
+
+async def admin(client: httpx.AsyncClient, servers: DevServers, knobs: dict[str, Any]) -> None:
+    base = {"status": None, "delay": 0, "down": False, "retry_after": None}
+    answer = await client.post(f"{servers.admin_url}/config", json={**base, **knobs})
+    answer.raise_for_status()
+
+
+async def weather(servers: DevServers, stop: asyncio.Event, log: list[str]) -> None:
+    """Cycles the token server through PHASES until `stop` is set; healthy at the end."""
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        started = time.monotonic()
+        while not stop.is_set():
+            for name, knobs, seconds in PHASES:
+                await admin(client, servers, knobs)
+                log.append(f"{time.monotonic() - started:7.1f} s  {name}")
+                try:
+                    await asyncio.wait_for(stop.wait(), seconds)
+                except TimeoutError:
+                    continue
+                break
+        await admin(client, servers, {})
+
+
+async def drive(proxy_url: str, url: str, count: int, concurrency: int, tally: Tally) -> None:
+    """`count` GETs of `url`/<n> through the proxy, `concurrency` at a time."""
+    numbers = iter(range(count))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        proxy=proxy_url, trust_env=False, timeout=30, limits=limits
+    ) as client:
+
+        async def worker() -> None:
+            for n in numbers:
+                try:
+                    answer = await client.get(f"{url}/{n}")
+                except httpx.HTTPError as e:
+                    tally.add(type(e).__name__, "wrong", f"request {n}: {e!r}")
+                    continue
+                outcome, why = classify(answer)
+                tally.add(str(answer.status_code), outcome, f"request {n}: {why}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def backend_stats(servers: DevServers) -> dict[str, Any]:
+    with httpx.Client(trust_env=False, timeout=60) as client:
+        answer = client.get(f"{servers.admin_url}/stats")
+        answer.raise_for_status()
+        stats: dict[str, Any] = answer.json()
+    return stats
+
+
+def config(servers: DevServers, path: Path) -> None:
+    client_id, secret = next(iter(DEFAULT_CLIENTS.items()))
+    path.write_text(
+        "[[backend]]\n"
+        'name = "soak"\n'
+        f'hosts = ["{servers.backend_url.removeprefix("http://")}"]\n'
+        f'token_url = "{servers.token_url}"\n'
+        f"client_id = {json.dumps(client_id)}\n"
+        f"client_secret = {json.dumps(secret)}\n"
+        f"token_timeout = {TOKEN_TIMEOUT}\n",
+        encoding="utf-8",
+    )
+
+
+@contextmanager
+def processes(workdir: Path) -> Iterator[tuple[DevServers, ProxyProcess]]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "addon"), env.get("PYTHONPATH")]))
+    servers = DevServers(env)
+    proxy: ProxyProcess | None = None
+    try:
+        config(servers, workdir / "backends.toml")
+        proxy = ProxyProcess(
+            workdir / "backends.toml",
+            *("--set", "connection_strategy=lazy", "--set", "flow_detail=0"),
+            script=ROOT / "addon" / "oauth2_backend.py",
+            workdir=workdir,
+            env=env,
+        )
+        proxy.start()
+        yield servers, proxy
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        servers.stop()
+
+
+def describe(before: Process, after: Process) -> list[str]:
+    return [
+        f"mitmdump RSS: start {before.rss_kib / 1024:.1f} MiB, end {after.rss_kib / 1024:.1f} MiB",
+        f"mitmdump open fds: start {before.fds}, end {after.fds}",
+    ]
+
+
+async def soak(args: argparse.Namespace, servers: DevServers, proxy: ProxyProcess) -> int:
+    assert proxy.proc is not None
+    pid, url = proxy.proc.pid, f"{servers.backend_url}/soak"
+    # Before the start figures: the proxy's connections and token are there, as in service.
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        await admin(client, servers, {})
+        answer = await client.post(f"{servers.admin_url}/config", json={"expires_in": LIFETIME})
+        answer.raise_for_status()
+    warm = Tally()
+    await drive(
+        proxy.url, f"{servers.backend_url}/warm-up", args.concurrency * 10, args.concurrency, warm
+    )
+    before = Process.read(pid)
+    tally, stop = Tally(), asyncio.Event()
+    log: list[str] = []
+    started = time.monotonic()
+    faults = asyncio.get_running_loop().create_task(weather(servers, stop, log))
+    try:
+        await drive(proxy.url, url, args.requests, args.concurrency, tally)
+    finally:
+        stop.set()
+        await faults
+    elapsed = time.monotonic() - started
+    after = Process.read(pid)
+    stats = backend_stats(servers)
+    forwarded = sum(1 for r in stats["backend_requests"] if r["path"].startswith("/soak/"))
+    report = [
+        f"requests: {args.requests} at concurrency {args.concurrency} in {elapsed:.1f} s "
+        f"({args.requests / elapsed:.0f}/s), {LIFETIME}-second tokens",
+        "statuses: " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items())),
+        "outcomes: " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.outcomes.items())),
+        f"token requests: {stats['token_requests']} "
+        f"(answered {sum(1 for e in stats['token_request_log'] if e['status'] == 200)} with a "
+        f"token; {len(log)} IdP phases, {sum(1 for line in log if 'healthy' not in line)} "
+        "of them faulty)",
+        f"backend received: {forwarded} (served: {tally.outcomes['served']})",
+        *describe(before, after),
+    ]
+    wrong = tally.outcomes["wrong"] + warm.outcomes["wrong"]
+    if forwarded != tally.outcomes["served"]:
+        wrong += abs(forwarded - tally.outcomes["served"])
+        tally.wrong.append("the backend received other than the served requests")
+    report.append(f"wrong answers: {wrong}")
+    print("\n".join(report))
+    for why in tally.wrong + warm.wrong:
+        print(f"  wrong: {why}")
+    if args.verbose:
+        print("IdP phases:\n" + "\n".join(log))
+    return 1 if wrong else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--requests", type=int, default=100_000, help="default: 100000")
+    parser.add_argument("--concurrency", type=int, default=16, help="default: 16")
+    parser.add_argument("--verbose", action="store_true", help="also print the IdP's phases")
+    args = parser.parse_args(argv)
+    if args.requests < 1 or not 1 <= args.concurrency <= 256:
+        parser.error("--requests must be at least 1, --concurrency 1 to 256")
+    with tempfile.TemporaryDirectory(prefix="mitm-oauth2-soak-") as tmp:
+        try:
+            with processes(Path(tmp)) as (servers, proxy):
+                return asyncio.run(soak(args, servers, proxy))
+        except KeyboardInterrupt:
+            print("\nInterrupted.")
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
