@@ -4,16 +4,9 @@ and off; run through ``scripts/soak`` (``--help`` for the options).
 The dev token server issues 5-second tokens, so the proxy renews one every 2.5 s, and every few
 seconds it is made to fail for a while (HTTP 500, slower than the token timeout, closing
 connections unanswered, 503 with Retry-After). An async httpx client sends the requests through
-the proxy at a modest concurrency. Every answer is classified:
-
-  served   200 from the backend, which checked the bearer token it got: issued by the token
-           server and not expired
-  refused  502, or 503 with Retry-After, application/problem+json of type token-unavailable:
-           the proxy had no valid token, and said so
-  wrong    anything else: another status (a 401 means an expired or unknown token reached the
-           backend), a 200 the backend did not validate, a refusal that is not that problem, a
-           transport error or a timeout
-
+the proxy at a modest concurrency. Every answer is classified (scripts/soak_answers.py):
+served (a 200 from the backend, which validated the token), refused (the proxy's 502/503
+problem: no valid token could be had) or wrong (anything else);
 and, at the end, the backend must have received exactly the served requests (a refused one was
 never forwarded). Reported: wrong answers (the goal is 0), the count of each status, token
 requests, and the RSS and open file descriptors of the mitmdump process at the start (after a
@@ -31,19 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from soak_answers import Tally
+from soak_answers import classify
 
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
-from mitm_oauth2.problem import CONTENT_TYPE
-from mitm_oauth2.problem import TOKEN_UNAVAILABLE
 from mitm_oauth2.testing import OutputReader
 from mitm_oauth2.testing import ProxyProcess
 from mitm_oauth2.testing import stop_process
@@ -64,42 +55,6 @@ PHASES: tuple[tuple[str, dict[str, Any], float], ...] = (
     ("503 Retry-After", {"status": 503, "retry_after": 1}, 3.0),
 )
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
-
-
-@dataclass
-class Tally:
-    statuses: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    wrong: list[str] = field(default_factory=list)  # the first few, described
-
-    def add(self, status: str, outcome: str, why: str = "") -> None:
-        self.statuses[status] += 1
-        self.outcomes[outcome] += 1
-        if outcome == "wrong" and len(self.wrong) < 10:
-            self.wrong.append(why)
-
-
-def classify(answer: httpx.Response) -> tuple[str, str]:
-    """("served" | "refused" | "wrong", why it is wrong)."""
-    status = answer.status_code
-    if status == 200:
-        try:
-            body = answer.json()
-        except ValueError:
-            return "wrong", "200 without the backend's JSON"
-        if body.get("ok") is True and body.get("token_id"):
-            return "served", ""
-        return "wrong", f"200 the backend did not validate: {answer.text[:120]}"
-    if status in (502, 503):
-        if answer.headers.get("content-type") != CONTENT_TYPE:
-            return "wrong", f"{status} that is not a problem document: {answer.text[:120]}"
-        problem = answer.json()
-        if problem.get("type") != TOKEN_UNAVAILABLE or problem.get("status") != status:
-            return "wrong", f"{status} of another problem: {answer.text[:120]}"
-        if status == 503 and "retry-after" not in answer.headers:
-            return "wrong", "503 without Retry-After"
-        return "refused", ""
-    return "wrong", f"HTTP {status}: {answer.text[:120]}"
 
 
 @dataclass(frozen=True)
@@ -148,7 +103,8 @@ class DevServers:
 
 
 async def admin(client: httpx.AsyncClient, servers: DevServers, knobs: dict[str, Any]) -> None:
-    base = {"status": None, "delay": 0, "down": False, "retry_after": None}
+    """Sets the token server's weather: healthy, 5-second tokens, unless `knobs` say otherwise."""
+    base = {"expires_in": LIFETIME, "status": None, "delay": 0, "down": False, "retry_after": None}
     answer = await client.post(f"{servers.admin_url}/config", json={**base, **knobs})
     answer.raise_for_status()
 
@@ -245,11 +201,9 @@ def describe(before: Process, after: Process) -> list[str]:
 async def soak(args: argparse.Namespace, servers: DevServers, proxy: ProxyProcess) -> int:
     assert proxy.proc is not None
     pid, url = proxy.proc.pid, f"{servers.backend_url}/soak"
-    # Before the start figures: the proxy's connections and token are there, as in service.
     async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
         await admin(client, servers, {})
-        answer = await client.post(f"{servers.admin_url}/config", json={"expires_in": LIFETIME})
-        answer.raise_for_status()
+    # Before the start figures: the proxy's connections and token are there, as in service.
     warm = Tally()
     await drive(
         proxy.url, f"{servers.backend_url}/warm-up", args.concurrency * 10, args.concurrency, warm
