@@ -42,13 +42,14 @@ class Bench:
 
 
 Scenario = Callable[[Bench, str, "Fault"], None]
+TokenUrl = Callable[[DevServersProcess, FaultyIdp], str]
 
 
 @dataclass(frozen=True)
 class Fault:
     scenario: Scenario
     # where this fault's token requests go (default: the dev token server)
-    token_url: Callable[[Bench], str] = lambda bench: bench.servers.token_url
+    token_url: TokenUrl = lambda servers, idp: servers.token_url
     fields: dict[str, Any] = field(default_factory=dict)  # more keys of its [[backend]]
     knobs: dict[str, Any] = field(default_factory=dict)  # dev token server, while it lasts
     status: int = 502  # what callers get while the fault lasts (refusals)
@@ -57,8 +58,8 @@ class Fault:
     attempts: Callable[[Bench, str], int] | None = Bench.token_attempts
 
 
-def fake(mode: str, scheme: str = "http") -> Callable[[Bench], str]:
-    return lambda bench: bench.idp.url(mode, scheme)
+def fake(mode: str, scheme: str = "http") -> TokenUrl:
+    return lambda servers, idp: idp.url(mode, scheme)
 
 
 def accepted(mode: str) -> Callable[[Bench, str], int]:
@@ -115,7 +116,10 @@ def served_until_expiry(bench: Bench, name: str, fault: Fault) -> None:
         def until_refused() -> httpx.Response | None:
             answer = client.get(bench.url(name))
             statuses.append(answer.status_code)
-            return answer if answer.status_code != 200 else None
+            if answer.status_code != 200:
+                return answer
+            assert assert_served(answer) == first  # the token held, still valid
+            return None
 
         last = poll(until_refused, "refused once the token expired", step=0.2)
     assert_problem(last, status=502, backend=name, cause=fault.cause)
@@ -123,7 +127,6 @@ def served_until_expiry(bench: Bench, name: str, fault: Fault) -> None:
     seen = backend_seen(bench.servers, f"/{name}/")
     assert all(r["ok"] for r in seen)
     assert len(seen) == statuses.count(200) + 1
-    assert first
     assert bench.token_attempts(name) >= 2  # the renewal was tried while the token was valid
 
 

@@ -12,6 +12,7 @@ Modes (each listener counts the connections it accepted):
   silent        accepts and never answers (the client's token_timeout must end it)
   tls:NAME      a TLS server with one of the certificates of `TlsFaults`; the handshake
                 fails on the client's side, nothing is ever read or answered
+  tls-only      a TLS server for clients that speak plain HTTP to it
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class FaultyIdp:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(chain, key)
             self._listeners[f"tls:{name}"] = _Listener(f"tls:{name}", context)
+        # for plaintext sent to a TLS server: any certificate, a listener of its own to count
+        self._listeners["tls-only"] = _Listener("tls-only", context)
 
     def url(self, mode: str, scheme: str = "http") -> str:
         return f"{scheme}://127.0.0.1:{self._listeners[mode].port}/token"

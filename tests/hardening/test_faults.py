@@ -38,7 +38,7 @@ FAULTS = [
     pytest.param(
         Fault(
             refused,
-            token_url=lambda bench: f"http://127.0.0.1:{refused_port()}/token",
+            token_url=lambda servers, idp: f"http://127.0.0.1:{refused_port()}/token",
             cause="cannot connect to token endpoint",
             attempts=None,
         ),
@@ -116,7 +116,7 @@ FAULTS = [
         Fault(
             refused,
             # https:// to the dev token server, which speaks plain HTTP: no TLS handshake
-            token_url=lambda bench: bench.servers.token_url.replace("http://", "https://"),
+            token_url=lambda servers, idp: servers.token_url.replace("http://", "https://"),
             cause="WRONG_VERSION_NUMBER",
             attempts=None,  # the server sees a garbled request, not a token request
         ),
@@ -125,10 +125,10 @@ FAULTS = [
     pytest.param(
         Fault(
             refused,
-            token_url=fake("tls:unknown-ca"),  # http:// to a TLS-only server
+            token_url=fake("tls-only"),  # http:// to a TLS-only server
             # it closes on the plaintext, with an RST or a FIN depending on timing
             cause="token endpoint",
-            attempts=None,  # shares its listener with idp-tls-unknown-ca
+            attempts=accepted("tls-only"),
         ),
         id="idp-tls-only-on-http-url",
     ),
@@ -155,17 +155,17 @@ FAULTS = [
 NAMES = [param.id for param in FAULTS]
 
 
-def config(bench: Bench) -> str:
+def config(servers: DevServersProcess, idp: FaultyIdp) -> str:
     tables = []
     for param in FAULTS:
         (fault,) = param.values
         assert isinstance(fault, Fault)
         assert param.id is not None
         tables.append(
-            bench.servers.backend_toml(
+            servers.backend_toml(
                 param.id,
                 path_prefix=f"/{param.id}",
-                token_url=fault.token_url(bench),
+                token_url=fault.token_url(servers, idp),
                 client_id=param.id,
                 client_secret=SECRET,
                 **fault.fields,
@@ -188,9 +188,8 @@ def bench(
     idp = FaultyIdp(TlsFaults.make(directory, tls_ca.ca, tls_ca.ca_cert))
     proxy: Proxy | None = None
     try:
-        stub = Bench(servers, idp, proxy=None)  # type: ignore[arg-type]
         proxy = start_proxy(
-            directory, mitm_confdir, tls_ca.ca_cert, config(stub), name="mitmdump (faults)"
+            directory, mitm_confdir, tls_ca.ca_cert, config(servers, idp), name="mitmdump (faults)"
         )
         report_output(request, proxy)
         yield Bench(servers, idp, proxy)
