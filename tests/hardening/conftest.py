@@ -1,10 +1,10 @@
 """Fixtures for the hardening suite: faults survived, secret hygiene, the soak's short run.
 
 These tests drive the real mitmdump with the dev servers on loopback, like tests/integration,
-whose helpers (harness, proxies, procs) they import and whose session fixtures they share:
+whose helpers (harness, proxies, procs) they import and whose session fixtures they reuse:
 
-  tls_ca        session  TlsFiles: the test CA and a server certificate for 127.0.0.1
-  mitm_confdir  session  Path: mitmproxy's confdir (its CA made once)
+  hardening_tls      session  TlsFiles: a test CA and a server certificate for 127.0.0.1
+  hardening_confdir  session  Path: mitmproxy's confdir, its CA made once
 
 Module-scoped processes register with `bench.report_output(request, process)`: a failed test's
 report then shows their output, as tests/integration does for its function-scoped ones.
@@ -26,6 +26,7 @@ if str(INTEGRATION) not in sys.path:  # procs, harness, proxies: the integration
     sys.path.insert(0, str(INTEGRATION))
 
 from bench import PROCESSES  # noqa: E402
+from harness import TlsFiles  # noqa: E402
 
 
 def _load_integration_conftest() -> ModuleType:
@@ -43,6 +44,16 @@ def _load_integration_conftest() -> ModuleType:
 _integration = _load_integration_conftest()
 tls_ca = _integration.tls_ca
 mitm_confdir = _integration.mitm_confdir
+
+
+@pytest.fixture(scope="session")
+def hardening_tls(tls_ca: TlsFiles) -> TlsFiles:
+    return tls_ca
+
+
+@pytest.fixture(scope="session")
+def hardening_confdir(mitm_confdir: Path) -> Path:
+    return mitm_confdir
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -178,18 +178,22 @@ def config(servers: DevServersProcess, idp: FaultyIdp) -> str:
 def bench(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    tls_ca: TlsFiles,
-    mitm_confdir: Path,
+    hardening_tls: TlsFiles,
+    hardening_confdir: Path,
 ) -> Iterator[Bench]:
     directory = tmp_path_factory.mktemp("faults")
     servers = DevServersProcess(clients=dict.fromkeys(NAMES, SECRET), cwd=directory)
     report_output(request, servers)
-    (directory / "trusted-ca.pem").write_bytes(tls_ca.ca_cert.read_bytes())
-    idp = FaultyIdp(TlsFaults.make(directory, tls_ca.ca, tls_ca.ca_cert))
+    (directory / "trusted-ca.pem").write_bytes(hardening_tls.ca_cert.read_bytes())
+    idp = FaultyIdp(TlsFaults.make(directory, hardening_tls.ca, hardening_tls.ca_cert))
     proxy: Proxy | None = None
     try:
         proxy = start_proxy(
-            directory, mitm_confdir, tls_ca.ca_cert, config(servers, idp), name="mitmdump (faults)"
+            directory,
+            hardening_confdir,
+            hardening_tls.ca_cert,
+            config(servers, idp),
+            name="mitmdump (faults)",
         )
         report_output(request, proxy)
         yield Bench(servers, idp, proxy)

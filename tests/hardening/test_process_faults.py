@@ -230,8 +230,8 @@ FAULTS = [
 def bench(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    tls_ca: TlsFiles,
-    mitm_confdir: Path,
+    hardening_tls: TlsFiles,
+    hardening_confdir: Path,
 ) -> Iterator[Bench]:
     directory = tmp_path_factory.mktemp("process-faults")
     servers = DevServersProcess(cwd=directory)
@@ -244,15 +244,15 @@ def bench(
         toml = servers.backend_toml("api", client_secret=None, client_secret_file=SECRET_FILE)
         proxy = start_proxy(
             config_dir,
-            mitm_confdir,
-            tls_ca.ca_cert,
+            hardening_confdir,
+            hardening_tls.ca_cert,
             toml,
             "--set",
             "termlog_verbosity=debug",
             name="mitmdump (config faults)",
         )
         report_output(request, proxy)
-        yield Bench(servers, directory, mitm_confdir, tls_ca.ca_cert, proxy, request)
+        yield Bench(servers, directory, hardening_confdir, hardening_tls.ca_cert, proxy, request)
     finally:
         if proxy is not None:
             proxy.stop()

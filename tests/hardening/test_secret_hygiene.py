@@ -71,8 +71,8 @@ class Evidence:
 def evidence(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    tls_ca: TlsFiles,
-    mitm_confdir: Path,
+    hardening_tls: TlsFiles,
+    hardening_confdir: Path,
 ) -> Iterator[Evidence]:
     directory = tmp_path_factory.mktemp("hygiene")
     keys = make_key_pair(directory, "rsa")
@@ -87,8 +87,8 @@ def evidence(
         flows_file, metrics_port = directory / "flows.mitm", free_port()
         proxy = start_proxy(
             config_dir,
-            mitm_confdir,
-            tls_ca.ca_cert,
+            hardening_confdir,
+            hardening_tls.ca_cert,
             config(servers, keys.private_key),
             *VERBOSE,
             *("--set", f"save_stream_file={flows_file}"),
