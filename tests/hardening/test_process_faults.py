@@ -182,14 +182,6 @@ FAULTS = [
     pytest.param(
         Fault(
             config_broken,
-            damage=lambda path, good: replace(path, good.replace("client_id", "clientid")),
-            warning="key 'clientid': unknown key",
-        ),
-        id="config-replaced-unknown-key",
-    ),
-    pytest.param(
-        Fault(
-            config_broken,
             damage=lambda path, good: path.write_text(good[: len(good) // 2], encoding="utf-8"),
             warning="",
         ),
