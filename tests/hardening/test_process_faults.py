@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 from bench import assert_served
-from bench import backend_seen
 from bench import count_lines
 from bench import poll
 from bench import report_output
@@ -111,9 +110,6 @@ def killed_while_fetching(bench: Bench, name: str, fault: Fault) -> None:
             again = [assert_served(client.get(f"{url}/again/{i}")) for i in range(3)]
         assert again == [fresh] * 3
         assert bench.arrived() == killed_at + 1
-        seen = backend_seen(bench.servers, f"/{name}/")
-        assert seen
-        assert all(r["ok"] for r in seen)
     finally:
         if stuck is not None:
             stuck.join(timeout=20)
