@@ -56,6 +56,7 @@ PHASES: tuple[tuple[str, dict[str, Any], float], ...] = (
     ("healthy", {}, 4.0),
     ("503 Retry-After", {"status": 503, "retry_after": 1}, 3.0),
 )
+SAMPLE_EVERY = 60.0  # seconds between readings of mitmdump's RSS and fds during the run
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 
 
@@ -193,11 +194,27 @@ def processes(workdir: Path) -> Iterator[tuple[DevServers, ProxyProcess]]:
         servers.stop()
 
 
-def describe(before: Process, after: Process) -> list[str]:
-    return [
+async def sample(pid: int, stop: asyncio.Event, samples: list[Process]) -> None:
+    """Reads the process every SAMPLE_EVERY seconds until `stop`: flat, or still growing?"""
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
+        except TimeoutError:
+            samples.append(Process.read(pid))
+        else:
+            return
+
+
+def describe(before: Process, after: Process, samples: list[Process]) -> list[str]:
+    lines = [
         f"mitmdump RSS: start {before.rss_kib / 1024:.1f} MiB, end {after.rss_kib / 1024:.1f} MiB",
         f"mitmdump open fds: start {before.fds}, end {after.fds}",
     ]
+    if samples:
+        rss = " ".join(f"{p.rss_kib / 1024:.1f}" for p in samples)
+        fds = " ".join(str(p.fds) for p in samples)
+        lines.append(f"  every {SAMPLE_EVERY:g} s: RSS MiB {rss}; fds {fds}")
+    return lines
 
 
 async def soak(args: argparse.Namespace, servers: DevServers, proxy: ProxyProcess) -> int:
@@ -214,12 +231,15 @@ async def soak(args: argparse.Namespace, servers: DevServers, proxy: ProxyProces
     tally, stop = Tally(), asyncio.Event()
     log: list[str] = []
     started = time.monotonic()
+    samples: list[Process] = []
     faults = asyncio.get_running_loop().create_task(weather(servers, stop, log))
+    sampler = asyncio.get_running_loop().create_task(sample(pid, stop, samples))
     try:
         await drive(proxy.url, url, args.requests, args.concurrency, tally)
     finally:
         stop.set()
         await faults
+        await sampler
     elapsed = time.monotonic() - started
     after = Process.read(pid)
     stats = backend_stats(servers)
@@ -237,7 +257,7 @@ async def soak(args: argparse.Namespace, servers: DevServers, proxy: ProxyProces
         f"backend received: {len(received)}, {validated} with a valid token; rejected "
         f"{len(received) - validated} whose token expired on the way (each then replayed with a "
         "fresh token, or refused while none could be had)",
-        *describe(before, after),
+        *describe(before, after, samples),
     ]
     wrong = tally.outcomes["wrong"] + warm.outcomes["wrong"]
     if validated != tally.outcomes["served"]:  # each served answer is one validated request
