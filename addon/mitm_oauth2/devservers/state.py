@@ -36,6 +36,8 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     # backend_challenge as its WWW-Authenticate header when set.
     "backend_status": (None, (int, NoneType)),
     "backend_challenge": (None, (str, NoneType)),
+    # seconds the backend waits before each answer (e.g. so concurrent requests overlap)
+    "backend_delay": (0, (int, float)),
     # The header the backend takes the token from: "Authorization" wants "Bearer <token>",
     # any other name the bare token (e.g. "X-Api-Key: <token>").
     "backend_header": ("Authorization", (str,)),
