@@ -156,6 +156,9 @@ class TokenClient:
             raise TokenError(f"cannot connect to token endpoint ({printable(str(e), 120)})") from e
         except httpx.RemoteProtocolError as e:
             raise TokenError("token endpoint closed the connection without an answer") from e
+        except (httpx.ReadError, httpx.WriteError) as e:  # e.g. reset by the server or a firewall
+            reason = printable(str(e) or type(e).__name__, 120)
+            raise TokenError(f"connection to token endpoint broke ({reason})") from e
         except httpx.HTTPError as e:
             raise TokenError(f"token request failed ({type(e).__name__})") from e
         except UnicodeEncodeError as e:

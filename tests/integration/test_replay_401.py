@@ -216,6 +216,9 @@ async def test_concurrent_rejections_share_one_fresh_token(
     async with proxy.async_client() as client:
         assert (await client.get(url)).status_code == 200
         devservers.revoke()
+        # The first 401 comes back only after all ten carry the revoked token: without the
+        # delay, a fast backend lets the fresh token reach the later requests first.
+        devservers.configure(backend_delay=0.2)
         bodies = [f"order-{i}".encode() for i in range(10)]
         answers = await asyncio.gather(*(client.post(url, content=body) for body in bodies))
     assert [a.status_code for a in answers] == [200] * 10

@@ -170,6 +170,11 @@ async def test_compressed_body_is_refused_unread(make_grant) -> None:
             httpx.RemoteProtocolError("peer closed connection"),
             "closed the connection without an answer",
         ),
+        (
+            httpx.ReadError("[Errno 104] Connection reset by peer"),
+            "connection to token endpoint broke ([Errno 104] Connection reset by peer)",
+        ),
+        (httpx.WriteError(""), "connection to token endpoint broke (WriteError)"),
     ],
 )
 async def test_transport_errors(make_grant, exception: Exception, words: str) -> None:
