@@ -35,12 +35,14 @@ class Launcher:
         self._servers.append(servers)
         return servers
 
-    def proxy(self, config: str, *, mode: str | None = None) -> Proxy:
+    def proxy(self, config: str, *, mode: str | None = None, cache: Path | None = None) -> Proxy:
+        """A mitmdump on `config`, with a token cache of its own unless `cache` is given."""
         n = next(self._counter)
         path = self.workdir / f"backends-{n}.toml"
         path.write_text(config, encoding="utf-8")
-        cache = self.workdir / f"cache-{n}"
-        cache.mkdir()
+        if cache is None:
+            cache = self.workdir / f"cache-{n}"
+            cache.mkdir()
         options = harness_options(upstream_ca=self.tls.ca_cert, lazy=True, mode=mode)
         proxy = Proxy(
             options,
