@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -10,6 +11,7 @@ import ssl
 from datetime import UTC
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 from urllib.parse import quote_plus
 
 import httpx
@@ -45,10 +47,16 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    """`text` without any credential, as written or form-urlencoded."""
+    """`text` without any credential in the forms a server may echo it in: as written, form-
+    or percent-encoded, JSON-escaped, base64 or base64url."""
     for secret in secrets:
-        for form in (secret, quote_plus(secret, safe="")):
-            text = text.replace(form, "***")
+        raw = secret.encode()
+        forms = {secret, quote_plus(secret, safe=""), quote(secret, safe="")}
+        forms |= {json.dumps(secret)[1:-1], base64.b64encode(raw).decode()}
+        forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+        for form in sorted(forms, key=len, reverse=True):
+            if form:
+                text = text.replace(form, "***")
     return text
 
 

@@ -3,11 +3,14 @@ transport errors, Retry-After; and the secret never in an error."""
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from urllib.parse import quote
 from urllib.parse import quote_plus
 
 import brotli
@@ -122,6 +125,24 @@ async def test_error_description_is_scrubbed(make_grant) -> None:
     with pytest.raises(TokenError) as info:
         await ask(json_answer(401, body), make_grant())
     assert info.value.description == "client secret '***' is wrong"
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        quote_plus(SECRET, safe=""),
+        quote(SECRET, safe=""),
+        json.dumps(SECRET)[1:-1],
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
+    ],
+    ids=["form-encoded", "percent-encoded", "json-escaped", "base64", "base64url"],
+)
+async def test_a_secret_echoed_in_any_encoding_is_scrubbed(make_grant, echoed: str) -> None:
+    body = {"error": "invalid_client", "error_description": f"got {echoed} from you"}
+    with pytest.raises(TokenError) as info:
+        await ask(json_answer(401, body), make_grant())
+    assert info.value.description == "got *** from you"
 
 
 async def test_oversized_body(make_grant) -> None:
