@@ -15,6 +15,7 @@ from mitmproxy import ctx
 from mitmproxy import exceptions
 from mitmproxy import http
 
+from . import store_options
 from . import story
 from .broker import DEFAULT_LOCK_LEASE
 from .broker import TokenBroker
@@ -29,8 +30,7 @@ from .metrics import MetricsEndpoint
 from .problem import Problem
 from .problem import token_unavailable
 from .replay import Replays
-from .store_settings import StoreSettingError
-from .store_settings import store_settings
+from .store_options import StoreOptions
 from .tokens import TokenError
 from .watch import ConfigWatcher
 
@@ -42,11 +42,7 @@ STORE_OPTIONS = frozenset(
     {
         "oauth2_cache_dir",
         "oauth2_lock_lease",
-        "oauth2_store",
-        "oauth2_store_password_env",
-        "oauth2_store_ca",
-        "oauth2_store_key_env",
-        "oauth2_store_timeout",
+        *store_options.NAMES,
         "confdir",
     }
 )
@@ -67,7 +63,7 @@ class OAuth2Backend:
         self.watcher = ConfigWatcher(self._reload)
         self.metrics = MetricsEndpoint(self._statuses)
         # mitmproxy loads nested addons with this one
-        self.addons = [OAuth2Commands(self), self.metrics, ExposureWarning()]
+        self.addons = [OAuth2Commands(self), self.metrics, ExposureWarning(), StoreOptions()]
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -87,47 +83,6 @@ class OAuth2Backend:
             f"""
             Directory of the persistent token cache (created 0700).
             Default: {CACHE_DIR_NAME} inside mitmproxy's confdir.
-            """,
-        )
-        loader.add_option(
-            "oauth2_store",
-            str,
-            "",
-            """
-            Where tokens are kept and shared: empty for the disk cache (oauth2_cache_dir, shared
-            by the processes of one machine), or redis://host:port/db (rediss:// for TLS) to
-            share one token per credential across a fleet of proxies.
-            """,
-        )
-        loader.add_option(
-            "oauth2_store_password_env",
-            str,
-            "",
-            "Name of the environment variable holding the Redis password (never in the URL).",
-        )
-        loader.add_option(
-            "oauth2_store_ca",
-            str,
-            "",
-            "CA bundle (PEM) that a rediss:// store's certificate must chain to (default: the "
-            "system's roots).",
-        )
-        loader.add_option(
-            "oauth2_store_key_env",
-            str,
-            "",
-            """
-            Name of an environment variable holding a key (16+ characters) that encrypts tokens
-            at rest in the store (AES-GCM); every proxy sharing the store needs the same key.
-            """,
-        )
-        loader.add_option(
-            "oauth2_store_timeout",
-            int,
-            500,
-            """
-            Milliseconds any one store call may take; past it, or when the store fails, tokens
-            are kept in this process until the store answers again.
             """,
         )
         loader.add_option(
@@ -204,21 +159,7 @@ class OAuth2Backend:
         if self.broker is not None and options == self.store_options:
             return
         cache_dir = self._cache_dir()
-        if cache_dir.exists() and not cache_dir.is_dir():
-            raise exceptions.OptionsError(
-                f"oauth2_cache_dir: cannot open token cache {cache_dir} (not a directory)"
-            )
-        try:
-            settings = store_settings(
-                store=ctx.options.oauth2_store,
-                cache_dir=cache_dir,
-                password_env=ctx.options.oauth2_store_password_env,
-                key_env=ctx.options.oauth2_store_key_env,
-                timeout_ms=ctx.options.oauth2_store_timeout,
-                ca_file=ctx.options.oauth2_store_ca,
-            )
-        except StoreSettingError as e:
-            raise exceptions.OptionsError(str(e)) from None
+        settings = store_options.settings(cache_dir)
         broker = TokenBroker.production(settings, lock_lease=float(ctx.options.oauth2_lock_lease))
         if self.broker is not None:
             self.broker.close()
@@ -270,6 +211,8 @@ class OAuth2Backend:
             return  # one of our replays: the request waiting for it takes its answer
         if flow.error or not flow.live or self.broker is None:
             return
+        if flow.response is None or flow.response.status_code != 401:
+            return  # only a 401 may mean our token was rejected
         backend = self._backend_of(flow)
         if backend is not None:
             await self.replays.on_response(flow, backend, self.broker)

@@ -161,3 +161,12 @@ class TokenGrant:
     credentials: ClientCredentials
     max_token_age: float
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
+    # The broker looks tokens up by grant on every request: hash the nested credentials once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        fields = (self.backend, self.credentials, self.max_token_age, self.refresh_margin)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -17,6 +18,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
+# Both run for every request (the target, its Host header): cached, as ipaddress and IDNA parsing
+# cost more than the rest of the request's matching. Bounded, so odd Host headers cannot grow it.
+@functools.lru_cache(maxsize=4096)
 def normalize_host(host: str) -> str:
     """Canonical form for comparison: lower case, no trailing dot, IDNA (punycode), compact IPv6.
 
@@ -70,6 +74,7 @@ class HostPattern:
         return host if self.port is None else f"{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_host_pattern(text: str) -> HostPattern:
     """Parses one `hosts` entry; raises ValueError with a short reason."""
     spec = text.strip()

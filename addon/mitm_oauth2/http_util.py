@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import httpx
@@ -46,6 +47,7 @@ def printable(text: str, limit: int) -> str:
     return cleaned[:limit]
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every plain-HTTP request to a backend
 def is_loopback(host: str) -> bool:
     if host.lower().rstrip(".") == "localhost":
         return True

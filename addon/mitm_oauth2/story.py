@@ -6,17 +6,11 @@ Never the token itself: only a short fingerprint, enough to tell two tokens apar
 
 from __future__ import annotations
 
-import hashlib
-
 from mitmproxy import http
 
 from .tokens import Issued
 
 REFUSED_MARKER = ":no_entry:"
-
-
-def fingerprint(access_token: str) -> str:
-    return hashlib.sha256(access_token.encode()).hexdigest()[:12]
 
 
 def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
@@ -28,7 +22,7 @@ def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
         "source": source,
         "token_age_s": round(issue.age, 1),
         "token_left_s": round(issue.left, 1),
-        "fingerprint": fingerprint(issue.token.access_token),
+        "fingerprint": issue.token.fingerprint,
     }
     _comment(flow, f"token {source}, {issue.age:.0f} s old, {issue.left:.0f} s left")
 

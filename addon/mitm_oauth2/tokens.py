@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Protocol
@@ -26,6 +28,12 @@ class Token:
     @property
     def expires_at(self) -> float:
         return self.issued_at + self.lifetime
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Enough of a digest to tell two tokens apart in flows and logs; never the token.
+        Computed once per token, not per request."""
+        return hashlib.sha256(self.access_token.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
