@@ -1,0 +1,73 @@
+"""How long and how hard each figure is measured: the full run and the CI smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    runs: int  # per figure; each run has its own baseline
+    connections: int  # throughput runs: keep-alive connections
+    throughput_seconds: float  # one throughput measurement (the baseline's takes as long)
+    many_backends: int  # figure 6: configured backends besides the one measured, plus it
+    hol_seconds: float  # figure 2: one window of open-loop load
+    hol_lifetime: int  # figure 2: max_token_age of the backend whose token keeps renewing
+    hol_idp_delay: float  # figure 2: the slow IdP's answer time
+    hol_rate: float  # figure 2: requests per second to each of the three hosts
+    expiry_seconds: float  # figure 3: one run of open-loop load
+    expiry_lifetime: int  # figure 3: expires_in
+    expiry_idp_delay: float  # figure 3: the IdP's answer time
+    expiry_rate: float  # figure 3: requests per second
+    crowd_callers: int  # figure 4: concurrent callers
+    crowd_lifetime: int  # figure 4: expires_in; each run waits for the token to expire
+    crowd_idp_delay: float  # figure 4: so that every caller arrives while the token is fetched
+    memory_requests: int  # figure 5
+    memory_warmup: int  # figure 5: requests before the first RSS reading
+    memory_lifetime: int  # figure 5: expires_in
+
+
+FULL = Profile(
+    name="full",
+    runs=3,
+    connections=16,
+    throughput_seconds=5,
+    many_backends=1000,
+    hol_seconds=10,
+    hol_lifetime=6,
+    hol_idp_delay=2.0,
+    hol_rate=100,
+    expiry_seconds=20,
+    expiry_lifetime=6,
+    expiry_idp_delay=0.3,
+    expiry_rate=100,
+    crowd_callers=200,
+    crowd_lifetime=4,
+    crowd_idp_delay=0.5,
+    memory_requests=100_000,
+    memory_warmup=5_000,
+    memory_lifetime=2,
+)
+
+SMOKE = Profile(
+    name="smoke",
+    runs=1,
+    connections=8,
+    throughput_seconds=1,
+    many_backends=1000,
+    hol_seconds=2,
+    hol_lifetime=2,
+    hol_idp_delay=0.5,
+    hol_rate=50,
+    expiry_seconds=3,
+    expiry_lifetime=2,
+    expiry_idp_delay=0.1,
+    expiry_rate=50,
+    crowd_callers=40,
+    crowd_lifetime=2,
+    crowd_idp_delay=0.2,
+    memory_requests=300,
+    memory_warmup=50,
+    memory_lifetime=1,
+)
