@@ -20,9 +20,8 @@ import psutil
 
 from . import __doc__ as DESCRIPTION
 from .drive import Client
-from .figures_speed import cache_hit_throughput
 from .figures_speed import head_of_line
-from .figures_speed import many_backends_throughput
+from .figures_speed import throughput
 from .figures_tokens import Timeline
 from .figures_tokens import expiry_boundary
 from .figures_tokens import memory_growth
@@ -71,8 +70,7 @@ def run(profile: Profile, client: Client, figures: dict[str, Figure]) -> Timelin
             rig = Rig.start(profile, client, procs, Path(tmp))
             f = figures
             steps: list[tuple[list[str], Callable[[], object]]] = [
-                (["1"], lambda: cache_hit_throughput(rig, f["1"])),
-                (["6"], lambda: many_backends_throughput(rig, f["6"])),
+                (["1", "6"], lambda: throughput(rig, f["1"], f["6"])),
                 (["2a", "2b"], lambda: head_of_line(rig, f["2a"], f["2b"])),
                 (["3a", "3b"], lambda: timeline.append(expiry_boundary(rig, f["3a"], f["3b"]))),
                 (
@@ -83,8 +81,11 @@ def run(profile: Profile, client: Client, figures: dict[str, Figure]) -> Timelin
             ]
             for keys, step in steps:
                 print(f"bench: figure {', '.join(keys)} ...", file=sys.stderr, flush=True)
+                began = time.monotonic()
                 try:
                     step()
+                    took = time.monotonic() - began
+                    print(f"bench: figure {', '.join(keys)}: {took:.1f} s", file=sys.stderr)
                 except BenchError as e:
                     print(f"bench: figure {', '.join(keys)} failed: {e}", file=sys.stderr)
                     for key in keys:

@@ -24,21 +24,9 @@ def throughput_pairs(rig: Rig, figure: Figure, baseline: str, subject: str) -> N
         figure.add(ratio, f"{rates[subject]:.0f} / {rates[baseline]:.0f} req/s")
 
 
-def cache_hit_throughput(rig: Rig, figure: Figure) -> None:
-    """1. mitmdump with the addon and a valid token / bare mitmdump, same backend process."""
-    rig.idp.configure(expires_in=3600, delay=0)
-    port = rig.protected[0]
-    bare, addon = rig.mitmdumps(
-        ("bare", [rig.open_port], None), ("addon", [port], rig.config("api", port))
-    )
-    try:
-        throughput_pairs(rig, figure, bare.url(), addon.url())
-    finally:
-        rig.stop(bare, addon)
-
-
-def many_backends_throughput(rig: Rig, figure: Figure) -> None:
-    """6. The same request with N configured backends (the one used is last) / with 1."""
+def throughput(rig: Rig, cache_hit: Figure, many_backends: Figure) -> None:
+    """1. mitmdump with the addon and a valid token / bare mitmdump, same backend process.
+    6. The same addon request with N configured backends (the one used is last) / with 1."""
     rig.idp.configure(expires_in=3600, delay=0)
     port, count = rig.protected[0], rig.profile.many_backends
     real = rig.config("api", port)
@@ -46,11 +34,14 @@ def many_backends_throughput(rig: Rig, figure: Figure) -> None:
         rig.idp.backend_toml(f"svc-{n:04d}", f"svc-{n:04d}.{DUMMY_DOMAIN}")
         for n in range(count - 1)
     )
-    one, many = rig.mitmdumps(("one", [port], real), ("many", [port], dummies + real))
+    bare, one, many = rig.mitmdumps(
+        ("bare", [rig.open_port], None), ("one", [port], real), ("many", [port], dummies + real)
+    )
     try:
-        throughput_pairs(rig, figure, one.url(), many.url())
+        throughput_pairs(rig, cache_hit, bare.url(), one.url())
+        throughput_pairs(rig, many_backends, one.url(), many.url())
     finally:
-        rig.stop(one, many)
+        rig.stop(bare, one, many)
 
 
 def p99(records: list[list[float]], target: int) -> tuple[float, float]:
@@ -84,7 +75,8 @@ def head_of_line(rig: Rig, slow_figure: Figure, open_figure: Figure) -> None:
                 before = rig.idp.token_requests()
                 records = run_job(job)["records"]
                 found[slow] = (records, rig.idp.token_requests() - before)
-                time.sleep(profile.hol_idp_delay + 0.5)  # a slow renewal still running ends
+                if slow:  # a slow renewal still running ends before the next window
+                    time.sleep(profile.hol_idp_delay + 0.2)
             if found[True][1] == 0:
                 raise BenchError("no token request during a slow-IdP window: nothing measured")
             for figure, target in ((slow_figure, 1), (open_figure, 2)):

@@ -92,10 +92,10 @@ def store_option_supported() -> bool:
 
 
 def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]) -> None:
-    """4. A crowd of callers at once, with no valid token anywhere: on one mitmdump, spread over
-    4 sharing a cache directory, and over 3 sharing a Redis. Each run waits until every token
-    expired unused, so each crowd starts cold: the token requests it causes are those of one
-    lifetime."""
+    """4. A crowd of callers at once, with no valid token anywhere: on one mitmdump, spread
+    over `cache_fleet` sharing a cache directory, and over `redis_fleet` sharing a Redis. Each
+    run waits until every token expired unused, so each crowd starts cold: the token requests it
+    causes are those of one lifetime."""
     profile = rig.profile
     port, callers = rig.protected[0], profile.crowd_callers
     rig.idp.configure(expires_in=profile.crowd_lifetime, delay=profile.crowd_idp_delay)
@@ -103,7 +103,10 @@ def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]
     work = rig.workdir
     groups = [[rig.mitmdump("crowd", [port], config, cache=work / "cache-crowd")]]
     groups.append(
-        [rig.mitmdump(f"fleet-{n}", [port], config, cache=work / "cache-fleet") for n in range(4)]
+        [
+            rig.mitmdump(f"fleet-{n}", [port], config, cache=work / "cache-fleet")
+            for n in range(profile.cache_fleet)
+        ]
     )
     if not shutil.which("redis-server"):
         figures[2].missing = "n/a (redis-server not installed)"
@@ -115,7 +118,7 @@ def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]
         groups.append(
             [
                 rig.mitmdump(f"redis-{n}", [port], config, *store, cache=work / f"cache-r{n}")
-                for n in range(3)
+                for n in range(profile.redis_fleet)
             ]
         )
     dumps = [dump for group in groups for dump in group]

@@ -37,9 +37,21 @@ def make_figures(p: Profile) -> list[Figure]:
         ),
         Figure("4a", f"{crowd}, 1 process", "exactly 1", lambda v: v == 1, 0, True),
         Figure(
-            "4b", f"{crowd}, 4 processes on one cache dir", "exactly 1", lambda v: v == 1, 0, True
+            "4b",
+            f"{crowd}, {p.cache_fleet} processes on one cache dir",
+            "exactly 1",
+            lambda v: v == 1,
+            0,
+            True,
         ),
-        Figure("4c", f"{crowd}, 3 processes on one Redis", "exactly 1", lambda v: v == 1, 0, True),
+        Figure(
+            "4c",
+            f"{crowd}, {p.redis_fleet} processes on one Redis",
+            "exactly 1",
+            lambda v: v == 1,
+            0,
+            True,
+        ),
         Figure(
             "5",
             f"RSS growth of mitmdump over {p.memory_requests:,} requests, "
@@ -85,8 +97,9 @@ def describe(p: Profile) -> list[str]:
         f"4. {p.crowd_callers} callers connect, then send one request each at the same moment "
         f"while no valid token exists (tokens of {p.crowd_lifetime} s; each run waits until "
         f"they expired unused; the IdP answers in {p.crowd_idp_delay:g} s so that every caller "
-        "arrives during the fetch): to one mitmdump (4a), spread over 4 mitmdumps sharing one "
-        "`oauth2_cache_dir` (4b), over 3 sharing one redis-server through `oauth2_store` (4c). "
+        f"arrives during the fetch): to one mitmdump (4a), spread over {p.cache_fleet} mitmdumps "
+        f"sharing one `oauth2_cache_dir` (4b), over {p.redis_fleet} sharing one redis-server "
+        "through `oauth2_store` (4c). "
         "The count is the IdP's; the goal must hold in every run.",
         f"5. A fresh mitmdump, {p.memory_warmup:,} warm-up requests, then resident set size "
         f"before and after {p.memory_requests:,} more requests over {p.connections} "

@@ -23,6 +23,8 @@ class Profile:
     crowd_callers: int  # figure 4: concurrent callers
     crowd_lifetime: int  # figure 4: expires_in; each run waits for the token to expire
     crowd_idp_delay: float  # figure 4: so that every caller arrives while the token is fetched
+    cache_fleet: int  # figure 4: mitmdumps sharing one cache directory
+    redis_fleet: int  # figure 4: mitmdumps sharing one Redis
     memory_requests: int  # figure 5
     memory_warmup: int  # figure 5: requests before the first RSS reading
     memory_lifetime: int  # figure 5: expires_in
@@ -45,6 +47,8 @@ FULL = Profile(
     crowd_callers=200,
     crowd_lifetime=4,
     crowd_idp_delay=0.5,
+    cache_fleet=4,
+    redis_fleet=3,
     memory_requests=100_000,
     memory_warmup=5_000,
     memory_lifetime=2,
@@ -54,9 +58,9 @@ SMOKE = Profile(
     name="smoke",
     runs=1,
     connections=8,
-    throughput_seconds=1,
-    many_backends=1000,
-    hol_seconds=2,
+    throughput_seconds=0.5,
+    many_backends=100,
+    hol_seconds=1.0,
     hol_lifetime=2,
     hol_idp_delay=0.5,
     hol_rate=50,
@@ -67,6 +71,8 @@ SMOKE = Profile(
     crowd_callers=40,
     crowd_lifetime=2,
     crowd_idp_delay=0.2,
+    cache_fleet=2,
+    redis_fleet=2,
     memory_requests=300,
     memory_warmup=50,
     memory_lifetime=1,
