@@ -61,7 +61,9 @@ def on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # the same clean-up as Ctrl-C: every child is stopped
 
 
-def run(profile: Profile, client: Client, figures: dict[str, Figure]) -> Timeline | None:
+def run(
+    profile: Profile, client: Client, figures: dict[str, Figure], only: set[str]
+) -> Timeline | None:
     """Every figure in turn; one that fails is marked failed and the others still run."""
     timeline: list[Timeline] = []
     procs = Processes()
@@ -80,6 +82,8 @@ def run(profile: Profile, client: Client, figures: dict[str, Figure]) -> Timelin
                 (["5"], lambda: memory_growth(rig, f["5"])),
             ]
             for keys, step in steps:
+                if only and not only & set(keys):
+                    continue
                 print(f"bench: figure {', '.join(keys)} ...", file=sys.stderr, flush=True)
                 began = time.monotonic()
                 try:
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         help="throughput load (default: wrk if installed, else python; python with --smoke)",
     )
     parser.add_argument("--runs", type=int, help="runs per figure (default: 3, smoke: 1)")
+    parser.add_argument("--only", default="", help="these figures only, e.g. 1,4b (and their step)")
     args = parser.parse_args(argv)
     profile = SMOKE if args.smoke else FULL
     if args.runs is not None:
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {figure.key: figure for figure in make_figures(profile)}
     context = dict(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine())
     began = time.monotonic()
-    timeline = run(profile, client, figures)
+    only = {key.strip() for key in args.only.split(",") if key.strip()}
+    timeline = run(profile, client, figures, only)
     args.out.mkdir(parents=True, exist_ok=True)
     if timeline is not None:
         title = (

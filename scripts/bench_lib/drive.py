@@ -17,7 +17,8 @@ from typing import Any
 from .procs import BenchError
 from .procs import child_env
 
-WRK_RATE = re.compile(r"^Requests/sec:\s*([\d.]+)", re.MULTILINE)
+WRK_DONE = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b", re.MULTILINE)
+WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 WRK_BAD = re.compile(r"^\s*(Non-2xx or 3xx responses|Socket errors):\s*(.*)$", re.MULTILINE)
 
 
@@ -43,15 +44,15 @@ class Client:
             return f"{first[0].split(' [')[0] if first else 'wrk'}, {self.connections} connections"
         return f"bench_lib.load (asyncio), {self.connections} connections"
 
-    def throughput(self, url: str, seconds: float) -> float:
-        """Requests per second answered 2xx, on keep-alive connections for ``seconds``."""
+    def throughput(self, url: str, seconds: float) -> tuple[int, float]:
+        """(requests answered 2xx, seconds taken) on keep-alive connections for ``seconds``."""
         if self.kind == "wrk":
             return _wrk(url, self.connections, seconds)
         result = run_job(
             {"mode": "closed", "urls": [url], "connections": self.connections, "duration": seconds}
         )
         require_ok(result["statuses"], url)
-        return float(result["rps"])
+        return int(result["requests"]), float(result["seconds"])
 
 
 def run_job(job: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -78,15 +79,15 @@ def require_ok(statuses: dict[str, int], what: str) -> None:
         raise BenchError(f"{what}: answers other than 2xx ({bad}; status 0 = no answer)")
 
 
-def _wrk(url: str, connections: int, seconds: float) -> float:
+def _wrk(url: str, connections: int, seconds: float) -> tuple[int, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
     done = subprocess.run(
         cmd, capture_output=True, text=True, env=child_env(), timeout=seconds + 60, check=False
     )
-    rate = WRK_RATE.search(done.stdout)
-    if done.returncode != 0 or rate is None:
+    count = WRK_DONE.search(done.stdout)
+    if done.returncode != 0 or count is None:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     bad = WRK_BAD.findall(done.stdout)
     if bad:
         raise BenchError(f"{url}: wrk saw {'; '.join(': '.join(b) for b in bad)}")
-    return float(rate.group(1))
+    return int(count.group(1)), float(count.group(2)) * WRK_UNITS[count.group(3)]

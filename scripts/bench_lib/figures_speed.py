@@ -7,21 +7,36 @@ import time
 
 from .drive import run_job
 from .procs import BenchError
+from .procs import Mitmdump
 from .report import Figure
 from .rig import Rig
 
 DUMMY_DOMAIN = "bench.invalid"  # RFC 2606: never resolves, never matches a request here
 
 
-def throughput_pairs(rig: Rig, figure: Figure, baseline: str, subject: str) -> None:
-    """Alternates baseline and subject runs (ABBA order), one ratio subject/baseline per pair."""
-    rig.warm(baseline, subject)
+def throughput_pairs(rig: Rig, figure: Figure, baseline: Mitmdump, subject: Mitmdump) -> None:
+    """Per run, `throughput_slices` short measurements of each, alternating (ABBA...), so that
+    the machine's other load falls on both alike; the ratio of their request rates. mitmdump's
+    CPU time per request, which that load disturbs less, is noted beside it."""
+    rig.warm(baseline.url(), subject.url())
     seconds = rig.profile.throughput_seconds
-    for run in range(rig.profile.runs):
-        order = [baseline, subject] if run % 2 == 0 else [subject, baseline]
-        rates = {url: rig.client.throughput(url, seconds) for url in order}
-        ratio = rates[subject] / rates[baseline]
-        figure.add(ratio, f"{rates[subject]:.0f} / {rates[baseline]:.0f} req/s")
+    for _ in range(rig.profile.runs):
+        totals = {id(dump): [0, 0.0, 0.0] for dump in (baseline, subject)}
+        for n in range(rig.profile.throughput_slices):
+            for dump in (baseline, subject) if n % 2 == 0 else (subject, baseline):
+                cpu = dump.cpu_seconds()
+                requests, took = rig.client.throughput(dump.url(), seconds)
+                total = totals[id(dump)]
+                total[0] += requests
+                total[1] += took
+                total[2] += dump.cpu_seconds() - cpu
+        (b_requests, b_seconds, b_cpu), (s_requests, s_seconds, s_cpu) = totals.values()
+        b_rate, s_rate = b_requests / b_seconds, s_requests / s_seconds
+        figure.add(
+            s_rate / b_rate,
+            f"{s_rate:.0f} / {b_rate:.0f} req/s, mitmdump CPU per request "
+            f"{s_cpu / s_requests * 1000:.2f} / {b_cpu / b_requests * 1000:.2f} ms",
+        )
 
 
 def throughput(rig: Rig, cache_hit: Figure, many_backends: Figure) -> None:
@@ -38,8 +53,8 @@ def throughput(rig: Rig, cache_hit: Figure, many_backends: Figure) -> None:
         ("bare", [rig.open_port], None), ("one", [port], real), ("many", [port], dummies + real)
     )
     try:
-        throughput_pairs(rig, cache_hit, bare.url(), one.url())
-        throughput_pairs(rig, many_backends, one.url(), many.url())
+        throughput_pairs(rig, cache_hit, bare, one)
+        throughput_pairs(rig, many_backends, one, many)
     finally:
         rig.stop(bare, one, many)
 

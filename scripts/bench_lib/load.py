@@ -135,7 +135,7 @@ async def open_loop(job: dict[str, Any]) -> dict[str, Any]:
         records.append([index, start_wall + (due - start), time.perf_counter() - due, status])
 
     async def schedule(index: int, url: str, rate: float) -> None:
-        pool: asyncio.Queue[Connection] = asyncio.Queue()
+        pool: asyncio.Queue[Connection] = asyncio.LifoQueue()  # the warmest connection first
         for _ in range(MAX_CONNECTIONS):
             pool.put_nowait(Connection(url))
         for n in range(int(duration * rate)):

@@ -80,9 +80,11 @@ def describe(p: Profile) -> list[str]:
         "`flow_detail=0` and `connection_strategy=lazy`. Load comes from another process. "
         "Every throughput and latency run must see only 2xx answers, or the figure fails.",
         "",
-        f"1. Requests per second over {p.connections} keep-alive connections for "
-        f"{p.throughput_seconds:g} s: mitmdump with the addon (token cached) / bare mitmdump "
-        "(no script) in front of the same backend process; the two alternate (ABBA).",
+        f"1. Requests per second over {p.connections} keep-alive connections: mitmdump with the "
+        "addon (token cached) / bare mitmdump (no script) in front of the same backend process, "
+        f"each measured in {p.throughput_slices} slices of {p.throughput_seconds:g} s that "
+        "alternate (ABBA...) within the run. The details give mitmdump's CPU time per request "
+        "too, which the machine's other load disturbs less.",
         f"2. Open-loop load, {p.hol_rate:g} req/s to each of three hosts for "
         f"{p.hol_seconds:g} s: a backend whose token renews all the time (`max_token_age = "
         f"{p.hol_lifetime}`), a backend with a valid token, an unprotected host. Windows with "

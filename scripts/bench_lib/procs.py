@@ -94,6 +94,11 @@ class Child:
         rss: int = psutil.Process(self.proc.pid).memory_info().rss
         return rss
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time used so far."""
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def stop(self) -> None:
         stop_process(self.proc)
         self.output.join()

@@ -10,7 +10,8 @@ class Profile:
     name: str
     runs: int  # per figure; each run has its own baseline
     connections: int  # throughput runs: keep-alive connections
-    throughput_seconds: float  # one throughput measurement (the baseline's takes as long)
+    throughput_seconds: float  # one throughput slice (the baseline's takes as long)
+    throughput_slices: int  # slices per run, alternating subject and baseline
     many_backends: int  # figure 6: configured backends besides the one measured, plus it
     hol_seconds: float  # figure 2: one window of open-loop load
     hol_lifetime: int  # figure 2: max_token_age of the backend whose token keeps renewing
@@ -34,12 +35,13 @@ FULL = Profile(
     name="full",
     runs=3,
     connections=16,
-    throughput_seconds=5,
+    throughput_seconds=1,
+    throughput_slices=5,
     many_backends=1000,
     hol_seconds=10,
     hol_lifetime=6,
     hol_idp_delay=2.0,
-    hol_rate=100,
+    hol_rate=40,
     expiry_seconds=20,
     expiry_lifetime=6,
     expiry_idp_delay=0.3,
@@ -50,7 +52,7 @@ FULL = Profile(
     cache_fleet=4,
     redis_fleet=3,
     memory_requests=100_000,
-    memory_warmup=5_000,
+    memory_warmup=2_000,
     memory_lifetime=2,
 )
 
@@ -59,6 +61,7 @@ SMOKE = Profile(
     runs=1,
     connections=8,
     throughput_seconds=0.5,
+    throughput_slices=1,
     many_backends=100,
     hol_seconds=1.0,
     hol_lifetime=2,
