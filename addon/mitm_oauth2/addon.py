@@ -27,12 +27,27 @@ from .http_util import is_loopback
 from .metrics import MetricsEndpoint
 from .problem import token_unavailable
 from .replay import Replays
+from .store_settings import StoreSettingError
+from .store_settings import store_settings
 from .tokens import TokenError
 from .watch import ConfigWatcher
 
 logger = logging.getLogger(__name__)
 
 CACHE_DIR_NAME = "oauth2-token-cache"
+# Options that decide where tokens live: a change of any opens a new broker on the new store.
+STORE_OPTIONS = frozenset(
+    {
+        "oauth2_cache_dir",
+        "oauth2_lock_lease",
+        "oauth2_store",
+        "oauth2_store_password_env",
+        "oauth2_store_ca",
+        "oauth2_store_key_env",
+        "oauth2_store_timeout",
+        "confdir",
+    }
+)
 # Loader.add_option is annotated `type`, but mitmproxy's option parser takes this union.
 OPTIONAL_STR: type = str | None  # type: ignore[assignment]
 
@@ -45,11 +60,12 @@ class OAuth2Backend:
         self.backends: tuple[BackendConfig, ...] = ()
         self.broker: TokenBroker | None = None
         self.cache_dir: Path | None = None
-        self.lock_lease = DEFAULT_LOCK_LEASE
+        self.store_options: tuple[object, ...] = ()
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
         self.metrics = MetricsEndpoint(self._statuses)
-        self.addons = [OAuth2Commands(self)]  # mitmproxy loads nested addons with this one
+        # mitmproxy loads nested addons with this one
+        self.addons = [OAuth2Commands(self), self.metrics]
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -72,19 +88,45 @@ class OAuth2Backend:
             """,
         )
         loader.add_option(
-            "oauth2_metrics_port",
-            int,
-            0,
+            "oauth2_store",
+            str,
+            "",
             """
-            Port of a Prometheus endpoint (/metrics) with per-backend token counters;
-            0 (the default) serves none.
+            Where tokens are kept and shared: empty for the disk cache (oauth2_cache_dir, shared
+            by the processes of one machine), or redis://host:port/db (rediss:// for TLS) to
+            share one token per credential across a fleet of proxies.
             """,
         )
         loader.add_option(
-            "oauth2_metrics_host",
+            "oauth2_store_password_env",
             str,
-            "127.0.0.1",
-            "Address the Prometheus endpoint listens on (default: loopback only).",
+            "",
+            "Name of the environment variable holding the Redis password (never in the URL).",
+        )
+        loader.add_option(
+            "oauth2_store_ca",
+            str,
+            "",
+            "CA bundle (PEM) that a rediss:// store's certificate must chain to (default: the "
+            "system's roots).",
+        )
+        loader.add_option(
+            "oauth2_store_key_env",
+            str,
+            "",
+            """
+            Name of an environment variable holding a key (16+ characters) that encrypts tokens
+            at rest in the store (AES-GCM); every proxy sharing the store needs the same key.
+            """,
+        )
+        loader.add_option(
+            "oauth2_store_timeout",
+            int,
+            500,
+            """
+            Milliseconds any one store call may take; past it, or when the store fails, tokens
+            are kept in this process until the store answers again.
+            """,
         )
         loader.add_option(
             "oauth2_lock_lease",
@@ -99,9 +141,7 @@ class OAuth2Backend:
     def configure(self, updated: Set[str]) -> None:
         if "listen_host" in updated:
             self._warn_if_exposed(ctx.options.listen_host)
-        if {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
-            self._serve_metrics()
-        if not {"oauth2_config", "oauth2_cache_dir", "oauth2_lock_lease", "confdir"} & updated:
+        if not (STORE_OPTIONS | {"oauth2_config"}) & updated:
             return
         if ctx.options.oauth2_lock_lease < 1:
             raise exceptions.OptionsError("oauth2_lock_lease: must be at least 1 second")
@@ -115,7 +155,7 @@ class OAuth2Backend:
             # Same file, not changed since read: keep what runs. This is also how mitmproxy rolls
             # back a refused update (configure again with the old values); edits of the file
             # itself are the watcher's business, and it keeps the last good version running.
-            self._open_cache(self._cache_dir())
+            self._open_store()
             return
         # Everything is read and validated before anything is swapped: a refused update (which
         # mitmproxy rolls back) leaves router, broker and watcher as they were.
@@ -124,7 +164,7 @@ class OAuth2Backend:
             router = self._route(snapshot.config)
         except (ConfigError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from e
-        self._open_cache(self._cache_dir())
+        self._open_store()
         self.router, self.backends = router, snapshot.config.backends
         self.watcher.follow(snapshot)
         config = snapshot.config
@@ -159,17 +199,6 @@ class OAuth2Backend:
             where,
         )
 
-    def _serve_metrics(self) -> None:
-        host, port = ctx.options.oauth2_metrics_host, ctx.options.oauth2_metrics_port
-        if not 0 <= port < 65536:
-            raise exceptions.OptionsError("oauth2_metrics_port: must be 0 (off) to 65535")
-        try:
-            self.metrics.serve(host, port)
-        except OSError as e:
-            raise exceptions.OptionsError(
-                f"oauth2_metrics_port: cannot listen on {host}:{port} ({e.strerror or e})"
-            ) from e
-
     def _statuses(self) -> list[tuple[str, dict[str, object]]]:
         broker = self.broker
         if broker is None:
@@ -181,19 +210,32 @@ class OAuth2Backend:
             return Path(ctx.options.oauth2_cache_dir).expanduser()
         return Path(ctx.options.confdir).expanduser() / CACHE_DIR_NAME
 
-    def _open_cache(self, cache_dir: Path) -> None:
-        lease = float(ctx.options.oauth2_lock_lease)
-        if self.broker is not None and (cache_dir, lease) == (self.cache_dir, self.lock_lease):
+    def _open_store(self) -> None:
+        """A new broker when the store options changed; a bad value refuses the update."""
+        options = tuple(getattr(ctx.options, name) for name in sorted(STORE_OPTIONS))
+        if self.broker is not None and options == self.store_options:
             return
-        try:
-            broker = TokenBroker.on_disk(cache_dir, lock_lease=lease)
-        except Exception as e:
+        cache_dir = self._cache_dir()
+        if cache_dir.exists() and not cache_dir.is_dir():
             raise exceptions.OptionsError(
-                f"oauth2_cache_dir: cannot open token cache {cache_dir} ({e})"
-            ) from e
+                f"oauth2_cache_dir: cannot open token cache {cache_dir} (not a directory)"
+            )
+        try:
+            settings = store_settings(
+                store=ctx.options.oauth2_store,
+                cache_dir=cache_dir,
+                password_env=ctx.options.oauth2_store_password_env,
+                key_env=ctx.options.oauth2_store_key_env,
+                timeout_ms=ctx.options.oauth2_store_timeout,
+                ca_file=ctx.options.oauth2_store_ca,
+            )
+        except StoreSettingError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        broker = TokenBroker.production(settings, lock_lease=float(ctx.options.oauth2_lock_lease))
         if self.broker is not None:
             self.broker.close()
-        self.broker, self.cache_dir, self.lock_lease = broker, cache_dir, lease
+        self.broker, self.cache_dir, self.store_options = broker, cache_dir, options
+        logger.info("oauth2: tokens kept in the %s", settings.where)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.broker is None:
@@ -257,7 +299,6 @@ class OAuth2Backend:
 
     def done(self) -> None:
         self.watcher.stop()
-        self.metrics.stop()
         if self.broker is not None:
             self.broker.close()
             self.broker = None

@@ -12,7 +12,6 @@ import os
 import random
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from .client import TokenClient
 from .clock import Clock
@@ -23,8 +22,8 @@ from .policy import Backoff
 from .policy import safety_margin
 from .policy import token_lifetime
 from .stats import Counters
-from .store import DiskTokenStore
 from .store import TokenStore
+from .store_settings import StoreSettings
 from .tokens import Issued
 from .tokens import Token
 from .tokens import TokenEndpoint
@@ -73,18 +72,19 @@ class TokenBroker:
         self._clock = clock or SystemClock()
         rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
         self._failures = FailureMemory(self._clock, backoff or Backoff(), rng)
-        self._keys: dict[TokenGrant, str] = {}
-        self._held: dict[str, _Held] = {}
-        self._inflight: dict[str, asyncio.Task[_Held]] = {}
+        self._held: dict[TokenGrant, _Held] = {}
+        self._inflight: dict[TokenGrant, asyncio.Task[_Held]] = {}
         self.counters = Counters()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._lock_lease = lock_lease
         self._lock_poll = lock_poll
 
     @classmethod
-    def on_disk(cls, cache_dir: Path, lock_lease: float = DEFAULT_LOCK_LEASE) -> TokenBroker:
-        """The production set-up: httpx token client, diskcache store, system clock."""
-        return cls(TokenClient(), DiskTokenStore(cache_dir), lock_lease=lock_lease)
+    def production(
+        cls, settings: StoreSettings, lock_lease: float = DEFAULT_LOCK_LEASE
+    ) -> TokenBroker:
+        """httpx token client, the guarded store `settings` name (disk or Redis), system clock."""
+        return cls(TokenClient(), settings.open(), lock_lease=lock_lease)
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""
@@ -92,23 +92,22 @@ class TokenBroker:
 
     async def issue(self, grant: TokenGrant) -> Issued:
         """A valid token for `grant` with how it was had; raises TokenError when none can be."""
-        key = self._key(grant)
-        held = self._valid(key)
+        held = self._valid(grant)
         source = "cache"
         if held is None:
-            self._failures.raise_if_recent(key)
+            self._failures.raise_if_recent(grant)
             # A caller that goes away (client disconnect) must not cancel the others' acquisition.
-            held = await asyncio.shield(self._acquisition(grant, key, stale_ok=True))
+            held = await asyncio.shield(self._acquisition(grant, stale_ok=True))
             source = "fetched" if held.fetched else "cache"
         now = self._clock.monotonic()
         if now >= held.renew_at:
-            self._renew_in_background(grant, key)
+            self._renew_in_background(grant)
         if source == "cache":
             self.counters.of(grant.backend).cache_hits += 1
         return Issued(
             token=held.token,
             source=source,
-            renewing=key in self._inflight,
+            renewing=grant in self._inflight,
             age=max(0.0, now - (held.expires_at - held.token.lifetime)),
             left=held.expires_at - now,
         )
@@ -119,18 +118,17 @@ class TokenBroker:
         Compare-and-delete, in memory and in the store: a token renewed meanwhile, here or by
         another process, is kept.
         """
-        key = self._key(grant)
-        held = self._held.get(key)
+        held = self._held.get(grant)
         if held is not None and held.token.access_token == access_token:
-            del self._held[key]
-        await self._store.delete_if(key, access_token)
+            del self._held[grant]
+        await self._store.delete_if(grant, access_token)
 
     def status(self, grant: TokenGrant) -> dict[str, object]:
-        """The backend's token and counters, JSON-safe (for `oauth2.status`)."""
-        key = self._key(grant)
-        held = self._valid(key)
+        """The backend's token, counters and store, JSON-safe (for `oauth2.status`)."""
+        held = self._valid(grant)
         now = self._clock.monotonic()
-        token: dict[str, object] = {"token": held is not None, "renewing": key in self._inflight}
+        token: dict[str, object] = {"token": held is not None, "renewing": grant in self._inflight}
+        token |= {"store": self._store.where, "store_ok": not self._store.failing}
         if held is not None:
             token["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
             token["token_left_s"] = round(held.expires_at - now, 1)
@@ -138,64 +136,58 @@ class TokenBroker:
 
     def refresh(self, grant: TokenGrant) -> None:
         """Starts a renewal now, even for a fresh token or while backing off after failures."""
-        key = self._key(grant)
-        self._failures.forget(key)
-        self._acquisition(grant, key, stale_ok=False)
+        self._failures.forget(grant)
+        self._acquisition(grant, stale_ok=False)
 
     async def purge(self, grant: TokenGrant) -> None:
         """Forgets the backend's token here and in the store; the next request fetches one."""
-        key = self._key(grant)
-        self._held.pop(key, None)
-        self._failures.forget(key)
-        await self._store.delete(key)
+        self._held.pop(grant, None)
+        self._failures.forget(grant)
+        await self._store.delete(grant)
 
     def close(self) -> None:
         """Cancels acquisitions still running and releases connections (shutdown, new cache)."""
         for task in list(self._inflight.values()):
             task.cancel()
         self._inflight.clear()
-        self._store.close()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return  # no loop, so no connection was ever opened
-        closing = loop.create_task(self._endpoint.aclose())
-        _closing.add(closing)
-        closing.add_done_callback(_closing.discard)
+            return  # no loop, so no connection or store was ever opened
+        for closing in (
+            loop.create_task(self._endpoint.aclose()),
+            loop.create_task(self._store.aclose()),
+        ):
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
 
-    def _key(self, grant: TokenGrant) -> str:
-        key = self._keys.get(grant)
-        if key is None:
-            key = self._keys[grant] = self._store.cache_key(grant)
-        return key
-
-    def _valid(self, key: str) -> _Held | None:
-        held = self._held.get(key)
+    def _valid(self, grant: TokenGrant) -> _Held | None:
+        held = self._held.get(grant)
         if held is not None and self._clock.monotonic() < held.expires_at:
             return held
         return None
 
-    def _renew_in_background(self, grant: TokenGrant, key: str) -> None:
-        if self._failures.backing_off(key):
+    def _renew_in_background(self, grant: TokenGrant) -> None:
+        if self._failures.backing_off(grant):
             return  # the current token stays in use until it expires
-        self._acquisition(grant, key, stale_ok=False)
+        self._acquisition(grant, stale_ok=False)
 
-    def _acquisition(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> asyncio.Task[_Held]:
-        """The one acquisition in flight for `key`, started if there is none."""
-        task = self._inflight.get(key)
+    def _acquisition(self, grant: TokenGrant, *, stale_ok: bool) -> asyncio.Task[_Held]:
+        """The one acquisition in flight for `grant`, started if there is none."""
+        task = self._inflight.get(grant)
         if task is None or task.done():
-            task = asyncio.ensure_future(self._acquire(grant, key, stale_ok=stale_ok))
-            self._inflight[key] = task
-            task.add_done_callback(lambda done: self._settle(key, done))
+            task = asyncio.ensure_future(self._acquire(grant, stale_ok=stale_ok))
+            self._inflight[grant] = task
+            task.add_done_callback(lambda done: self._settle(grant, done))
         return task
 
-    def _settle(self, key: str, task: asyncio.Task[_Held]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
+    def _settle(self, grant: TokenGrant, task: asyncio.Task[_Held]) -> None:
+        if self._inflight.get(grant) is task:
+            del self._inflight[grant]
         if not task.cancelled():
             task.exception()  # retrieved: a background failure was logged, not lost
 
-    async def _acquire(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> _Held:
+    async def _acquire(self, grant: TokenGrant, *, stale_ok: bool) -> _Held:
         """A token from the store when it is newer than ours, else one new token request.
 
         `stale_ok`: a valid token that is due for renewal is good enough (a caller is waiting;
@@ -203,39 +195,39 @@ class TokenBroker:
         request one per credential across every process sharing the store; the others wait for
         its result, or take over once a dead holder's lease runs out.
         """
-        adopted = await self._adopt_stored(grant, key, stale_ok=stale_ok)
+        adopted = await self._adopt_stored(grant, stale_ok=stale_ok)
         if adopted is not None:
             return adopted
-        while not await self._store.try_lock(key, self._owner, self._lock_lease):
+        while not await self._store.try_lock(grant, self._owner, self._lock_lease):
             await asyncio.sleep(self._lock_poll)
-            adopted = await self._adopt_stored(grant, key, stale_ok=False)
+            adopted = await self._adopt_stored(grant, stale_ok=False)
             if adopted is not None:
                 return adopted
         try:
             # The previous holder may have renewed it just before we got the lock.
-            adopted = await self._adopt_stored(grant, key, stale_ok=False)
+            adopted = await self._adopt_stored(grant, stale_ok=False)
             if adopted is not None:
                 return adopted
             try:
-                held = await self._fetch(grant, key)
+                held = await self._fetch(grant)
             except TokenError as e:
-                self._record_failure(grant, key, e)
+                self._record_failure(grant, e)
                 raise
             except Exception as e:  # shared and backed off like any other failure
                 error = TokenError(f"token request failed ({type(e).__name__})")
-                self._record_failure(grant, key, error)
+                self._record_failure(grant, error)
                 raise error from e
         finally:
-            await self._store.unlock(key, self._owner)
-        self._failures.forget(key)
-        self._held[key] = held
+            await self._store.unlock(grant, self._owner)
+        self._failures.forget(grant)
+        self._held[grant] = held
         return held
 
-    async def _adopt_stored(self, grant: TokenGrant, key: str, *, stale_ok: bool) -> _Held | None:
+    async def _adopt_stored(self, grant: TokenGrant, *, stale_ok: bool) -> _Held | None:
         """Takes the stored token when it is another than ours and still valid (and not due,
         unless `stale_ok`)."""
-        stored = await self._store.load(key)
-        current = self._held.get(key)
+        stored = await self._store.load(grant)
+        current = self._held.get(grant)
         # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
         if stored is None or (current is not None and stored == current.token):
             return None
@@ -243,13 +235,13 @@ class TokenBroker:
         now = self._clock.monotonic()
         if now >= adopted.expires_at:
             return None
-        self._held[key] = adopted
+        self._held[grant] = adopted
         if not stale_ok and now >= adopted.renew_at:
             return None
-        self._failures.forget(key)
+        self._failures.forget(grant)
         return adopted
 
-    async def _fetch(self, grant: TokenGrant, key: str) -> _Held:
+    async def _fetch(self, grant: TokenGrant) -> _Held:
         sent_wall = self._clock.wall()
         sent_mono = self._clock.monotonic()
         response = await self._endpoint.request_token(grant.credentials)
@@ -271,7 +263,7 @@ class TokenBroker:
             took,
         )
         self.counters.of(grant.backend).fetches += 1
-        await self._store.save(key, token, ttl=lifetime)
+        await self._store.save(grant, token, ttl=lifetime)
         margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(
             token,
@@ -280,10 +272,10 @@ class TokenBroker:
             fetched=True,
         )
 
-    def _record_failure(self, grant: TokenGrant, key: str, error: TokenError) -> None:
-        still = self._valid(key)
+    def _record_failure(self, grant: TokenGrant, error: TokenError) -> None:
+        still = self._valid(grant)
         left = None if still is None else still.expires_at - self._clock.monotonic()
-        self._failures.record(grant.backend, key, error, left)
+        self._failures.record(grant.backend, grant, error, left)
         self.counters.of(grant.backend).failed(error)
 
     def _place(self, token: Token, grant: TokenGrant) -> _Held:

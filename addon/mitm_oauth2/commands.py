@@ -31,7 +31,8 @@ class OAuth2Commands:
     @command.command("oauth2.status")
     def status(self) -> str:
         """Per backend, as JSON: token present, its age and time left, whether it is being
-        renewed, fetches, cache hits, replays after a 401, failures by cause, last error."""
+        renewed, fetches, cache hits, replays after a 401, failures by cause, last error, and
+        the token store with whether it works (store_ok)."""
         broker = self._addon.broker
         report = {
             backend.name: broker.status(backend.grant) if broker else {"token": False}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from .clock import Clock
@@ -24,19 +25,19 @@ class _Failure:
 
 
 class FailureMemory:
-    """A short negative cache per cache key, with the backoff schedule of `policy.Backoff`."""
+    """A short negative cache per grant, with the backoff schedule of `policy.Backoff`."""
 
     def __init__(self, clock: Clock, backoff: Backoff, rng: random.Random) -> None:
         self._clock = clock
         self._backoff = backoff
         self._rng = rng
-        self._failures: dict[str, _Failure] = {}
+        self._failures: dict[Hashable, _Failure] = {}
 
-    def backing_off(self, key: str) -> bool:
+    def backing_off(self, key: Hashable) -> bool:
         failure = self._failures.get(key)
         return failure is not None and self._clock.monotonic() < failure.until
 
-    def raise_if_recent(self, key: str) -> None:
+    def raise_if_recent(self, key: Hashable) -> None:
         """Gives the caller the last failure again, without a new token request, until it ends.
 
         Its `retry_after` (a 503's Retry-After) is the time left, when the server named one.
@@ -53,10 +54,12 @@ class FailureMemory:
             error.cause, oauth_error=error.oauth_error, status=error.status, retry_after=retry_after
         )
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
-    def record(self, backend: str, key: str, error: TokenError, still_valid: float | None) -> None:
+    def record(
+        self, backend: str, key: Hashable, error: TokenError, still_valid: float | None
+    ) -> None:
         """Remembers a failure and logs it once; `still_valid`: seconds the current token has."""
         previous = self._failures.get(key)
         count = previous.count + 1 if previous is not None else 1

@@ -10,8 +10,12 @@ import logging
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Set
 from wsgiref.simple_server import WSGIServer
 
+from mitmproxy import addonmanager
+from mitmproxy import ctx
+from mitmproxy import exceptions
 from prometheus_client import CollectorRegistry
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily
@@ -50,6 +54,12 @@ class TokenCollector(Collector):
             "Seconds until the held token expires",
             labels=["backend"],
         )
+        store_ok = GaugeMetricFamily(
+            "oauth2_token_store_ok",
+            "1 while the token store (disk cache or Redis) works; 0 while tokens are kept in "
+            "this process instead",
+            labels=["backend"],
+        )
         for backend, status in self._source():
             fetches.add_metric([backend], _number(status.get("fetches")))
             hits.add_metric([backend], _number(status.get("cache_hits")))
@@ -58,9 +68,10 @@ class TokenCollector(Collector):
             for cause, count in causes.items() if isinstance(causes, dict) else ():
                 failures.add_metric([backend, str(cause)], _number(count))
             present.add_metric([backend], 1.0 if status.get("token") else 0.0)
+            store_ok.add_metric([backend], 1.0 if status.get("store_ok", True) else 0.0)
             if "token_left_s" in status:
                 left.add_metric([backend], _number(status["token_left_s"]))
-        yield from (fetches, hits, replays, failures, present, left)
+        yield from (fetches, hits, replays, failures, present, left, store_ok)
 
 
 def _number(value: object) -> float:
@@ -68,13 +79,47 @@ def _number(value: object) -> float:
 
 
 class MetricsEndpoint:
-    """The HTTP server Prometheus scrapes; prometheus-client serves it from its own thread."""
+    """The HTTP server Prometheus scrapes, and its options (a nested addon of OAuth2Backend);
+    prometheus-client serves it from its own thread."""
 
     def __init__(self, source: StatusSource) -> None:
         self._registry = CollectorRegistry()
         self._registry.register(TokenCollector(source))
         self._server: WSGIServer | None = None
         self.address: tuple[str, int] | None = None
+
+    def load(self, loader: addonmanager.Loader) -> None:
+        loader.add_option(
+            "oauth2_metrics_port",
+            int,
+            0,
+            """
+            Port of a Prometheus endpoint (/metrics) with per-backend token counters;
+            0 (the default) serves none.
+            """,
+        )
+        loader.add_option(
+            "oauth2_metrics_host",
+            str,
+            "127.0.0.1",
+            "Address the Prometheus endpoint listens on (default: loopback only).",
+        )
+
+    def configure(self, updated: Set[str]) -> None:
+        if not {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
+            return
+        host, port = ctx.options.oauth2_metrics_host, ctx.options.oauth2_metrics_port
+        if not 0 <= port < 65536:
+            raise exceptions.OptionsError("oauth2_metrics_port: must be 0 (off) to 65535")
+        try:
+            self.serve(host, port)
+        except OSError as e:
+            raise exceptions.OptionsError(
+                f"oauth2_metrics_port: cannot listen on {host}:{port} ({e.strerror or e})"
+            ) from e
+
+    def done(self) -> None:
+        self.stop()
 
     def serve(self, host: str, port: int) -> None:
         """Listens on host:port (port 0: none); raises OSError when it cannot bind."""

@@ -12,6 +12,7 @@ Fixtures:
                                               mode=None, upstream_ca=True, lazy=True) -> Proxy
   run_mitmdump_expect_exit     function run(config_text, *extra_args, cache_dir=None,
                                             timeout=30) -> (returncode, output)
+  redis_server                 function RedisServer: a real redis-server on a free loopback port
 When a test fails, the output of every process it started is added to its report.
 """
 
@@ -34,6 +35,7 @@ from proxies import Proxy
 from proxies import harness_options
 from proxies import mitmdump_args
 from proxies import run_mitmdump
+from redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
 _PROCESSES = pytest.StashKey[list[Any]]()
@@ -118,6 +120,14 @@ def devservers_factory(
     yield start
     for servers in started:
         servers.stop()
+
+
+@pytest.fixture
+def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    _register(request, server)
+    yield server.start()
+    server.stop()
 
 
 @pytest.fixture

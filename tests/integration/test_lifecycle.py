@@ -7,6 +7,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -133,22 +134,32 @@ def test_sigkilled_lock_holder_delays_the_others_at_most_its_lease(
     lease = ("--set", "oauth2_lock_lease=2")
     holder = mitmdump(devservers.backend_toml("ledger"), *lease, cache_dir=shared)
     other = mitmdump(devservers.backend_toml("ledger"), *lease, cache_dir=shared)
+    kill_while_asking_for_a_token(holder, devservers)
+    with other.client(timeout=15) as client:
+        answer = client.get(f"{devservers.backend_url}/after-kill")
+    assert answer.status_code == 200
+    assert devservers.stats()["token_requests_arrived"] == 2
+    assert "/before-kill" not in [r["path"] for r in devservers.backend_requests()]
+
+
+def kill_while_asking_for_a_token(
+    holder: Proxy, devservers: DevServersProcess, check_held: Callable[[], None] = lambda: None
+) -> None:
+    """SIGKILLs `holder` while its token request (so its lock) is outstanding, after
+    `check_held`; then makes the token server answer at once again. The caller sets a delay
+    long enough to catch it."""
     stuck = threading.Thread(target=lambda: request_quietly(holder, devservers.backend_url))
     stuck.start()
     deadline = time.monotonic() + 10
     while devservers.stats()["token_requests_arrived"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)  # waits for the holder's token request to arrive
     assert devservers.token_requests() == 0  # not answered yet
+    check_held()
     assert holder.proc is not None
     holder.proc.send_signal(signal.SIGKILL)  # dies holding the lock
     holder.proc.wait(timeout=10)
     stuck.join(timeout=15)
     devservers.configure(delay=0)
-    with other.client(timeout=15) as client:
-        answer = client.get(f"{devservers.backend_url}/after-kill")
-    assert answer.status_code == 200
-    assert devservers.stats()["token_requests_arrived"] == 2
-    assert "/before-kill" not in [r["path"] for r in devservers.backend_requests()]
 
 
 def request_quietly(proxy: Proxy, url: str) -> None:

@@ -7,7 +7,7 @@ import asyncio
 
 from mitm_oauth2.broker import TokenBroker
 from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.store import derive_cache_key
+from mitm_oauth2.credentials import TokenGrant
 from mitm_oauth2.tokens import Token
 from mitm_oauth2.tokens import TokenError
 from mitm_oauth2.tokens import TokenResponse
@@ -59,34 +59,36 @@ class FakeEndpoint:
 
 
 class MemoryStore:
+    """Tokens by grant, with the TTL each was saved with; the lock always granted."""
+
+    where = "test memory"
+    failing = False
+
     def __init__(self) -> None:
-        self.tokens: dict[str, Token] = {}
-        self.ttls: dict[str, float] = {}
+        self.tokens: dict[TokenGrant, Token] = {}
+        self.ttls: dict[TokenGrant, float] = {}
 
-    def cache_key(self, grant) -> str:
-        return derive_cache_key(b"k" * 32, grant)
+    async def load(self, grant: TokenGrant) -> Token | None:
+        return self.tokens.get(grant)
 
-    async def load(self, key: str) -> Token | None:
-        return self.tokens.get(key)
+    async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
+        self.tokens[grant] = token
+        self.ttls[grant] = ttl
 
-    async def save(self, key: str, token: Token, ttl: float) -> None:
-        self.tokens[key] = token
-        self.ttls[key] = ttl
-
-    async def try_lock(self, key: str, owner: str, lease: float) -> bool:
+    async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
         return True
 
-    async def unlock(self, key: str, owner: str) -> None:
+    async def unlock(self, grant: TokenGrant, owner: str) -> None:
         pass
 
-    async def delete(self, key: str) -> None:
-        self.tokens.pop(key, None)
+    async def delete(self, grant: TokenGrant) -> None:
+        self.tokens.pop(grant, None)
 
-    async def delete_if(self, key: str, access_token: str) -> None:
-        if key in self.tokens and self.tokens[key].access_token == access_token:
-            del self.tokens[key]
+    async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
+        if grant in self.tokens and self.tokens[grant].access_token == access_token:
+            del self.tokens[grant]
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         pass
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.store_settings import StoreSettings
 from mitm_oauth2.tokens import Issued
 from mitm_oauth2.tokens import Token
 from mitm_oauth2.tokens import TokenError
@@ -36,8 +38,10 @@ client_secret = "{SECRET}"
 class StubBroker:
     """Stands in for TokenBroker: hands out `token`, or raises `error`."""
 
-    def __init__(self, cache_dir: Path) -> None:
-        self.cache_dir = cache_dir
+    def __init__(self, settings: StoreSettings, lock_lease: float = 15.0) -> None:
+        self.settings = settings
+        self.cache_dir = settings.cache_dir
+        self.lock_lease = lock_lease
         self.token_value = Token("tok-abc", "Bearer", issued_at=0.0, lifetime=3600.0)
         self.error: TokenError | None = None
         self.grants: list = []
@@ -64,8 +68,8 @@ def brokers(monkeypatch: pytest.MonkeyPatch) -> list[StubBroker]:
 
     class FakeTokenBroker:
         @staticmethod
-        def on_disk(cache_dir: Path, lock_lease: float) -> StubBroker:
-            opened.append(StubBroker(cache_dir))
+        def production(settings: StoreSettings, lock_lease: float) -> StubBroker:
+            opened.append(StubBroker(settings, lock_lease))
             return opened[-1]
 
     monkeypatch.setattr(addon_module, "TokenBroker", FakeTokenBroker)
@@ -117,13 +121,20 @@ def test_missing_config_file_is_refused(tmp_path: Path, brokers) -> None:
         tctx.configure(addon, oauth2_config=str(tmp_path / "nope.toml"))
 
 
-def test_good_config_opens_a_private_cache(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_good_config_opens_a_private_cache_at_once(tmp_path: Path) -> None:
+    """Opened in the background at start-up (not at the first request), so a broken cache is
+    reported before traffic comes."""
     addon = OAuth2Backend()
     cache = tmp_path / "cache"
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth2_config=str(config_file(tmp_path)), oauth2_cache_dir=str(cache))
         assert addon.broker is not None
         assert addon.cache_dir == cache
+        for _ in range(500):
+            if (cache / "cache.db").exists():
+                break
+            await asyncio.sleep(0.01)
         assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
         backend = addon.router.match("api.test", 443, "https")
         assert backend is not None
@@ -140,7 +151,7 @@ def test_lock_lease_is_validated_and_reopens_the_cache(tmp_path: Path, brokers) 
             tctx.configure(addon, oauth2_lock_lease=0)
         assert len(brokers) == 1
         tctx.configure(addon, oauth2_lock_lease=5)
-        assert (len(brokers), addon.lock_lease) == (2, 5.0)
+        assert (len(brokers), brokers[-1].lock_lease) == (2, 5.0)
 
 
 def test_unusable_cache_dir_is_refused(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """configure(text) -> (addon, tctx, broker): the addon running on a config of that text."""
     broker = StubBroker()
     monkeypatch.setattr(
-        addon_module.TokenBroker, "on_disk", staticmethod(lambda cache_dir, lock_lease: broker)
+        addon_module.TokenBroker, "production", staticmethod(lambda settings, lock_lease: broker)
     )
     addon = OAuth2Backend()
     with taddons.context(addon) as tctx:

@@ -19,8 +19,8 @@ from mitm_oauth2.credentials import AuthMethod
 from mitm_oauth2.credentials import ClientCredentials
 from mitm_oauth2.credentials import Secret
 from mitm_oauth2.credentials import TokenGrant
-from mitm_oauth2.store import DiskTokenStore
 from mitm_oauth2.store import derive_cache_key
+from mitm_oauth2.store_disk import DiskTokenStore
 from mitm_oauth2.tokens import TokenResponse
 
 pytestmark = pytest.mark.anyio
@@ -198,7 +198,7 @@ class CountingEndpoint:
 @pytest.mark.parametrize("field", CHANGES)
 async def test_changed_credentials_never_reuse_a_token(tmp_path: Path, field: str) -> None:
     endpoint = CountingEndpoint()
-    broker = TokenBroker(endpoint, DiskTokenStore(tmp_path / "cache"))
+    broker = TokenBroker(endpoint, DiskTokenStore.open_sync(tmp_path / "cache"))
     try:
         first = await broker.token(GRANT)
         second = await broker.token(changed(field))

@@ -11,7 +11,7 @@ from broker_fakes import START
 from broker_fakes import settle
 
 from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.store import DiskTokenStore
+from mitm_oauth2.store_disk import DiskTokenStore
 from mitm_oauth2.tokens import TokenError
 
 pytestmark = pytest.mark.anyio
@@ -55,11 +55,11 @@ async def test_restart_during_an_outage_serves_the_persisted_token_until_expiry(
 
 
 async def test_restart_with_real_disk_store(tmp_path: Path, endpoint, clock, make_grant) -> None:
-    first = TokenBroker(endpoint, DiskTokenStore(tmp_path / "cache"), clock)
+    first = TokenBroker(endpoint, DiskTokenStore.open_sync(tmp_path / "cache"), clock)
     assert (await first.token(make_grant())).access_token == "tok-1"
     first.close()
     clock.advance(60)
-    second = TokenBroker(endpoint, DiskTokenStore(tmp_path / "cache"), clock)
+    second = TokenBroker(endpoint, DiskTokenStore.open_sync(tmp_path / "cache"), clock)
     try:
         token = await second.token(make_grant())
         assert (token.access_token, token.issued_at) == ("tok-1", START)
@@ -105,8 +105,8 @@ async def test_processes_sharing_a_store_make_one_token_request(
     tmp_path: Path, endpoint, clock, make_grant
 ) -> None:
     """Two brokers on one cache directory stand for two mitmdump processes."""
-    first = TokenBroker(endpoint, DiskTokenStore(tmp_path / "c"), clock, lock_poll=0.001)
-    second = TokenBroker(endpoint, DiskTokenStore(tmp_path / "c"), clock, lock_poll=0.001)
+    first = TokenBroker(endpoint, DiskTokenStore.open_sync(tmp_path / "c"), clock, lock_poll=0.001)
+    second = TokenBroker(endpoint, DiskTokenStore.open_sync(tmp_path / "c"), clock, lock_poll=0.001)
     endpoint.gate = asyncio.Event()
     holder = asyncio.ensure_future(first.token(make_grant()))
     await endpoint.started.wait()  # the first holds the lock and is asking the endpoint
@@ -124,10 +124,9 @@ async def test_processes_sharing_a_store_make_one_token_request(
 async def test_a_dead_lock_holder_delays_the_others_by_at_most_its_lease(
     tmp_path: Path, endpoint, clock, make_grant
 ) -> None:
-    store = DiskTokenStore(tmp_path / "c")
+    store = DiskTokenStore.open_sync(tmp_path / "c")
     broker = TokenBroker(endpoint, store, clock, lock_poll=0.01)
-    key = store.cache_key(make_grant())
-    assert await store.try_lock(key, "killed-process", lease=0.3)  # never released
+    assert await store.try_lock(make_grant(), "killed-process", lease=0.3)  # never released
     token = await asyncio.wait_for(broker.token(make_grant()), timeout=10)
     assert token.access_token == "tok-1"
     assert endpoint.calls == 1

@@ -53,6 +53,8 @@ async def test_status_reports_tokens_and_counters(running, endpoint) -> None:
         "replays": 0,
         "failures": {},
         "last_error": None,
+        "store": "test memory",
+        "store_ok": True,
     }
     assert report["orders"]["token"] is False
     assert report["orders"]["failures"] == {"http_503": 1}

@@ -23,8 +23,16 @@ STATUS = {
         "replays": 1,
         "failures": {"invalid_client": 3, "http_503": 1},
         "last_error": "token endpoint answered HTTP 401 with error 'invalid_client'",
+        "store_ok": True,
     },
-    "orders": {"token": False, "fetches": 0, "cache_hits": 0, "replays": 0, "failures": {}},
+    "orders": {
+        "token": False,
+        "fetches": 0,
+        "cache_hits": 0,
+        "replays": 0,
+        "failures": {},
+        "store_ok": False,
+    },
 }
 
 
@@ -57,6 +65,8 @@ def test_counters_per_backend(endpoint: MetricsEndpoint) -> None:
     assert 'oauth2_token_failures_total{backend="billing",cause="http_503"} 1.0' in text
     assert 'oauth2_token_present{backend="orders"} 0.0' in text
     assert 'oauth2_token_time_left_seconds{backend="billing"} 3000.5' in text
+    assert 'oauth2_token_store_ok{backend="billing"} 1.0' in text
+    assert 'oauth2_token_store_ok{backend="orders"} 0.0' in text
     assert "invalid_client'" not in text  # the last error's text is for oauth2.status, not labels
 
 
@@ -87,5 +97,5 @@ def test_addon_option(tmp_path) -> None:
             taken = busy.getsockname()[1]
             with pytest.raises(exceptions.OptionsError, match="cannot listen"):
                 tctx.configure(addon, oauth2_metrics_port=taken)
-        addon.done()
+        addon.metrics.done()  # mitmproxy calls done() on nested addons at shutdown
         assert addon.metrics.address is None

@@ -38,7 +38,7 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
     monkeypatch.setattr(
         addon_module,
         "TokenBroker",
-        type("B", (), {"on_disk": staticmethod(lambda d, lock_lease: broker)}),
+        type("B", (), {"production": staticmethod(lambda settings, lock_lease: broker)}),
     )
     extra = getattr(request, "param", "")
     path = tmp_path / "backends.toml"

@@ -13,8 +13,8 @@ import pytest
 
 from mitm_oauth2.credentials import AuthMethod
 from mitm_oauth2.credentials import Secret
-from mitm_oauth2.store import DiskTokenStore
 from mitm_oauth2.store import derive_cache_key
+from mitm_oauth2.store_disk import DiskTokenStore
 from mitm_oauth2.tokens import Token
 
 SECRET = "p@ss:w+rd/%=é"
@@ -24,7 +24,7 @@ TOKEN = Token("tok-1", "Bearer", issued_at=1_700_000_000.0, lifetime=3600.0, sco
 
 @pytest.fixture
 def store(tmp_path: Path):
-    store = DiskTokenStore(tmp_path / "cache")
+    store = DiskTokenStore.open_sync(tmp_path / "cache")
     yield store
     store.close()
 
@@ -80,7 +80,10 @@ def test_key_depends_on_the_hmac_key(make_grant) -> None:
 
 def test_two_stores_key_one_grant_differently(tmp_path: Path, make_grant) -> None:
     """The HMAC key is random per store: a key seen in one cache says nothing about the secret."""
-    first, second = DiskTokenStore(tmp_path / "one"), DiskTokenStore(tmp_path / "two")
+    first, second = (
+        DiskTokenStore.open_sync(tmp_path / "one"),
+        DiskTokenStore.open_sync(tmp_path / "two"),
+    )
     try:
         assert first.cache_key(make_grant()) != second.cache_key(make_grant())
     finally:
@@ -89,10 +92,10 @@ def test_two_stores_key_one_grant_differently(tmp_path: Path, make_grant) -> Non
 
 
 def test_hmac_key_survives_reopening(tmp_path: Path, make_grant) -> None:
-    first = DiskTokenStore(tmp_path / "cache")
+    first = DiskTokenStore.open_sync(tmp_path / "cache")
     key = first.cache_key(make_grant())
     first.close()
-    second = DiskTokenStore(tmp_path / "cache")
+    second = DiskTokenStore.open_sync(tmp_path / "cache")
     try:
         assert second.cache_key(make_grant()) == key
     finally:
@@ -101,26 +104,24 @@ def test_hmac_key_survives_reopening(tmp_path: Path, make_grant) -> None:
 
 @pytest.mark.anyio
 async def test_round_trip(store: DiskTokenStore, make_grant) -> None:
-    key = store.cache_key(make_grant())
-    assert await store.load(key) is None
-    await store.save(key, TOKEN, ttl=3600)
-    loaded = await store.load(key)
+    assert await store.load(make_grant()) is None
+    await store.save(make_grant(), TOKEN, ttl=3600)
+    loaded = await store.load(make_grant())
     assert loaded == TOKEN
     assert loaded.access_token == "tok-1"
-    assert await store.load(store.cache_key(make_grant(secret="other"))) is None
+    assert await store.load(make_grant(secret="other")) is None
 
 
 @pytest.mark.anyio
 async def test_survives_reopening(tmp_path: Path, make_grant) -> None:
-    first = DiskTokenStore(tmp_path / "cache")
-    key = first.cache_key(make_grant())
-    await first.save(key, TOKEN, ttl=3600)
-    first.close()
-    second = DiskTokenStore(tmp_path / "cache")
+    first = DiskTokenStore.open_sync(tmp_path / "cache")
+    await first.save(make_grant(), TOKEN, ttl=3600)
+    await first.aclose()
+    second = DiskTokenStore.open_sync(tmp_path / "cache")
     try:
-        assert await second.load(second.cache_key(make_grant())) == TOKEN
+        assert await second.load(make_grant()) == TOKEN
     finally:
-        second.close()
+        await second.aclose()
 
 
 @pytest.mark.anyio
@@ -130,17 +131,16 @@ async def test_expired_entries_are_not_returned(
     now = [1_700_000_000.0]
     fake_time = types.SimpleNamespace(time=lambda: now[0], sleep=lambda seconds: None)
     monkeypatch.setattr(diskcache.core, "time", fake_time)  # diskcache expires on time.time()
-    key = store.cache_key(make_grant())
-    await store.save(key, TOKEN, ttl=60)
+    await store.save(make_grant(), TOKEN, ttl=60)
     now[0] += 59
-    assert await store.load(key) == TOKEN
+    assert await store.load(make_grant()) == TOKEN
     now[0] += 2
-    assert await store.load(key) is None
+    assert await store.load(make_grant()) is None
 
 
 @pytest.mark.anyio
 async def test_private_files(store: DiskTokenStore, make_grant) -> None:
-    await store.save(store.cache_key(make_grant()), TOKEN, ttl=3600)
+    await store.save(make_grant(), TOKEN, ttl=3600)
     assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
     files = [Path(root, name) for root, _, names in os.walk(store.directory) for name in names]
     assert files
@@ -155,15 +155,15 @@ def test_existing_directory_is_made_private(tmp_path: Path) -> None:
     directory = tmp_path / "cache"
     directory.mkdir(mode=0o755)
     os.chmod(directory, 0o755)
-    DiskTokenStore(directory).close()
+    DiskTokenStore.open_sync(directory).close()
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
 
 
 @pytest.mark.anyio
 async def test_secret_is_never_written(store: DiskTokenStore, make_grant) -> None:
     grant = make_grant(secret="hunter2-unique-secret")
-    await store.save(store.cache_key(grant), TOKEN, ttl=3600)
-    store.close()
+    await store.save(grant, TOKEN, ttl=3600)
+    await store.aclose()
     for root, _, names in os.walk(store.directory):
         for name in names:
             assert b"hunter2" not in Path(root, name).read_bytes()
@@ -171,22 +171,22 @@ async def test_secret_is_never_written(store: DiskTokenStore, make_grant) -> Non
 
 @pytest.mark.anyio
 async def test_broken_entry_reads_as_missing(store: DiskTokenStore, make_grant) -> None:
-    key = store.cache_key(make_grant())
     with diskcache.Cache(str(store.directory)) as other:
-        other.set(key, "{not json")
-    assert await store.load(key) is None
-    await store.save(key, TOKEN, ttl=3600)
-    assert await store.load(key) == TOKEN
+        other.set(store.cache_key(make_grant()), "{not json")
+    assert await store.load(make_grant()) is None
+    await store.save(make_grant(), TOKEN, ttl=3600)
+    assert await store.load(make_grant()) == TOKEN
 
 
 @pytest.mark.anyio
-async def test_lock_is_exclusive_and_released_only_by_its_owner(tmp_path: Path) -> None:
-    store = DiskTokenStore(tmp_path / "c")
-    other = DiskTokenStore(tmp_path / "c")  # another process on the same directory
-    assert await store.try_lock("k", "me", lease=60)
-    assert not await other.try_lock("k", "you", lease=60)
-    await other.unlock("k", "you")  # not the owner: no effect
-    assert not await other.try_lock("k", "you", lease=60)
-    await store.unlock("k", "me")
-    assert await other.try_lock("k", "you", lease=60)
-    assert await store.try_lock("other-key", "me", lease=60)  # locks are per key
+async def test_lock_is_exclusive_and_released_only_by_its_owner(tmp_path: Path, make_grant) -> None:
+    store = DiskTokenStore.open_sync(tmp_path / "c")
+    other = DiskTokenStore.open_sync(tmp_path / "c")  # another process on the same directory
+    grant = make_grant()
+    assert await store.try_lock(grant, "me", lease=60)
+    assert not await other.try_lock(grant, "you", lease=60)
+    await other.unlock(grant, "you")  # not the owner: no effect
+    assert not await other.try_lock(grant, "you", lease=60)
+    await store.unlock(grant, "me")
+    assert await other.try_lock(grant, "you", lease=60)
+    assert await store.try_lock(make_grant(backend="other"), "me", lease=60)  # per grant

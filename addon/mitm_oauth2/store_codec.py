@@ -1,0 +1,91 @@
+"""Tokens as stored bytes: JSON, sealed with AES-GCM when the operator gives a store key."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .tokens import Token
+
+_SEALED = b"aesgcm1:"
+_NONCE_BYTES = 12
+MIN_KEY_CHARS = 16
+
+
+class UnreadableEntry(ValueError):
+    """A stored value that is not a token we can read: corrupt, foreign, or sealed with
+    another key (or none). Read as missing; the next token replaces it."""
+
+
+def _derive(key: str, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(key.encode())
+
+
+class TokenCodec:
+    """Encodes tokens for a store. With a key, tokens are encrypted and bound to their cache
+    key (a sealed value moved under another key does not open), and the cache-key HMAC key is
+    derived from it too, so every process given the same key computes the same cache keys."""
+
+    def __init__(self, key: str | None = None) -> None:
+        self._aead = None if key is None else AESGCM(_derive(key, b"mitm-oauth2 token sealing"))
+        self.hmac_key = None if key is None else _derive(key, b"mitm-oauth2 cache key")
+
+    @property
+    def sealed(self) -> bool:
+        return self._aead is not None
+
+    def encode(self, token: Token, cache_key: str) -> bytes:
+        plain = json.dumps(
+            {
+                "access_token": token.access_token,
+                "token_type": token.token_type,
+                "issued_at": token.issued_at,
+                "lifetime": token.lifetime,
+                "scope": token.scope,
+            }
+        ).encode()
+        if self._aead is None:
+            return plain
+        nonce = os.urandom(_NONCE_BYTES)
+        return _SEALED + nonce + self._aead.encrypt(nonce, plain, cache_key.encode())
+
+    def read(self, data: bytes | str | None, cache_key: str) -> Token | None:
+        """The token in a stored value; None for no value or one we cannot read (the next
+        token saved replaces it)."""
+        if data is None:
+            return None
+        try:
+            return self.decode(data, cache_key)
+        except UnreadableEntry:
+            return None
+
+    def decode(self, data: bytes | str, cache_key: str) -> Token:
+        """The token in `data`; raises UnreadableEntry for anything else."""
+        raw = data.encode() if isinstance(data, str) else data
+        if self._aead is not None:
+            if not raw.startswith(_SEALED):
+                raise UnreadableEntry("not sealed with the store key")
+            sealed = raw[len(_SEALED) :]
+            nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            try:
+                raw = self._aead.decrypt(nonce, ciphertext, cache_key.encode())
+            except InvalidTag as e:
+                raise UnreadableEntry("sealed with another store key") from e
+        elif raw.startswith(_SEALED):
+            raise UnreadableEntry("sealed, and no store key is set")
+        try:
+            record = json.loads(raw)
+            return Token(
+                access_token=str(record["access_token"]),
+                token_type=str(record["token_type"]),
+                issued_at=float(record["issued_at"]),
+                lifetime=float(record["lifetime"]),
+                scope=record.get("scope"),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise UnreadableEntry("not a token record") from e

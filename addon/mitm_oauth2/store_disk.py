@@ -1,0 +1,109 @@
+"""Tokens in a diskcache directory on one machine, shared safely by its processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import diskcache
+
+from .credentials import TokenGrant
+from .store import derive_cache_key
+from .store_codec import TokenCodec
+from .tokens import Token
+
+_HMAC_KEY_ENTRY = "store/hmac-key"
+_LOCK = "lock/"
+
+
+def _private_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+    database = directory / "cache.db"
+    fd = os.open(database, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(database, 0o600)
+
+
+class DiskTokenStore:
+    """Tokens in a diskcache directory (0700, files 0600). Raises when the disk fails.
+
+    diskcache is synchronous SQLite, so opening and every call run in a worker thread.
+    """
+
+    def __init__(self, cache: diskcache.Cache, directory: Path, codec: TokenCodec) -> None:
+        self._cache = cache
+        self.where = f"token cache {directory}"
+        self.directory = directory
+        self._codec = codec
+        self.failing = False
+        # Random per directory unless the operator's store key sets it (see TokenCodec).
+        if codec.hmac_key is None:
+            self._cache.add(_HMAC_KEY_ENTRY, secrets.token_bytes(32))
+        self._hmac_key: bytes = codec.hmac_key or self._cache.get(_HMAC_KEY_ENTRY)
+        self._keys: dict[TokenGrant, str] = {}
+
+    @classmethod
+    def open_sync(cls, directory: Path, codec: TokenCodec | None = None) -> DiskTokenStore:
+        _private_directory(directory)
+        # Values stay inside SQLite (no side files) and are bytes we encode, never pickles.
+        cache = diskcache.Cache(str(directory), disk_min_file_size=1 << 20)
+        try:
+            return cls(cache, directory, codec or TokenCodec())
+        except BaseException:
+            cache.close()
+            raise
+
+    @classmethod
+    async def open(cls, directory: Path, codec: TokenCodec | None = None) -> DiskTokenStore:
+        return await asyncio.to_thread(cls.open_sync, directory, codec)
+
+    def cache_key(self, grant: TokenGrant) -> str:
+        key = self._keys.get(grant)
+        if key is None:
+            key = self._keys[grant] = derive_cache_key(self._hmac_key, grant)
+        return key
+
+    async def load(self, grant: TokenGrant) -> Token | None:
+        key = self.cache_key(grant)
+        return self._codec.read(await asyncio.to_thread(self._cache.get, key), key)
+
+    async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
+        key = self.cache_key(grant)
+        await asyncio.to_thread(self._cache.set, key, self._codec.encode(token, key), expire=ttl)
+
+    async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
+        await asyncio.to_thread(self._delete_if, self.cache_key(grant), access_token)
+
+    async def delete(self, grant: TokenGrant) -> None:
+        await asyncio.to_thread(self._cache.delete, self.cache_key(grant))
+
+    def _delete_if(self, key: str, access_token: str) -> None:
+        with self._cache.transact():
+            stored = self._codec.read(self._cache.get(key), key)
+            if stored is not None and stored.access_token == access_token:
+                self._cache.delete(key)
+
+    # diskcache.Lock is not used: its release deletes whoever's lock is there (no owner check),
+    # and its acquire spins in a blocking sleep loop.
+    async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
+        lock_key = _LOCK + self.cache_key(grant)
+        added: bool = await asyncio.to_thread(self._cache.add, lock_key, owner, expire=lease)
+        return added
+
+    async def unlock(self, grant: TokenGrant, owner: str) -> None:
+        await asyncio.to_thread(self._unlock, _LOCK + self.cache_key(grant), owner)
+
+    def _unlock(self, lock_key: str, owner: str) -> None:
+        with self._cache.transact():
+            if self._cache.get(lock_key) == owner:
+                self._cache.delete(lock_key)
+
+    def close(self) -> None:
+        self._cache.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)

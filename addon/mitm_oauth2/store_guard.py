@@ -1,0 +1,179 @@
+"""A store that cannot fail a request: every call bounded, this process's memory while the
+real store is out, and back to sharing once it answers again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from collections.abc import Callable
+from typing import TypeVar
+
+from .clock import Clock
+from .clock import SystemClock
+from .credentials import TokenGrant
+from .http_util import printable
+from .store import TokenStore
+from .store_memory import MemoryTokenStore
+from .tokens import Token
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 0.5
+# No request waits for the opening at start-up (each waits at most `timeout` for it), so it
+# may take longer: a loop busy starting mitmproxy must not make it look like an outage.
+OPEN_TIMEOUT = 5.0
+# How long a failed store is left alone before a call tries it again; calls in between use memory.
+DEFAULT_RETRY_INTERVAL = 2.0
+
+# Strong references to background tasks, which the event loop itself only holds weakly.
+_background: set[asyncio.Future[None]] = set()
+
+
+class GuardedStore:
+    """Wraps a raw store (opened lazily, off the event loop) with a timeout on every call.
+
+    While it fails, tokens and locks live in this process (one warning when that starts, one
+    line when sharing resumes). The broker's memory layer answers requests with a valid token
+    before any store call, so only acquisitions ever wait here, and at most `timeout`.
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[TokenStore]],
+        where: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_interval: float = DEFAULT_RETRY_INTERVAL,
+        clock: Clock | None = None,
+    ) -> None:
+        self.where = where
+        self._opener = opener
+        self._opening: asyncio.Task[TokenStore] | None = None
+        self._current: TokenStore | None = None  # the last store opened, until replaced
+        self._stale = False  # failed since opened: open again before the next use
+        self._timeout = timeout
+        self._retry_interval = retry_interval
+        self._clock = clock or SystemClock()
+        self._memory = MemoryTokenStore(self._clock)
+        self._failing = False
+        self._retry_at = 0.0
+
+    def open_soon(self) -> None:
+        """Starts opening the store now, when a loop runs, so a broken one is reported at
+        start-up rather than at the first request that needs a token."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        opening = asyncio.ensure_future(self._call("open", _opened, OPEN_TIMEOUT))
+        _background.add(opening)
+        opening.add_done_callback(_background.discard)
+
+    @property
+    def failing(self) -> bool:
+        """True while tokens are kept in this process instead of the store."""
+        return self._failing
+
+    async def load(self, grant: TokenGrant) -> Token | None:
+        return await self._call("read", lambda store: store.load(grant))
+
+    async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
+        # Kept in memory too: if the store fails before it is read back, this process has it.
+        await self._memory.save(grant, token, ttl)
+        await self._call("write", lambda store: store.save(grant, token, ttl))
+
+    async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
+        await self._memory.delete_if(grant, access_token)
+        await self._call("delete", lambda store: store.delete_if(grant, access_token))
+
+    async def delete(self, grant: TokenGrant) -> None:
+        await self._memory.delete(grant)
+        await self._call("delete", lambda store: store.delete(grant))
+
+    async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
+        return await self._call("lock", lambda store: store.try_lock(grant, owner, lease))
+
+    async def unlock(self, grant: TokenGrant, owner: str) -> None:
+        await self._memory.unlock(grant, owner)
+        await self._call("unlock", lambda store: store.unlock(grant, owner))
+
+    async def _call(
+        self,
+        what: str,
+        operation: Callable[[TokenStore], Awaitable[T]],
+        wait_at_least: float = 0.0,
+    ) -> T:
+        """`operation` on the store, or on this process's memory while the store fails.
+
+        Writes reach memory first (see save), so repeating them there is harmless.
+        """
+        if self._failing and self._clock.monotonic() < self._retry_at:
+            return await operation(self._memory)
+        try:
+            async with asyncio.timeout(max(wait_at_least, self._timeout)):
+                store = await asyncio.shield(self._open())
+                result = await operation(store)
+        except Exception as e:  # whatever the store raises, the request goes on without it
+            self._fail(what, e)
+            return await operation(self._memory)
+        if self._failing:
+            self._failing = False
+            logger.warning("%s is back: tokens are shared again", self.where)
+        return result
+
+    def _open(self) -> asyncio.Task[TokenStore]:
+        """The store, opened once, and opened again after it failed: a reconnect, which also
+        lets a Redis that lost its data learn the fleet's cache-key key again."""
+        opening = self._opening
+        if opening is None or (self._stale and opening.done()):
+            self._stale = False
+            opening = self._opening = asyncio.ensure_future(self._reopen())
+        return opening
+
+    async def _reopen(self) -> TokenStore:
+        store = await self._opener()
+        old, self._current = self._current, store
+        if old is not None and old is not store:
+            with contextlib.suppress(Exception):  # a broken store may fail to close as well
+                await old.aclose()
+        return store
+
+    def _fail(self, what: str, error: Exception) -> None:
+        self._retry_at = self._clock.monotonic() + self._retry_interval
+        self._stale = True
+        if self._failing:
+            return
+        self._failing = True
+        detail = type(error).__name__
+        if str(error):
+            detail += f": {printable(str(error), 160)}"
+        logger.warning(
+            "%s: cannot %s (%s); keeping tokens in this process until it answers again "
+            "(tried every %.0f s)",
+            self.where,
+            what,
+            detail,
+            self._retry_interval,
+        )
+
+    async def aclose(self) -> None:
+        await self._memory.aclose()
+        if self._opening is not None and not self._opening.done():
+            self._opening.add_done_callback(_close_when_opened)
+        elif self._current is not None:
+            await self._current.aclose()
+
+
+async def _opened(store: TokenStore) -> None:
+    """Nothing more to do once the store is open."""
+
+
+def _close_when_opened(opening: asyncio.Task[TokenStore]) -> None:
+    """A store whose opening outlived the guard is closed as soon as it exists."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    closing = asyncio.ensure_future(opening.result().aclose())
+    _background.add(closing)
+    closing.add_done_callback(_background.discard)

@@ -1,0 +1,58 @@
+"""Tokens in this process only: where the guard keeps them while the real store fails."""
+
+from __future__ import annotations
+
+from .clock import Clock
+from .clock import SystemClock
+from .credentials import TokenGrant
+from .tokens import Token
+
+
+class MemoryTokenStore:
+    """A dict with expiry. The lock is per process, which is all it can be while the shared
+    store is out: the broker's single flight already makes one request per process."""
+
+    where = "this process's memory"
+    failing = False
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._tokens: dict[TokenGrant, tuple[Token, float]] = {}
+        self._locks: dict[TokenGrant, tuple[str, float]] = {}
+
+    async def load(self, grant: TokenGrant) -> Token | None:
+        entry = self._tokens.get(grant)
+        if entry is None:
+            return None
+        if self._clock.monotonic() >= entry[1]:
+            del self._tokens[grant]
+            return None
+        return entry[0]
+
+    async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
+        self._tokens[grant] = (token, self._clock.monotonic() + ttl)
+
+    async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
+        entry = self._tokens.get(grant)
+        if entry is not None and entry[0].access_token == access_token:
+            del self._tokens[grant]
+
+    async def delete(self, grant: TokenGrant) -> None:
+        self._tokens.pop(grant, None)
+
+    async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
+        now = self._clock.monotonic()
+        held = self._locks.get(grant)
+        if held is not None and held[0] != owner and now < held[1]:
+            return False
+        self._locks[grant] = (owner, now + lease)
+        return True
+
+    async def unlock(self, grant: TokenGrant, owner: str) -> None:
+        held = self._locks.get(grant)
+        if held is not None and held[0] == owner:
+            del self._locks[grant]
+
+    async def aclose(self) -> None:
+        self._tokens.clear()
+        self._locks.clear()

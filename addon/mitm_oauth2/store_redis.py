@@ -1,0 +1,139 @@
+"""Tokens in Redis, shared by every proxy of a fleet: one token request per credential."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+from redis.asyncio.lock import Lock
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import LockNotOwnedError
+
+from .credentials import TokenGrant
+from .store import derive_cache_key
+from .store_codec import TokenCodec
+from .store_codec import UnreadableEntry
+from .tokens import Token
+
+PREFIX = "mitm-oauth2:"
+_HMAC_KEY = PREFIX + "hmac-key"
+
+# Deletes the key only while it holds exactly the value read before: a token renewed meanwhile,
+# by any proxy of the fleet, is kept (Redis runs a script atomically).
+_DELETE_IF_UNCHANGED = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisTokenStore:
+    """Tokens under `mitm-oauth2:token/v1/<backend>/<hmac>` with a TTL of their remaining life;
+    the lock is redis-py's Lock (SET NX PX with an owner token, released by its owner only).
+
+    Raises when Redis fails: the guard around it decides what that means for the request.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, where: str, codec: TokenCodec) -> None:
+        self._redis = client
+        self.where = where
+        self._codec = codec
+        self.failing = False
+        self._hmac_key = codec.hmac_key
+        self._keys: dict[TokenGrant, str] = {}
+        self._delete_if_unchanged = client.register_script(_DELETE_IF_UNCHANGED)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        where: str,
+        password: str | None,
+        timeout: float,
+        codec: TokenCodec,
+        ca_file: Path | None = None,
+    ) -> RedisTokenStore:
+        # rediss:// verifies the server against the system's roots, or against `ca_file`.
+        tls: dict[str, Any] = {} if ca_file is None else {"ssl_ca_certs": str(ca_file)}
+        client = redis.asyncio.Redis.from_url(
+            url,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # One immediate retry replaces a pooled connection that died with a restarted Redis;
+            # more, or a backoff, would only stretch a wait the guard cuts short anyway.
+            retry=Retry(NoBackoff(), 1),
+            **tls,
+        )
+        return cls(client, where, codec)
+
+    async def connected(self) -> RedisTokenStore:
+        """This store once Redis answers and the fleet's key is settled (the guard's opener,
+        run again after every failure)."""
+        await self._redis.ping()
+        if self._codec.hmac_key is None:
+            await self._agree_on_fleet_key()
+        return self
+
+    async def _agree_on_fleet_key(self) -> bytes:
+        """The HMAC key of cache keys, the same for every proxy on this Redis.
+
+        The first proxy to ask publishes it; a proxy that knew one before Redis lost its data
+        publishes that one again, so proxies started before and after the loss still agree.
+        """
+        proposed = self._hmac_key or secrets.token_bytes(32)
+        await self._redis.set(_HMAC_KEY, proposed, nx=True)
+        stored = await self._redis.get(_HMAC_KEY)
+        if not isinstance(stored, bytes) or len(stored) != 32:
+            raise UnreadableEntry(f"{_HMAC_KEY} is not a 32-byte key")
+        if stored != self._hmac_key:
+            self._hmac_key = stored
+            self._keys.clear()
+        return stored
+
+    async def _key(self, grant: TokenGrant) -> str:
+        key = self._keys.get(grant)
+        if key is None:
+            hmac_key = self._hmac_key or await self._agree_on_fleet_key()
+            key = self._keys[grant] = PREFIX + derive_cache_key(hmac_key, grant)
+        return key
+
+    async def load(self, grant: TokenGrant) -> Token | None:
+        key = await self._key(grant)
+        return self._codec.read(await self._redis.get(key), key)
+
+    async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
+        key = await self._key(grant)
+        await self._redis.set(key, self._codec.encode(token, key), px=max(1, int(ttl * 1000)))
+
+    async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
+        key = await self._key(grant)
+        data = await self._redis.get(key)
+        stored = self._codec.read(data, key)
+        if data is not None and stored is not None and stored.access_token == access_token:
+            await self._delete_if_unchanged(keys=[key], args=[data])
+
+    async def delete(self, grant: TokenGrant) -> None:
+        await self._redis.delete(await self._key(grant))
+
+    async def _lock(self, grant: TokenGrant, lease: float | None) -> Lock:
+        name = PREFIX + "lock/" + (await self._key(grant)).removeprefix(PREFIX)
+        return self._redis.lock(name, timeout=lease, thread_local=False)
+
+    async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
+        lock = await self._lock(grant, lease)
+        return bool(await lock.acquire(blocking=False, token=owner))
+
+    async def unlock(self, grant: TokenGrant, owner: str) -> None:
+        lock = await self._lock(grant, None)
+        # Not ours any more when the lease ran out (another proxy may hold it now): left alone.
+        with contextlib.suppress(LockNotOwnedError):
+            await lock.do_release(owner.encode())
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,150 @@
+"""The guard around a store: a failing or hanging store never fails a call, one warning when
+it starts failing, memory meanwhile, and back to the store once it answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from broker_fakes import FakeClock
+from broker_fakes import MemoryStore
+
+from mitm_oauth2.store_guard import GuardedStore
+from mitm_oauth2.tokens import Token
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = Token("tok-g", "Bearer", issued_at=1_700_000_000.0, lifetime=60.0)
+
+
+class FlakyStore(MemoryStore):
+    """A MemoryStore that raises, or hangs, while told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: Exception | None = None
+        self.hang = False
+        self.closed = False
+
+    async def _check(self) -> None:
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.error is not None:
+            raise self.error
+
+    async def load(self, grant):
+        await self._check()
+        return await super().load(grant)
+
+    async def save(self, grant, token, ttl):
+        await self._check()
+        await super().save(grant, token, ttl)
+
+    async def try_lock(self, grant, owner, lease):
+        await self._check()
+        return True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def setup(make_grant):
+    clock, raw = FakeClock(), FlakyStore()
+    opened: list[FlakyStore] = []
+
+    async def opener() -> FlakyStore:
+        opened.append(raw)
+        return raw
+
+    guard = GuardedStore(opener, "token store redis://r:6379/0", 0.05, 2.0, clock)
+    return guard, raw, clock, make_grant(), opened
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_healthy_store_is_used(setup) -> None:
+    guard, raw, _, grant, _ = setup
+    await guard.save(grant, TOKEN, ttl=60)
+    assert raw.tokens[grant] == TOKEN
+    assert await guard.load(grant) == TOKEN
+    assert not guard.failing
+
+
+async def test_failing_store_falls_back_to_memory_with_one_warning(setup, caplog) -> None:
+    guard, raw, _, grant, _ = setup
+    raw.error = ConnectionError("Error 111 connecting to r:6379. Connection refused.")
+    for _ in range(50):
+        await guard.save(grant, TOKEN, ttl=60)
+        assert await guard.load(grant) == TOKEN  # from this process's memory
+        assert await guard.try_lock(grant, "me", lease=5)
+    assert guard.failing
+    assert raw.tokens == {}
+    (line,) = warnings(caplog)
+    assert "token store redis://r:6379/0: cannot write (ConnectionError: Error 111" in line
+    assert "keeping tokens in this process" in line
+
+
+async def test_a_hanging_store_costs_one_timeout_then_memory_answers(setup, caplog) -> None:
+    guard, raw, _, grant, _ = setup
+    await guard.save(grant, TOKEN, ttl=60)
+    raw.hang = True
+    assert await guard.load(grant) == TOKEN  # the timeout, then memory
+    assert guard.failing
+    assert await guard.load(grant) == TOKEN  # memory at once: the store is left alone
+    assert "cannot read (TimeoutError)" in warnings(caplog)[0]
+
+
+async def test_sharing_resumes_when_the_store_answers_again(setup, caplog) -> None:
+    guard, raw, clock, grant, opened = setup
+    raw.error = ConnectionError("down")
+    await guard.load(grant)
+    raw.error = None
+    await guard.save(grant, TOKEN, ttl=60)
+    assert raw.tokens == {}  # not tried again before the retry interval ends
+    clock.advance(2.0)
+    await guard.save(grant, TOKEN, ttl=60)
+    assert raw.tokens[grant] == TOKEN
+    assert not guard.failing
+    assert warnings(caplog)[-1] == "token store redis://r:6379/0 is back: tokens are shared again"
+    assert len(opened) == 2  # opened again after the failure: a reconnect
+
+
+async def test_a_store_that_cannot_be_opened_is_tried_again_later(make_grant, caplog) -> None:
+    clock, raw, attempts = FakeClock(), FlakyStore(), []
+
+    async def opener() -> FlakyStore:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise PermissionError(13, "Permission denied")
+        return raw
+
+    guard = GuardedStore(opener, "token cache /ro", 0.05, 2.0, clock)
+    grant = make_grant()
+    await guard.save(grant, TOKEN, ttl=60)
+    assert await guard.load(grant) == TOKEN
+    assert "token cache /ro: cannot write (PermissionError" in warnings(caplog)[0]
+    clock.advance(2.0)
+    assert await guard.load(grant) is None  # the store opened now, and holds nothing yet
+    assert len(attempts) == 2
+
+
+async def test_memory_expires_tokens_with_their_ttl(setup) -> None:
+    guard, raw, clock, grant, _ = setup
+    raw.error = ConnectionError("down")
+    await guard.save(grant, TOKEN, ttl=60)
+    clock.now_mono += 1.9  # still inside the retry interval: memory answers
+    assert await guard.load(grant) == TOKEN
+    clock.now_mono += 58.2
+    raw.error = ConnectionError("still down")
+    assert await guard.load(grant) is None
+
+
+async def test_close_closes_the_opened_store(setup) -> None:
+    guard, raw, _, grant, _ = setup
+    await guard.load(grant)
+    await guard.aclose()
+    assert raw.closed
