@@ -75,22 +75,6 @@ def expiry_boundary(rig: Rig, p50_figure: Figure, p99_figure: Figure) -> Timelin
     return timelines[len(timelines) // 2][1]
 
 
-def store_option_supported() -> bool:
-    """Whether this addon has the oauth2_store option (a Redis token store)."""
-    from mitm_oauth2.addon import OAuth2Backend
-
-    class Names:
-        def __init__(self) -> None:
-            self.names: list[str] = []
-
-        def add_option(self, name: str, *args: object, **kwargs: object) -> None:
-            self.names.append(name)
-
-    names = Names()
-    OAuth2Backend().load(names)  # type: ignore[arg-type]  # only add_option is called
-    return "oauth2_store" in names.names
-
-
 def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]) -> None:
     """4. A crowd of callers at once, with no valid token anywhere: on one mitmdump, spread
     over `cache_fleet` sharing a cache directory, and over `redis_fleet` sharing a Redis. Each
@@ -110,8 +94,6 @@ def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]
     )
     if not shutil.which("redis-server"):
         figures[2].missing = "n/a (redis-server not installed)"
-    elif not store_option_supported():
-        figures[2].missing = "n/a (needs oauth2_store)"
     else:
         redis = rig.procs.add(Redis())
         store = ("--set", f"oauth2_store={redis.url}")

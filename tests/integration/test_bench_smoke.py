@@ -43,8 +43,6 @@ def test_smoke_run_writes_every_figure_and_the_plot(tmp_path: Path) -> None:
     assert sorted(rows) == sorted(FIGURES)
     for key, cells in rows.items():
         median, goal = cells[2], cells[4]
-        if key == "4c" and median == "n/a (needs oauth2_store)":
-            continue
         assert re.fullmatch(r"\*\*\d+(\.\d+)?\*\*", median), (key, median)
         assert goal, key
         assert cells[5] in ("yes", "**no**"), (key, cells[5])
