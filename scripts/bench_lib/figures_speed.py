@@ -14,10 +14,13 @@ from .rig import Rig
 DUMMY_DOMAIN = "bench.invalid"  # RFC 2606: never resolves, never matches a request here
 
 
-def throughput_pairs(rig: Rig, figure: Figure, baseline: Mitmdump, subject: Mitmdump) -> None:
+def throughput_pairs(
+    rig: Rig, figures: tuple[Figure, Figure], baseline: Mitmdump, subject: Mitmdump
+) -> None:
     """Per run, `throughput_slices` short measurements of each, alternating (ABBA...), so that
-    the machine's other load falls on both alike; the ratio of their request rates. mitmdump's
-    CPU time per request, which that load disturbs less, is noted beside it."""
+    the machine's other load falls on both alike: the ratio of their request rates (first
+    figure), and of mitmdump's CPU time per request, baseline / subject (second figure), which
+    that load disturbs less."""
     rig.warm(baseline.url(), subject.url())
     seconds = rig.profile.throughput_seconds
     for _ in range(rig.profile.runs):
@@ -32,14 +35,14 @@ def throughput_pairs(rig: Rig, figure: Figure, baseline: Mitmdump, subject: Mitm
                 total[2] += dump.cpu_seconds() - cpu
         (b_requests, b_seconds, b_cpu), (s_requests, s_seconds, s_cpu) = totals.values()
         b_rate, s_rate = b_requests / b_seconds, s_requests / s_seconds
-        figure.add(
-            s_rate / b_rate,
-            f"{s_rate:.0f} / {b_rate:.0f} req/s, mitmdump CPU per request "
-            f"{s_cpu / s_requests * 1000:.2f} / {b_cpu / b_requests * 1000:.2f} ms",
-        )
+        b_cost, s_cost = b_cpu / b_requests, s_cpu / s_requests
+        rates = f"{s_rate:.0f} / {b_rate:.0f} req/s"
+        costs = f"CPU per request {s_cost * 1000:.2f} / {b_cost * 1000:.2f} ms"
+        figures[0].add(s_rate / b_rate, f"{rates} ({costs})")
+        figures[1].add(b_cost / s_cost, f"{costs} ({rates})")
 
 
-def throughput(rig: Rig, cache_hit: Figure, many_backends: Figure) -> None:
+def throughput(rig: Rig, cache_hit: tuple[Figure, Figure], many: tuple[Figure, Figure]) -> None:
     """1. mitmdump with the addon and a valid token / bare mitmdump, same backend process.
     6. The same addon request with N configured backends (the one used is last) / with 1."""
     rig.idp.configure(expires_in=3600, delay=0)
@@ -49,14 +52,14 @@ def throughput(rig: Rig, cache_hit: Figure, many_backends: Figure) -> None:
         rig.idp.backend_toml(f"svc-{n:04d}", f"svc-{n:04d}.{DUMMY_DOMAIN}")
         for n in range(count - 1)
     )
-    bare, one, many = rig.mitmdumps(
+    bare, one, lots = rig.mitmdumps(
         ("bare", [rig.open_port], None), ("one", [port], real), ("many", [port], dummies + real)
     )
     try:
         throughput_pairs(rig, cache_hit, bare, one)
-        throughput_pairs(rig, many_backends, one, many)
+        throughput_pairs(rig, many, one, lots)
     finally:
-        rig.stop(bare, one, many)
+        rig.stop(bare, one, lots)
 
 
 def p99(records: list[list[float]], target: int) -> tuple[float, float]:

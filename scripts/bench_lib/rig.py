@@ -53,7 +53,11 @@ class Rig:
             self.mitmdump(name, ports, config, cache=self.workdir / f"cache-{name}")
             for name, ports, config in specs
         ]
-        return [dump.ready() for dump in started]
+        try:
+            return [dump.ready() for dump in started]
+        except BaseException:
+            self.stop(*started)
+            raise
 
     def mitmdump(
         self, name: str, ports: list[int], config: str | None, *extra: str, cache: Path

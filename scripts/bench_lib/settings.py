@@ -22,7 +22,9 @@ class Profile:
     expiry_idp_delay: float  # figure 3: the IdP's answer time
     expiry_rate: float  # figure 3: requests per second
     crowd_callers: int  # figure 4: concurrent callers
-    crowd_lifetime: int  # figure 4: expires_in; each run waits for the token to expire
+    # figure 4: expires_in; each run waits for the token to expire. Long enough that no caller
+    # is answered after the token entered its renewal margin (that renewal is not the crowd's).
+    crowd_lifetime: int
     crowd_idp_delay: float  # figure 4: so that every caller arrives while the token is fetched
     cache_fleet: int  # figure 4: mitmdumps sharing one cache directory
     redis_fleet: int  # figure 4: mitmdumps sharing one Redis
@@ -47,7 +49,7 @@ FULL = Profile(
     expiry_idp_delay=0.3,
     expiry_rate=100,
     crowd_callers=200,
-    crowd_lifetime=4,
+    crowd_lifetime=10,
     crowd_idp_delay=0.5,
     cache_fleet=4,
     redis_fleet=3,
@@ -72,7 +74,7 @@ SMOKE = Profile(
     expiry_idp_delay=0.1,
     expiry_rate=50,
     crowd_callers=40,
-    crowd_lifetime=2,
+    crowd_lifetime=10,
     crowd_idp_delay=0.2,
     cache_fleet=2,
     redis_fleet=2,
