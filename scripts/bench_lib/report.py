@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a server or in CI
 
 from matplotlib import pyplot  # after use(): the backend must be chosen first
+from matplotlib import ticker
 
 
 @dataclass
@@ -112,6 +113,9 @@ def plot_latency(
             start, start + max(fetch_seconds, 0.05), color="tab:red", alpha=0.25, label=label
         )
     axes.set_yscale("log")
+    plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 20, not 2 x 10^1
+    axes.yaxis.set_major_formatter(plain)
+    axes.yaxis.set_minor_formatter(plain)
     axes.set_xlabel("time (s)")
     axes.set_ylabel("latency (ms, log scale)")
     axes.set_title(title, fontsize=10)
