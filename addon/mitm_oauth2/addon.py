@@ -22,9 +22,11 @@ from .commands import OAuth2Commands
 from .config import BackendConfig
 from .config import Config
 from .config import ConfigError
+from .destination import Destination
+from .exposure import ExposureWarning
 from .hosts import HostRouter
-from .http_util import is_loopback
 from .metrics import MetricsEndpoint
+from .problem import Problem
 from .problem import token_unavailable
 from .replay import Replays
 from .store_settings import StoreSettingError
@@ -65,7 +67,7 @@ class OAuth2Backend:
         self.watcher = ConfigWatcher(self._reload)
         self.metrics = MetricsEndpoint(self._statuses)
         # mitmproxy loads nested addons with this one
-        self.addons = [OAuth2Commands(self), self.metrics]
+        self.addons = [OAuth2Commands(self), self.metrics, ExposureWarning()]
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -139,8 +141,6 @@ class OAuth2Backend:
         )
 
     def configure(self, updated: Set[str]) -> None:
-        if "listen_host" in updated:
-            self._warn_if_exposed(ctx.options.listen_host)
         if not (STORE_OPTIONS | {"oauth2_config"}) & updated:
             return
         if ctx.options.oauth2_lock_lease < 1:
@@ -186,18 +186,6 @@ class OAuth2Backend:
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         self.watcher.start()
-
-    @staticmethod
-    def _warn_if_exposed(listen_host: str) -> None:
-        """A proxy that adds credentials gives whoever reaches it the backends' access."""
-        if listen_host and is_loopback(listen_host):
-            return
-        where = listen_host or "every interface"
-        logger.warning(
-            "oauth2: the proxy listens on %s: anyone who can connect to it uses the backends with "
-            "its tokens; use --listen-host 127.0.0.1 unless that is intended",
-            where,
-        )
 
     def _statuses(self) -> list[tuple[str, dict[str, object]]]:
         broker = self.broker
@@ -245,14 +233,27 @@ class OAuth2Backend:
         if backend is None:
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
+        where = Destination(
+            request.host,
+            request.port,
+            request.scheme,
+            request.headers.get_all("Host"),
+            request.authority,
+        )
+        refusal = where.refusal(backend)
+        if refusal is not None:
+            logger.warning("backend %s: %s", backend.name, refusal.problem.detail)
+            self._refuse(flow, refusal.problem, refusal.cause)
+            return
         try:
             issue = await self.broker.issue(backend.grant)
         except TokenError as e:
-            self._refuse(flow, backend, e)
+            self._refuse(flow, token_unavailable(backend.name, e), e.cause)
             return
         except Exception as e:  # a bug must fail closed: never forward without the token
             logger.exception("backend %s: unexpected failure getting a token", backend.name)
-            self._refuse(flow, backend, TokenError(f"internal error ({type(e).__name__})"))
+            error = TokenError(f"internal error ({type(e).__name__})")
+            self._refuse(flow, token_unavailable(backend.name, error), error.cause)
             return
         # Replaces whatever the caller sent under that name (every copy of the header).
         story.issued(flow, backend.name, issue)
@@ -290,12 +291,11 @@ class OAuth2Backend:
         return backend if backend is not None and backend.name == meta.get("backend") else None
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, backend: BackendConfig, error: TokenError) -> None:
-        problem = token_unavailable(backend.name, error)
+    def _refuse(flow: http.HTTPFlow, problem: Problem, cause: str) -> None:
         # A streamed body would go upstream before our answer; buffer it so nothing is forwarded.
         flow.request.stream = False
         flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
-        story.refused(flow, error.cause)
+        story.refused(flow, cause)
 
     def done(self) -> None:
         self.watcher.stop()

@@ -19,6 +19,7 @@ from .clock import SystemClock
 from .credentials import TokenGrant
 from .failures import FailureMemory
 from .policy import Backoff
+from .policy import expiry_skew
 from .policy import safety_margin
 from .policy import token_lifetime
 from .stats import Counters
@@ -47,6 +48,11 @@ class _Held:
     renew_at: float
     expires_at: float
     fetched: bool = False  # by a token request of this process, rather than from the store
+
+    @property
+    def usable_until(self) -> float:
+        """Served until shortly before it expires, so it does not expire on its way."""
+        return self.expires_at - expiry_skew(self.token.lifetime)
 
 
 class TokenBroker:
@@ -109,7 +115,7 @@ class TokenBroker:
             source=source,
             renewing=grant in self._inflight,
             age=max(0.0, now - (held.expires_at - held.token.lifetime)),
-            left=held.expires_at - now,
+            left=held.usable_until - now,
         )
 
     async def invalidate(self, grant: TokenGrant, access_token: str) -> None:
@@ -131,7 +137,7 @@ class TokenBroker:
         token |= {"store": self._store.where, "store_ok": not self._store.failing}
         if held is not None:
             token["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
-            token["token_left_s"] = round(held.expires_at - now, 1)
+            token["token_left_s"] = round(held.usable_until - now, 1)
         return token | self.counters.of(grant.backend).as_dict()
 
     def refresh(self, grant: TokenGrant) -> None:
@@ -163,7 +169,7 @@ class TokenBroker:
 
     def _valid(self, grant: TokenGrant) -> _Held | None:
         held = self._held.get(grant)
-        if held is not None and self._clock.monotonic() < held.expires_at:
+        if held is not None and self._clock.monotonic() < held.usable_until:
             return held
         return None
 
@@ -233,7 +239,7 @@ class TokenBroker:
             return None
         adopted = self._place(stored, grant)
         now = self._clock.monotonic()
-        if now >= adopted.expires_at:
+        if now >= adopted.usable_until:
             return None
         self._held[grant] = adopted
         if not stale_ok and now >= adopted.renew_at:
@@ -274,7 +280,7 @@ class TokenBroker:
 
     def _record_failure(self, grant: TokenGrant, error: TokenError) -> None:
         still = self._valid(grant)
-        left = None if still is None else still.expires_at - self._clock.monotonic()
+        left = None if still is None else still.usable_until - self._clock.monotonic()
         self._failures.record(grant.backend, grant, error, left)
         self.counters.of(grant.backend).failed(error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -10,6 +11,7 @@ import ssl
 from datetime import UTC
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 from urllib.parse import quote_plus
 
 import httpx
@@ -19,6 +21,7 @@ from .credentials import AuthMethod
 from .credentials import ClientCredentials
 from .credentials import TokenTransport
 from .discovery import Discovery
+from .http_util import ACCEPT_ENCODING
 from .http_util import printable
 from .http_util import read_limited
 from .tokens import TokenError
@@ -44,10 +47,16 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    """`text` without any credential, as written or form-urlencoded."""
+    """`text` without any credential in the forms a server may echo it in: as written, form-
+    or percent-encoded, JSON-escaped, base64 or base64url."""
     for secret in secrets:
-        for form in (secret, quote_plus(secret, safe="")):
-            text = text.replace(form, "***")
+        raw = secret.encode()
+        forms = {secret, quote_plus(secret, safe=""), quote(secret, safe="")}
+        forms |= {json.dumps(secret)[1:-1], base64.b64encode(raw).decode()}
+        forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+        for form in sorted(forms, key=len, reverse=True):
+            if form:
+                text = text.replace(form, "***")
     return text
 
 
@@ -130,6 +139,7 @@ class TokenClient:
                 transport=self._transport,
                 trust_env=False,
                 follow_redirects=False,
+                headers=ACCEPT_ENCODING,
             )
             self._pools[transport] = pool
         return pool
@@ -154,6 +164,9 @@ class TokenClient:
             raise TokenError(f"cannot connect to token endpoint ({printable(str(e), 120)})") from e
         except httpx.RemoteProtocolError as e:
             raise TokenError("token endpoint closed the connection without an answer") from e
+        except (httpx.ReadError, httpx.WriteError) as e:  # e.g. reset by the server or a firewall
+            reason = printable(str(e) or type(e).__name__, 120)
+            raise TokenError(f"connection to token endpoint broke ({reason})") from e
         except httpx.HTTPError as e:
             raise TokenError(f"token request failed ({type(e).__name__})") from e
         except UnicodeEncodeError as e:
@@ -190,10 +203,15 @@ class TokenClient:
                 f"token endpoint issued token_type '{kind}', not Bearer", status=status
             )
         scope = document.get("scope")
+        expires_in = _parse_expires_in(document.get("expires_in"))
+        if expires_in is None and document.get("expires_in") is not None:
+            # Used as if absent (max_token_age); the operator should know the server is odd.
+            shown = printable(json.dumps(document["expires_in"]), 40)
+            logger.warning("%s: expires_in %s is not a number; taken as absent", endpoint, shown)
         return TokenResponse(
             access_token=access_token,
             token_type="Bearer",
-            expires_in=_parse_expires_in(document.get("expires_in")),
+            expires_in=expires_in,
             scope=scope if isinstance(scope, str) else None,
         )
 

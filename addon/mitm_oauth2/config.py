@@ -49,6 +49,10 @@ def parse_config(text: str, path: str, environ: Mapping[str, str]) -> Config:
             f"{path}: unknown top-level key '{unknown[0]}' (expected [[backend]] tables)"
         )
     tables = document.get("backend")
+    if isinstance(tables, dict):
+        raise ConfigError(
+            f"{path}: write each backend as [[backend]] (an array of tables), not [backend]"
+        )
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path}: no [[backend]] tables")
     backends: list[BackendConfig] = []

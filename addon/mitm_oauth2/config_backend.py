@@ -46,7 +46,7 @@ KEYS = frozenset(
     | {"basic_encoding", "signing_alg", "key_id", "assertion_audience"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
-    | {"header", "header_format"}
+    | {"header", "header_format", "allow_plain_http"}
     | set(SECRET_KEYS)
     | set(FILE_KEYS)
 )
@@ -60,7 +60,7 @@ _RESERVED_PARAMS = frozenset(
     | {"client_assertion", "client_assertion_type"}
 )
 _RESERVED_HEADERS = frozenset(
-    {"authorization", "content-type", "content-length", "host", "accept"}
+    {"authorization", "content-type", "content-length", "host", "accept", "accept-encoding"}
     | {"transfer-encoding", "connection"}
 )
 _ALGORITHMS = {
@@ -79,6 +79,8 @@ class BackendConfig:
     path_prefix: str = "/"
     header: str = DEFAULT_HEADER
     header_format: str = DEFAULT_HEADER_FORMAT
+    # The token may go to these hosts over plain HTTP beyond loopback (a mesh encrypts it, say).
+    allow_plain_http: bool = False
 
 
 def parse_backend(reader: TableReader) -> BackendConfig:
@@ -103,6 +105,7 @@ def parse_backend(reader: TableReader) -> BackendConfig:
         path_prefix=_path_prefix(reader),
         header=_header(reader),
         header_format=_header_format(reader),
+        allow_plain_http=reader.flag("allow_plain_http", False),
     )
 
 
@@ -222,7 +225,10 @@ def _scopes(reader: TableReader) -> tuple[str, ...]:
 def _resources(reader: TableReader) -> tuple[str, ...]:
     resources = reader.strings("resource")
     for resource in resources:
-        parts = urlsplit(resource)
+        try:
+            parts = urlsplit(resource)
+        except ValueError as e:  # "Invalid IPv6 URL"
+            raise reader.error("resource", f"{resource!r} is not a valid URI ({e})") from e
         # RFC 8707 §2: an absolute URI without a fragment.
         if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment:
             raise reader.error("resource", f"{resource!r} is not an absolute URI without #fragment")

@@ -93,7 +93,11 @@ class TableReader:
     def url(self, key: str, *, schemes: tuple[str, ...] = ("https",)) -> str:
         """An absolute URL without credentials or fragment; http only for loopback hosts."""
         url = self.string(key)
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as e:  # "Invalid IPv6 URL", a bad port
+            raise self.error(key, f"{url!r} is not a valid URL ({e})") from e
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise self.error(key, f"must be an absolute http(s) URL, not {url!r}")
         if parts.username is not None or parts.password is not None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Generic
 from typing import TypeVar
 
+import idna
+
 T = TypeVar("T")
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -27,17 +29,27 @@ def normalize_host(host: str) -> str:
         return ipaddress.ip_address(host).compressed
     except ValueError:
         pass
-    name = host.rstrip(".").lower()
+    name = host if host.isascii() else _to_ascii(host)
+    name = name.lower().removesuffix(".")  # one trailing dot: the DNS root, the same host
     if not name:
         raise ValueError("empty host name")
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError as e:
-            raise ValueError(f"not a valid internationalised host name ({e})") from e
     if len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
         raise ValueError(f"not a valid host name: {host!r}")
     return name
+
+
+def _to_ascii(name: str) -> str:
+    """IDNA 2008 with UTS #46 non-transitional mapping, as browsers and the `idna` package (used
+    by httpx) do. Python's own "idna" codec is IDNA 2003, which maps `straße` to `strasse`:
+    another domain, which would then get the token configured for the first."""
+    try:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        labels = [
+            label if label.isascii() else idna.alabel(label).decode() for label in mapped.split(".")
+        ]
+    except UnicodeError as e:  # idna.IDNAError is one
+        raise ValueError(f"not a valid internationalised host name ({e})") from e
+    return ".".join(labels)
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,31 @@ def parse_host_pattern(text: str) -> HostPattern:
     if wildcard and (":" in normalized or normalized.replace(".", "").isdigit()):
         raise ValueError(f"{text!r}: wildcards apply to domain names, not IP addresses")
     return HostPattern(normalized, port, wildcard)
+
+
+def names_target(authority: str, host: str, port: int, scheme: str) -> bool:
+    """Whether a Host header or `:authority` names the server the proxy connects to: the same
+    host (modulo case, trailing dot, IDNA) and port (none given: the scheme's default)."""
+    try:
+        named = parse_host_pattern(authority)
+        target = normalize_host(host)
+    except ValueError:
+        return False
+    named_port = named.port if named.port is not None else DEFAULT_PORTS.get(scheme)
+    return not named.wildcard and named.host == target and named_port == port
+
+
+def misnamed(
+    host_headers: list[str], authority: str, host: str, port: int, scheme: str
+) -> str | None:
+    """The Host header or `:authority` that names another server than the one the proxy
+    connects to (the first such, or all Host headers when several are sent), if any."""
+    if len(host_headers) > 1:  # RFC 9112 §3.2: a server must refuse these, a front end may not
+        return ", ".join(host_headers)
+    for named in [*host_headers, authority]:
+        if named and not names_target(named, host, port, scheme):
+            return named
+    return None
 
 
 def _parse_port(text: str, entry: str) -> int:

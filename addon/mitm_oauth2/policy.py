@@ -9,6 +9,7 @@ DEFAULT_REFRESH_MARGIN = 30.0
 # Below this a server's expires_in is taken as a mistake: a token renewed every few hundred
 # milliseconds would turn every request into a token request.
 MIN_LIFETIME = 1.0
+MAX_EXPIRY_SKEW = 10.0
 
 # RFC 6749 §5.2: retrying these with the same request cannot succeed, only hammer the server.
 PERMANENT_ERRORS = frozenset(
@@ -38,6 +39,13 @@ def token_lifetime(expires_in: float | None, max_token_age: float) -> tuple[floa
     if expires_in < MIN_LIFETIME:
         return MIN_LIFETIME, f"expires_in {expires_in:g} is too short; using {MIN_LIFETIME:g} s"
     return min(expires_in, max_token_age), None
+
+
+def expiry_skew(lifetime: float) -> float:
+    """A token is given up this long before it expires, so one sent in its last moment does not
+    expire on its way to the backend: a tenth of its lifetime, at most 10 s (golang.org/x/oauth2
+    uses 10 s for every token, which would leave nothing of a 5-second one)."""
+    return min(MAX_EXPIRY_SKEW, lifetime / 10)
 
 
 def safety_margin(lifetime: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> float:

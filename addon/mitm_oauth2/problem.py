@@ -6,10 +6,13 @@ import json
 import math
 from dataclasses import dataclass
 
+from .http_util import printable
 from .tokens import TokenError
 
 CONTENT_TYPE = "application/problem+json"
 TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"
+MISDIRECTED = "urn:mitm-oauth2:problem:misdirected-request"
+PLAIN_HTTP = "urn:mitm-oauth2:problem:plain-http"
 
 
 @dataclass(frozen=True)
@@ -57,4 +60,35 @@ def token_unavailable(backend: str, error: TokenError) -> Problem:
         backend=backend,
         oauth_error=error.oauth_error,
         retry_after=retry_after,
+    )
+
+
+def misdirected(backend: str, named: str, target: str) -> Problem:
+    """421 (RFC 9110 §15.5.20): the Host header or `:authority` names another server than the one
+    the proxy connects to. A front end shared by several sites routes on that name, so the token
+    would reach whichever site the caller names: the request is not forwarded."""
+    return Problem(
+        type=MISDIRECTED,
+        title="The request names another server than the one it goes to",
+        status=421,
+        detail=(
+            f"Not forwarded with the token of backend '{backend}': the request names "
+            f"{printable(named, 100)!r}, but goes to {target}."
+        ),
+        backend=backend,
+    )
+
+
+def plain_http(backend: str, target: str) -> Problem:
+    """403: the request would carry the token in clear over the network (http:// to a host
+    beyond loopback) and the backend does not say `allow_plain_http`: not forwarded."""
+    return Problem(
+        type=PLAIN_HTTP,
+        title="The token is not sent over plain HTTP",
+        status=403,
+        detail=(
+            f"Not forwarded with the token of backend '{backend}': http://{target} would carry "
+            "it unencrypted; use https, or set allow_plain_http for this backend."
+        ),
+        backend=backend,
     )

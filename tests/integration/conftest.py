@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from harness import DevServersFactory
 from harness import DevServersProcess
 from harness import TlsFiles
+from harness import make_tls_files
 from proxies import MitmdumpFactory
 from proxies import Proxy
+from proxies import create_ca
 from proxies import harness_options
 from proxies import mitmdump_args
 from proxies import run_mitmdump
@@ -64,33 +65,13 @@ def _register(request: pytest.FixtureRequest, process: Any) -> None:
 
 @pytest.fixture(scope="session")
 def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    directory = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    files = TlsFiles(
-        ca=ca,
-        ca_cert=directory / "ca-cert.pem",
-        server_cert=directory / "server-cert.pem",
-        server_key=directory / "server-key.pem",
-    )
-    ca.cert_pem.write_to_path(str(files.ca_cert))
-    for i, blob in enumerate(server.cert_chain_pems):
-        blob.write_to_path(str(files.server_cert), append=i > 0)
-    server.private_key_pem.write_to_path(str(files.server_key))
-    return files
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
 def mitm_confdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared by every proxy of the session, so mitmproxy generates its CA only once."""
-    confdir = tmp_path_factory.mktemp("mitmproxy-confdir")
-    try:  # create the CA now: .ca_cert exists before any proxy runs, no race between proxies
-        from mitmproxy.certs import CertStore
-
-        CertStore.from_store(confdir, "mitmproxy", 2048)
-    except ImportError:  # pragma: no cover - mitmdump creates it on first start instead
-        pass
-    return confdir
+    return create_ca(tmp_path_factory.mktemp("mitmproxy-confdir"))
 
 
 @pytest.fixture

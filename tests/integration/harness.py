@@ -24,6 +24,7 @@ from typing import Protocol
 
 import httpx
 import pytest
+import trustme
 from procs import OutputReader
 from procs import popen
 from procs import stop_process
@@ -69,6 +70,23 @@ class TlsFiles:
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_cert))
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A fresh trustme CA and a server certificate for localhost and 127.0.0.1, as PEM files."""
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    files = TlsFiles(
+        ca=ca,
+        ca_cert=directory / "ca-cert.pem",
+        server_cert=directory / "server-cert.pem",
+        server_key=directory / "server-key.pem",
+    )
+    ca.cert_pem.write_to_path(str(files.ca_cert))
+    for i, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(str(files.server_cert), append=i > 0)
+    server.private_key_pem.write_to_path(str(files.server_key))
+    return files
 
 
 class DevServersProcess:

@@ -29,6 +29,17 @@ ADDON_SCRIPT = ADDON_DIR / "oauth2_backend.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
 
+def create_ca(confdir: Path) -> Path:
+    """mitmproxy's CA made in `confdir` now: proxies sharing the confdir never race for it."""
+    try:
+        from mitmproxy.certs import CertStore
+
+        CertStore.from_store(confdir, "mitmproxy", 2048)
+    except ImportError:  # pragma: no cover - mitmdump creates it on first start instead
+        pass
+    return confdir
+
+
 def harness_options(*, upstream_ca: Path | None, lazy: bool, mode: str | None) -> list[str]:
     """The tests' mitmdump options besides the addon's own (confdir, config, cache, -s)."""
     args: list[str] = []

@@ -246,3 +246,20 @@ def test_in_process_api() -> None:
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_token_prefix_and_echo_auth_knobs(devservers: DevServersProcess) -> None:
+    devservers.configure(token_prefix="FINDME-")
+    token = devservers.fetch_token()
+    assert token.startswith("FINDME-")
+    with devservers.backend_client(timeout=10) as backend:
+        assert backend.get("/", headers=_bearer(token)).status_code == 200
+
+    devservers.configure(status=400, echo_auth=True)
+    basic = basic_auth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    response = devservers.admin.post(
+        devservers.token_url, data=GRANT, headers={"Authorization": basic}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_client"
+    assert basic in response.json()["error_description"]

@@ -205,7 +205,7 @@ def configured(tmp_path: Path, brokers):
     ("host", "port", "scheme"),
     [
         ("api.test", 443, "https"),
-        ("API.test.", 80, "http"),
+        ("API.test.", 443, "https"),
         ("a.b.svc.test", 8443, "https"),
     ],
 )
@@ -226,6 +226,39 @@ async def test_bearer_replaces_the_callers_authorization(configured, host, port,
     assert "tok-abc" not in json.dumps(f.metadata)
     assert [grant.backend for grant in broker.grants] == ["api"]
     assert broker.grants[0].credentials.client_secret.reveal() == SECRET
+
+
+@pytest.mark.anyio
+async def test_plain_http_beyond_loopback_is_refused_before_any_token(configured) -> None:
+    addon, tctx, broker = configured
+    f = flow("api.test", 80, "http")
+    await tctx.cycle(addon, f)
+    assert f.response is not None
+    assert f.response.status_code == 403
+    problem = json.loads(f.response.content or b"")
+    assert problem["type"] == "urn:mitm-oauth2:problem:plain-http"
+    assert "http://api.test:80 would carry it unencrypted" in problem["detail"]
+    assert f.request.headers["Authorization"] == "Basic Y2FsbGVyOm93bg=="
+    assert broker.grants == []  # no token asked for, none sent
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("extra", "host"),
+    [("allow_plain_http = true\n", "api.test"), ("", "127.0.0.1"), ("", "localhost")],
+    ids=["allowed", "loopback ip", "localhost"],
+)
+async def test_plain_http_where_allowed_or_on_loopback_gets_the_token(
+    tmp_path: Path, brokers, extra: str, host: str
+) -> None:
+    addon = OAuth2Backend()
+    text = GOOD.replace('"*.svc.test:8443"', '"*.svc.test:8443", "127.0.0.1", "localhost"')
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth2_config=str(config_file(tmp_path, text + extra)))
+        f = flow(host, 80, "http")
+        await tctx.cycle(addon, f)
+    assert f.response is None
+    assert f.request.headers["Authorization"] == "Bearer tok-abc"
 
 
 @pytest.mark.anyio

@@ -32,7 +32,7 @@ async def test_restart_with_a_due_token_serves_it_and_renews_behind(
     endpoint, store, clock, make_grant
 ) -> None:
     await TokenBroker(endpoint, store, clock).token(make_grant())
-    clock.advance(3600 - 10)
+    clock.advance(3600 - 20)  # due (30 s margin), still usable (until 10 s before expiry)
     restarted = TokenBroker(endpoint, store, clock)
     assert (await restarted.token(make_grant())).access_token == "tok-1"
     await settle(restarted)
@@ -44,12 +44,12 @@ async def test_restart_during_an_outage_serves_the_persisted_token_until_expiry(
     endpoint, store, clock, make_grant
 ) -> None:
     await TokenBroker(endpoint, store, clock).token(make_grant())
-    clock.since_start(3590)
+    clock.since_start(3580)
     endpoint.failure = TokenError("cannot connect to token endpoint")
     restarted = TokenBroker(endpoint, store, clock)
     assert (await restarted.token(make_grant())).access_token == "tok-1"
     await settle(restarted)
-    clock.since_start(3600)
+    clock.since_start(3590)  # 10 s before expiry: given up, not sent to expire on its way
     with pytest.raises(TokenError):
         await restarted.token(make_grant())
 
@@ -94,7 +94,7 @@ async def test_wall_clock_set_back_does_not_extend_a_persisted_token(
     endpoint.failure = TokenError("cannot connect to token endpoint")  # so nothing renews it
     restarted = TokenBroker(endpoint, store, clock)
     assert (await restarted.token(make_grant())).access_token == "tok-1"
-    clock.advance(3600 - 0.001)  # at most one lifetime from the restart...
+    clock.advance(3590 - 0.001)  # at most one lifetime (less the 10 s skew) from the restart...
     await restarted.token(make_grant())
     clock.advance(0.001)  # ...and not a moment more
     with pytest.raises(TokenError):

@@ -98,6 +98,17 @@ async def test_response_parsing(make_grant, document: dict[str, Any], expires_in
     assert response.expires_in == expires_in
 
 
+@pytest.mark.parametrize("value", ["soon", True, [60], "inf"])
+async def test_expires_in_that_is_no_number_is_logged(
+    make_grant, caplog: pytest.LogCaptureFixture, value: Any
+) -> None:
+    response = await ask(json_answer(200, {**GOOD, "expires_in": value}), make_grant())
+    assert response.expires_in is None
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert "is not a number; taken as absent" in record.getMessage()
+
+
 async def test_scope_in_response_is_kept(make_grant) -> None:
     response = await ask(json_answer(200, {**GOOD, "scope": "read"}), make_grant())
     assert response.scope == "read"

@@ -3,17 +3,22 @@ transport errors, Retry-After; and the secret never in an error."""
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from urllib.parse import quote
 from urllib.parse import quote_plus
 
+import brotli
 import httpx
 import pytest
 from client_helpers import GOOD
 from client_helpers import SECRET
+from client_helpers import Recorder
 from client_helpers import ask
 from client_helpers import form
 from client_helpers import json_answer
@@ -122,6 +127,24 @@ async def test_error_description_is_scrubbed(make_grant) -> None:
     assert info.value.description == "client secret '***' is wrong"
 
 
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        quote_plus(SECRET, safe=""),
+        quote(SECRET, safe=""),
+        json.dumps(SECRET)[1:-1],
+        base64.b64encode(SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
+    ],
+    ids=["form-encoded", "percent-encoded", "json-escaped", "base64", "base64url"],
+)
+async def test_a_secret_echoed_in_any_encoding_is_scrubbed(make_grant, echoed: str) -> None:
+    body = {"error": "invalid_client", "error_description": f"got {echoed} from you"}
+    with pytest.raises(TokenError) as info:
+        await ask(json_answer(401, body), make_grant())
+    assert info.value.description == "got *** from you"
+
+
 async def test_oversized_body(make_grant) -> None:
     handler = raw(200, b'{"access_token": "' + b"x" * MAX_RESPONSE_BYTES + b'"}')
     with pytest.raises(TokenError, match="more than"):
@@ -142,6 +165,22 @@ async def test_endless_body_is_not_read_whole(make_grant) -> None:
     assert sent <= 2 * MAX_RESPONSE_BYTES
 
 
+async def test_compressed_body_is_refused_unread(make_grant) -> None:
+    """A 2 KiB brotli body inflates to a gigabyte: the limit must apply before inflating."""
+    bomb = brotli.compress(b"\0" * (64 * MAX_RESPONSE_BYTES), quality=5)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield bomb
+
+    recorder = Recorder(
+        lambda request: httpx.Response(200, content=stream(), headers={"Content-Encoding": "br"})
+    )
+    with pytest.raises(TokenError, match="Content-Encoding 'br', though asked for identity"):
+        await ask(recorder, make_grant())
+    (request,) = recorder.requests
+    assert request.headers["Accept-Encoding"] == "identity"
+
+
 @pytest.mark.parametrize(
     ("exception", "words"),
     [
@@ -152,6 +191,11 @@ async def test_endless_body_is_not_read_whole(make_grant) -> None:
             httpx.RemoteProtocolError("peer closed connection"),
             "closed the connection without an answer",
         ),
+        (
+            httpx.ReadError("[Errno 104] Connection reset by peer"),
+            "connection to token endpoint broke ([Errno 104] Connection reset by peer)",
+        ),
+        (httpx.WriteError(""), "connection to token endpoint broke (WriteError)"),
     ],
 )
 async def test_transport_errors(make_grant, exception: Exception, words: str) -> None:

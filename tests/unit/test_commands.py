@@ -47,7 +47,7 @@ async def test_status_reports_tokens_and_counters(running, endpoint) -> None:
         "token": True,
         "renewing": False,
         "token_age_s": 0.0,
-        "token_left_s": 3600.0,
+        "token_left_s": 3590.0,  # the 10 s before expiry are not used
         "fetches": 1,
         "cache_hits": 1,
         "replays": 0,

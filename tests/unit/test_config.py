@@ -71,7 +71,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
     [
         ("timeout = 3\n" + backend(), "unknown top-level key 'timeout'"),
         ("", "no [[backend]] tables"),
-        ("[backend]\nname = 'api'\n", "no [[backend]] tables"),
+        ("[backend]\nname = 'api'\n", "write each backend as [[backend]]"),
     ],
 )
 def test_document_errors(tmp_path: Path, text: str, expected: str) -> None:

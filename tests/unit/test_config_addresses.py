@@ -69,6 +69,8 @@ def test_bad_host_entries(tmp_path: Path, entry: str, words: str) -> None:
         ("http://idp.example/token", "https"),
         ("http://10.0.0.1/token", "https"),
         ("http://localhost.evil.test/token", "https"),
+        ("https://[idp.test/token", "not a valid URL (Invalid IPv6 URL)"),
+        ("https://idp.test:https/token", "not a valid URL"),
     ],
 )
 def test_bad_token_url(tmp_path: Path, url: str, words: str) -> None:

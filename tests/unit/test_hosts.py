@@ -6,6 +6,7 @@ import pytest
 
 from mitm_oauth2.hosts import HostPattern
 from mitm_oauth2.hosts import HostRouter
+from mitm_oauth2.hosts import names_target
 from mitm_oauth2.hosts import normalize_host
 from mitm_oauth2.hosts import parse_host_pattern
 
@@ -43,6 +44,12 @@ def matches(entry: str, host: str, port: int, scheme: str = "https") -> bool:
         ("xn--bcher-kva.example", "bücher.example", 443, "https", True),
         ("BÜCHER.example", "bücher.example", 443, "https", True),
         ("bücher.example", "bucher.example", 443, "https", False),
+        # IDNA 2008 (as browsers): straße.example is xn--strae-oqa, not strasse (IDNA 2003)
+        ("straße.example", "strasse.example", 443, "https", False),
+        ("strasse.example", "straße.example", 443, "https", False),
+        ("straße.example", "xn--strae-oqa.example", 443, "https", True),
+        # one trailing dot is the DNS root; two are no host name
+        ("api.test", "api.test..", 443, "https", False),
         # IP literals
         ("10.1.2.3", "10.1.2.3", 443, "https", True),
         ("10.1.2.3:8443", "10.1.2.3", 8443, "https", True),
@@ -171,3 +178,37 @@ def test_parse_host_pattern_refuses(entry: str) -> None:
 )
 def test_normalize_host(host: str, expected: str) -> None:
     assert normalize_host(host) == expected
+
+
+@pytest.mark.parametrize(
+    ("authority", "host", "port", "scheme"),
+    [
+        ("api.test", "api.test", 443, "https"),
+        ("API.Test.", "api.test", 443, "https"),
+        ("api.test:443", "api.test", 443, "https"),
+        ("api.test:8443", "API.TEST", 8443, "http"),
+        ("[::1]:8443", "::1", 8443, "https"),
+        ("[0:0::1]", "::1", 80, "http"),
+        ("bücher.example", "xn--bcher-kva.example", 443, "https"),
+    ],
+)
+def test_authority_names_the_target(authority: str, host: str, port: int, scheme: str) -> None:
+    assert names_target(authority, host, port, scheme)
+
+
+@pytest.mark.parametrize(
+    ("authority", "host", "port", "scheme"),
+    [
+        ("evil.test", "api.test", 443, "https"),
+        ("api.test.evil.test", "api.test", 443, "https"),
+        ("api.test", "api.test", 8443, "https"),
+        ("api.test:443", "api.test", 80, "http"),
+        ("api.test:80", "api.test", 443, "https"),
+        ("*.test", "api.test", 443, "https"),
+        ("user@api.test", "api.test", 443, "https"),
+        ("", "api.test", 443, "https"),
+        ("[::2]:8443", "::1", 8443, "https"),
+    ],
+)
+def test_authority_naming_another_server(authority: str, host: str, port: int, scheme: str) -> None:
+    assert not names_target(authority, host, port, scheme)

@@ -5,6 +5,8 @@ headers and the values of the token header as ``credential``."""
 
 from __future__ import annotations
 
+import time
+
 from .httpd import Handler
 from .state import token_id
 
@@ -31,6 +33,7 @@ class BackendHandler(Handler):
         ok = ok and forced is None
         seen = {"authorization": authorization, "credential": values, "host": host, "ok": ok}
         state.record("backend", {**echo, **seen})
+        time.sleep(knobs["backend_delay"])
         if forced is not None:
             headers = {"WWW-Authenticate": challenge} if challenge else {}
             self._send(forced, {"ok": False, **echo, "error": "forced"}, headers)

@@ -27,10 +27,17 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "content_type": (None, (str, NoneType)),
     "retry_after": (None, (int, str, NoneType)),
     "down": (False, (bool,)),  # close token connections without answering
+    # Issued access tokens start with this, so a test can find them wherever they leak.
+    "token_prefix": ("", (str,)),
+    # With status: the error_description echoes what the client sent to authenticate (its
+    # Authorization header, client_secret, client_assertion and raw form), as careless servers do.
+    "echo_auth": (False, (bool,)),
     # backend_status forces every backend answer (e.g. 401 or 403, token or not), with
     # backend_challenge as its WWW-Authenticate header when set.
     "backend_status": (None, (int, NoneType)),
     "backend_challenge": (None, (str, NoneType)),
+    # seconds the backend waits before each answer (e.g. so concurrent requests overlap)
+    "backend_delay": (0, (int, float)),
     # The header the backend takes the token from: "Authorization" wants "Bearer <token>",
     # any other name the bare token (e.g. "X-Api-Key: <token>").
     "backend_header": ("Authorization", (str,)),
@@ -96,8 +103,8 @@ class State:
             self._jtis.add((client_id, jti))
             return True
 
-    def issue(self, expires_in: int | None) -> str:
-        token = secrets.token_urlsafe(32)
+    def issue(self, expires_in: int | None, prefix: str = "") -> str:
+        token = prefix + secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = None if expires_in is None else time.monotonic() + expires_in
         return token

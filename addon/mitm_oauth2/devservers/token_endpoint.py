@@ -105,12 +105,15 @@ class TokenHandler(Handler):
         body: object = fields
         if knobs["down"]:
             status, self.close_connection = 0, True  # close without answering
+        elif knobs["echo_auth"] and knobs["status"] is not None:
+            status, headers = knobs["status"], {"Cache-Control": "no-store"}
+            body = {"error": "invalid_client", "error_description": self._echo(raw)}
         elif knobs["status"] is not None or knobs["body"] is not None:
             status = 200 if knobs["status"] is None else knobs["status"]
             body = {"error": "server_error"} if knobs["body"] is None else knobs["body"].encode()
             headers = {"Cache-Control": "no-store"}
         elif status == 200:
-            token = state.issue(knobs["expires_in"])
+            token = state.issue(knobs["expires_in"], knobs["token_prefix"])
             issued = {"access_token": token, "token_type": knobs["token_type"]}
             fields = {**issued, "expires_in": knobs["expires_in"], **fields}
             body = {k: v for k, v in fields.items() if v is not None}
@@ -121,6 +124,13 @@ class TokenHandler(Handler):
         state.record("token", entry)  # before answering: stats are current for the client
         if status:
             self._send(status, body, headers, knobs["content_type"] or JSON)
+
+    def _echo(self, raw: bytes) -> str:
+        """What the client sent to authenticate, raw and decoded (the `echo_auth` knob)."""
+        form = dict(urllib.parse.parse_qsl(raw.decode(errors="replace")))
+        sent = [*(self.headers.get_all("Authorization") or []), raw.decode(errors="replace")]
+        sent += [form[name] for name in sorted(SECRET_PARAMS) if name in form]
+        return "you sent: " + " | ".join(sent)
 
     def _authorize(self, raw: bytes, path: str, entry: dict[str, Any]) -> Reply:
         try:

@@ -20,8 +20,10 @@ from pathlib import Path
 import diskcache
 import pytest
 from harness import DevServersProcess
-from proxies import MitmdumpFactory
+from launch import Launcher
 from proxies import Proxy
+
+pytestmark = pytest.mark.integration
 
 WARNING = "keeping tokens in this process until it answers again"
 
@@ -62,19 +64,25 @@ def answered(proxy: Proxy, url: str, count: int) -> list[int]:
         return [client.get(f"{url}/r{i}").status_code for i in range(count)]
 
 
+@pytest.fixture(scope="module")
+def devservers(launcher: Launcher) -> DevServersProcess:
+    return launcher.devservers()
+
+
 @pytest.mark.parametrize(("break_cache", "said"), FAULTS)
 def test_a_broken_cache_costs_one_warning_and_no_request(
+    launcher: Launcher,
     devservers: DevServersProcess,
-    mitmdump: MitmdumpFactory,
     tmp_path: Path,
     break_cache: Callable[[Path], None],
     said: str,
 ) -> None:
     cache = tmp_path / "broken-cache"
     break_cache(cache)
-    proxy = mitmdump(devservers.backend_toml("ledger"), cache_dir=cache)
+    before = devservers.token_requests()
+    proxy = launcher.proxy(devservers.backend_toml("ledger"), cache=cache)
     assert answered(proxy, devservers.backend_url, 20) == [200] * 20
-    assert devservers.token_requests() == 1  # kept in memory, reused
+    assert devservers.token_requests() - before == 1  # kept in memory, reused
     lines = [line for line in proxy.output().splitlines() if WARNING in line]
     assert len(lines) == 1, proxy.output()
     assert f"token cache {cache}: cannot" in lines[0]

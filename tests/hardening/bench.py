@@ -1,0 +1,120 @@
+"""Helpers the hardening tests share: module-scoped mitmdump processes, crowds of requests,
+bounded polling and what a correct refusal looks like (RFC 9457 problem, nothing forwarded)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from typing import TypeVar
+
+import httpx
+import pytest
+from harness import DevServersProcess
+from proxies import Proxy
+from proxies import harness_options
+
+from mitm_oauth2.problem import CONTENT_TYPE
+from mitm_oauth2.problem import TOKEN_UNAVAILABLE
+
+PROCESSES = pytest.StashKey[list[Any]]()
+T = TypeVar("T")
+
+
+def report_output(request: pytest.FixtureRequest, process: Any) -> None:
+    """Adds `process` (anything with `name` and `output()`) to the failure report of every
+    test under `request.node` (a module, for a module-scoped fixture); see conftest."""
+    request.node.stash.setdefault(PROCESSES, []).append(process)
+
+
+def start_proxy(
+    directory: Path,
+    confdir: Path,
+    upstream_ca: Path,
+    config_text: str,
+    *extra_args: str,
+    name: str = "mitmdump",
+    cache_dir: Path | None = None,
+) -> Proxy:
+    """The real mitmdump with the addon (tests/integration's `Proxy`), its config file and
+    cache directory in `directory`; the caller stops it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "backends.toml"
+    config.write_text(config_text, encoding="utf-8")
+    cache = cache_dir or directory / "cache"
+    options = harness_options(upstream_ca=upstream_ca, lazy=True, mode=None)
+    proxy = Proxy(
+        [*options, *extra_args],
+        confdir=confdir,
+        config_path=config,
+        cache_dir=cache,
+        cwd=directory,
+        name=name,
+    )
+    return proxy.start()
+
+
+def crowd(proxy: Proxy, urls: list[str], timeout: float = 20) -> list[httpx.Response]:
+    """GETs every URL at once through `proxy`; the answers in the same order."""
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(urls))
+        async with proxy.async_client(limits=limits, timeout=timeout) as client:
+            return list(await asyncio.gather(*(client.get(url) for url in urls)))
+
+    return asyncio.run(run())
+
+
+def poll(check: Callable[[], T | None], what: str, timeout: float = 15, step: float = 0.1) -> T:
+    """The first result of `check()` that is not None, polled every `step` s; fails the test
+    with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+def count_lines(proxy: Proxy, pattern: str) -> int:
+    """Lines of the proxy's output (every run) in which the regex `pattern` is found."""
+    regex = re.compile(pattern)
+    return sum(1 for line in proxy.output().splitlines() if regex.search(line))
+
+
+def wait_for_lines(proxy: Proxy, pattern: str, count: int, timeout: float = 15) -> None:
+    """Waits until `count` lines of the proxy's output match `pattern` (the config watcher
+    polls once a second)."""
+    poll(lambda: count_lines(proxy, pattern) >= count or None, f"{count} x {pattern!r}", timeout)
+
+
+def assert_problem(
+    answer: httpx.Response, *, status: int, backend: str, cause: str
+) -> dict[str, Any]:
+    """A refusal by the proxy: RFC 9457 problem+json naming the backend and the cause."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == CONTENT_TYPE
+    problem: dict[str, Any] = answer.json()
+    assert problem["type"] == TOKEN_UNAVAILABLE
+    assert (problem["status"], problem["backend"]) == (status, backend)
+    assert cause in problem["detail"], problem
+    assert ("retry-after" in answer.headers) == (status == 503)
+    return problem
+
+
+def backend_seen(servers: DevServersProcess, prefix: str) -> list[dict[str, Any]]:
+    """What the protected backend received under the path `prefix`."""
+    return [r for r in servers.backend_requests() if r["path"].startswith(prefix)]
+
+
+def assert_served(answer: httpx.Response) -> str:
+    """The backend answered 200 to a valid bearer token; returns the token's id."""
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["ok"] is True
+    return str(body["token_id"])

@@ -1,0 +1,185 @@
+"""The secret hygiene test's run through mitmdump: its configuration (one backend per auth
+method), the failure paths of the authorization server, and what the addon wrote where."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import httpx
+from bench import crowd
+from bench import poll
+from bench import wait_for_lines
+from harness import DevServersProcess
+from mitmproxy import io as mitmproxy_io
+from mitmproxy.http import HTTPFlow
+from proxies import Proxy
+from secret_forms import SECRET_BASIC
+from secret_forms import SECRET_HS
+from secret_forms import TOKEN_PREFIX
+
+from mitm_oauth2.devservers import KNOBS
+from mitm_oauth2.problem import CONTENT_TYPE
+
+PROBE = "http://commands.probe.invalid"
+DEFAULT_KNOBS = {name: default for name, (default, _) in KNOBS.items()}
+VERBOSE = (
+    *("--set", "termlog_verbosity=debug"),
+    *("--set", "flow_detail=4"),
+    *("--set", "proxy_debug=true"),
+    *("--set", "content_view_lines_cutoff=1000000"),
+)
+# What the authorization server does wrong in each failure path (knobs of the dev servers).
+FAILURES: dict[str, dict[str, Any]] = {
+    "invalid_client echoing the credentials": {"status": 400, "echo_auth": True},
+    "invalid_client without description": {"status": 400, "body": '{"error":"invalid_client"}'},
+    "HTTP 500": {"status": 500},
+    "HTML error page": {
+        "status": 502,
+        "body": "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        "content_type": "text/html",
+    },
+    "timeout": {"delay": 2},  # token_timeout is 1 s
+}
+
+
+def config(servers: DevServersProcess, private_key: Path) -> str:
+    """One backend per auth method, each under its own path prefix of the dev backend."""
+    tables: dict[str, dict[str, Any]] = {
+        "basic": {"client_id": "hyg-basic", "client_secret": SECRET_BASIC},
+        "post": {
+            "client_id": "hyg-post",
+            "auth_method": "client_secret_post",
+            "client_secret": None,
+            "client_secret_file": "post.secret",
+        },
+        "hs": {
+            "client_id": "hyg-hs",
+            "auth_method": "client_secret_jwt",
+            "client_secret": SECRET_HS,
+        },
+        "rs": {
+            "client_id": "hyg-rs",
+            "auth_method": "private_key_jwt",
+            "client_secret": None,
+            "private_key_file": str(private_key),
+        },
+    }
+    return "\n".join(
+        servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=1, **fields)
+        for name, fields in tables.items()
+    )
+
+
+BACKENDS = ("basic", "post", "hs", "rs")
+
+
+class Run:
+    """Drives the scenario and keeps what callers were answered."""
+
+    def __init__(self, servers: DevServersProcess, proxy: Proxy) -> None:
+        self.servers, self.proxy = servers, proxy
+        self.client = proxy.client(timeout=15)
+        self.problems: list[bytes] = []
+        self.commands: list[bytes] = []
+        self.metrics: list[bytes] = []
+
+    def get_all(self, path: str = "x") -> list[int]:
+        """One request to each backend, all at once; their statuses, in BACKENDS order."""
+        urls = [f"{self.servers.backend_url}/{name}/{path}" for name in BACKENDS]
+        answers = crowd(self.proxy, urls)
+        for answer in answers:
+            if answer.headers.get("content-type") == CONTENT_TYPE:
+                self.problems.append(answer.content)
+        return [answer.status_code for answer in answers]
+
+    def command(self, name: str, *args: str) -> str:
+        answer = self.client.get(f"{PROBE}/{name}", params={"arg": list(args)})
+        assert answer.status_code == 200, answer.text
+        self.commands.append(answer.content)
+        return answer.text
+
+    def scrape(self, port: int) -> None:
+        with httpx.Client(trust_env=False, timeout=10) as direct:
+            answer = direct.get(f"http://127.0.0.1:{port}/metrics")
+        assert answer.status_code == 200
+        assert b"oauth2_token_fetches_total" in answer.content
+        self.metrics.append(answer.content)
+
+    def knobs(self, **knobs: Any) -> None:
+        self.servers.configure(**{**DEFAULT_KNOBS, "token_prefix": TOKEN_PREFIX, **knobs})
+
+
+def replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def scenario(run: Run, metrics_port: int) -> None:
+    """Happy path, each failure path, replays after 401s, broken reloads and the commands."""
+    run.knobs()
+    assert run.get_all("happy") == [200] * 4
+    run.scrape(metrics_port)
+    for knobs in FAILURES.values():
+        run.knobs(**knobs)
+        run.command("oauth2.purge")  # forgets tokens and failures: the next request fetches
+        assert all(status in (502, 503) for status in run.get_all("failing"))
+        json.loads(run.command("oauth2.status"))
+        run.scrape(metrics_port)
+    run.knobs()
+    run.command("oauth2.refresh")  # backs off no more: renews at once
+    poll(lambda: run.get_all("recovered") == [200] * 4 or None, "served after the failures")
+    run.servers.revoke()  # every held token is now refused: one replay each
+    assert run.get_all("revoked") == [200] * 4
+    run.knobs(backend_status=401, backend_challenge='Bearer error="invalid_token"')
+    assert run.get_all("rejected") == [401] * 4  # the fresh token too: its 401 to the caller
+    run.knobs()
+    good = run.proxy.config_path.read_text(encoding="utf-8")
+    broken = [  # each with a secret where the error is
+        good.replace(f'client_secret = "{SECRET_HS}"', f'client_secret = ["{SECRET_HS}"]'),
+        good.replace(f'"{SECRET_BASIC}"', f'"{SECRET_BASIC}\x00"'),  # invalid TOML
+    ]
+    for n, text in enumerate(broken, 1):
+        replace(run.proxy.config_path, text)
+        wait_for_lines(run.proxy, "oauth2: keeping the last good configuration", n)
+        assert run.get_all("broken-config") == [200] * 4
+        replace(run.proxy.config_path, good)
+        wait_for_lines(run.proxy, r"oauth2: reloaded 4 backend\(s\)", n)
+    for name in ("oauth2.status", "oauth2.refresh", "oauth2.purge", "oauth2.status"):
+        run.command(name)
+    run.command("oauth2.refresh", "basic", "hs")
+    run.command("oauth2.purge", "post")
+    assert run.get_all("final") == [200] * 4
+    run.command("oauth2.status")
+    run.scrape(metrics_port)
+
+
+def flow_writings(flows_file: Path) -> bytes:
+    """What the addon put on each saved flow: metadata, comment, marker, and its own answers."""
+    parts: list[bytes] = []
+    with flows_file.open("rb") as file:
+        flows = [f for f in mitmproxy_io.FlowReader(file).stream() if isinstance(f, HTTPFlow)]
+    assert any("oauth2" in f.metadata for f in flows)
+    for flow in flows:
+        meta = flow.metadata.get("oauth2")
+        parts += [json.dumps(meta).encode(), flow.comment.encode(), flow.marked.encode()]
+        if isinstance(meta, dict) and "error" in meta and flow.response is not None:
+            parts.append(flow.response.content or b"")
+    return b"\n".join(parts)
+
+
+def cache_contents(cache_dir: Path, scratch: Path) -> tuple[bytes, dict[str, bytes]]:
+    """The keys (from a copy opened with diskcache, so the proxy's own files stay untouched)
+    and the raw bytes of every file."""
+    files = {p.name: p.read_bytes() for p in sorted(cache_dir.rglob("*")) if p.is_file()}
+    copy = scratch / "cache-copy"
+    shutil.copytree(cache_dir, copy)
+    with diskcache.Cache(str(copy)) as cache:
+        keys = [str(key) for key in cache.iterkeys()]
+    assert any(key.startswith("token/") for key in keys)
+    return "\n".join(keys).encode(), files

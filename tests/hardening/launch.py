@@ -1,0 +1,204 @@
+"""The processes and clients the hardening tables share: the integration harness's devservers
+and mitmdump, started once per module, plus a raw client that sends exactly the bytes a case
+needs (header case, several Host headers, odd request targets) and a recording loopback server
+that plays the upstream proxy in front of host names that do not resolve."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from harness import DevServersProcess
+from harness import TlsFiles
+from proxies import Proxy
+from proxies import harness_options
+
+
+class Launcher:
+    """Starts dev servers and proxies for one module; `stop()` ends them all."""
+
+    def __init__(self, workdir: Path, tls: TlsFiles, confdir: Path) -> None:
+        self.workdir, self.tls, self.confdir = workdir, tls, confdir
+        self._servers: list[DevServersProcess] = []
+        self._proxies: list[Proxy] = []
+        self._counter = itertools.count(1)
+
+    def devservers(self, *, tls: bool = False) -> DevServersProcess:
+        servers = DevServersProcess(tls=self.tls if tls else None, cwd=self.workdir)
+        self._servers.append(servers)
+        return servers
+
+    def proxy(self, config: str, *, mode: str | None = None, cache: Path | None = None) -> Proxy:
+        """A mitmdump on `config`, with a token cache of its own unless `cache` is given."""
+        n = next(self._counter)
+        path = self.workdir / f"backends-{n}.toml"
+        path.write_text(config, encoding="utf-8")
+        if cache is None:
+            cache = self.workdir / f"cache-{n}"
+            cache.mkdir()
+        options = harness_options(upstream_ca=self.tls.ca_cert, lazy=True, mode=mode)
+        proxy = Proxy(
+            options,
+            confdir=self.confdir,
+            config_path=path,
+            cache_dir=cache,
+            cwd=self.workdir,
+            name=f"mitmdump #{n}",
+        )
+        self._proxies.append(proxy)
+        return proxy.start()
+
+    def outputs(self) -> list[tuple[str, str]]:
+        return [(p.name, p.output()) for p in self._proxies] + [
+            (s.name, s.output()) for s in self._servers
+        ]
+
+    def stop(self) -> None:
+        for proxy in self._proxies:
+            proxy.stop()
+        for servers in self._servers:
+            servers.stop()
+
+
+def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of one HTTP/1 response."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def _read_all(sock: socket.socket | ssl.SSLSocket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def raw_request(proxy_port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `data` as it is to the proxy (plain HTTP, absolute-form targets); the request should
+    say `Connection: close`, the answer is read until the proxy closes."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=10) as sock:
+        sock.sendall(data)
+        return parse_response(_read_all(sock))
+
+
+def raw_tunnel_request(
+    proxy: Proxy, host: str, port: int, data: bytes, *, sni: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """CONNECT host:port through the proxy, TLS with the proxy's CA (SNI `sni`, default `host`),
+    then send `data` as it is; the answer is read until the connection closes."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    with sock:
+        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        with proxy.ssl_context().wrap_socket(sock, server_hostname=sni or host) as tls:
+            tls.sendall(data)
+            return parse_response(_read_all(tls))
+
+
+class RecordingServer(ThreadingHTTPServer):
+    """A plain HTTP server on 127.0.0.1 that answers 200 and records what it received: the
+    request target and every Host and Authorization header. As mitmproxy's upstream proxy it
+    sees each forwarded request in absolute form, whatever host name it names."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Recorder)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def take(self) -> list[dict[str, Any]]:
+        """What arrived since the last call."""
+        with self._lock:
+            taken, self.received = self.received, []
+        return taken
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(5)
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    server: RecordingServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        entry = {
+            "target": self.path,
+            "host": self.headers.get_all("Host") or [],
+            "authorization": self.headers.get_all("Authorization") or [],
+        }
+        with self.server._lock:
+            self.server.received.append(entry)
+        body = json.dumps({"ok": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _handle
+
+
+def raw_h2_request(
+    proxy: Proxy, host: str, port: int, headers: list[tuple[str, str]]
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/2 request with exactly `headers` (pseudo-headers included, in order) through a
+    CONNECT tunnel; a stream reset by the proxy is answered as status 0."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    with sock:
+        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(4096)
+        context = proxy.ssl_context()
+        context.set_alpn_protocols(["h2"])
+        with context.wrap_socket(sock, server_hostname=host) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+            config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
+            conn = h2.connection.H2Connection(config)
+            conn.initiate_connection()
+            conn.send_headers(1, headers, end_stream=True)
+            tls.sendall(conn.data_to_send())
+            status, answer, body = 0, {}, b""
+            while data := tls.recv(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        answer = {k.decode(): v.decode() for k, v in event.headers}
+                        status = int(answer[":status"])
+                    elif isinstance(event, h2.events.DataReceived):
+                        body += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                    elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                        return status, answer, body
+                tls.sendall(conn.data_to_send())
+            return status, answer, body

@@ -1,0 +1,190 @@
+"""Secret hygiene: the happy path and the failure paths through the real mitmdump at its most
+verbose, then a search of everything the addon writes for every form of every credential.
+
+Searched: all of mitmdump's output (termlog_verbosity=debug, flow_detail=4, proxy_debug,
+no cut-off of bodies), the problem bodies callers got, each saved flow's metadata, comment and
+marker and the problems the addon answered (`save_stream_file`, read back with mitmproxy.io),
+the output of oauth2.status, oauth2.refresh and oauth2.purge, the Prometheus text, and the token
+cache: its keys and the raw bytes of its SQLite files.
+
+Searched for: the client secrets (basic, post from a file, client_secret_jwt), the Basic
+values, the private_key_jwt key, any JWT (client assertions), and the access tokens (the dev
+token server issues them with a recognisable prefix), each as written and URL-, JSON-, base64-
+and base64url-encoded. The authorization server misbehaves on purpose, echoing the credentials
+it was sent in its error descriptions.
+
+Exceptions, by design, each asserted to be exactly that:
+- mitmproxy's own dump of the request headers (flow_detail >= 2) shows the header the addon
+  injected, `authorization: Bearer <token>`, as it shows every header; with proxy_debug, its
+  trace of the bytes sent to the backend (`<< SendData(server, b'...')`) shows it too;
+- the cache's files hold the access tokens themselves (the cache exists to keep them across
+  restarts; 0600 files in a 0700 directory). Its keys never do, and no secret is stored.
+(Saved flows, `-w`, likewise keep every request header, the injected one included; only what
+the addon adds to a flow is searched here.) tests/unit/test_store.py checks the cache's modes on
+the store itself; here they are checked after real use by mitmdump.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench import report_output
+from bench import start_proxy
+from harness import DevServersProcess
+from harness import TlsFiles
+from hygiene_run import VERBOSE
+from hygiene_run import Run
+from hygiene_run import cache_contents
+from hygiene_run import config
+from hygiene_run import flow_writings
+from hygiene_run import scenario
+from key_material import make_key_pair
+from mitmweb import free_port
+from proxies import Proxy
+from secret_forms import CLIENTS
+from secret_forms import DUMPED_HEADER
+from secret_forms import SECRET_POST
+from secret_forms import SENT_TO_SERVER
+from secret_forms import TOKEN_PREFIX
+from secret_forms import Credentials
+from secret_forms import credentials
+
+
+@dataclass
+class Evidence:
+    """What the addon wrote, by where, and the credentials to look for in it."""
+
+    credentials: Credentials
+    output: str  # mitmdump's stdout and stderr
+    written: dict[str, bytes]  # where -> what the addon wrote there (tokens must not appear)
+    cache_files: dict[str, bytes]  # file name -> raw bytes (tokens stored by design)
+    cache_dir: Path
+    tokens_at_backend: list[str]
+
+
+@pytest.fixture(scope="module")
+def evidence(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    hardening_tls: TlsFiles,
+    hardening_confdir: Path,
+) -> Iterator[Evidence]:
+    directory = tmp_path_factory.mktemp("hygiene")
+    keys = make_key_pair(directory, "rsa")
+    clients: dict[str, Any] = {**CLIENTS, "hyg-rs": {"public_key": keys.public_key.read_text()}}
+    servers = DevServersProcess(clients=clients, cwd=directory)
+    report_output(request, servers)
+    proxy: Proxy | None = None
+    try:
+        config_dir = directory / "proxy"
+        config_dir.mkdir()
+        (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
+        flows_file, metrics_port = directory / "flows.mitm", free_port()
+        proxy = start_proxy(
+            config_dir,
+            hardening_confdir,
+            hardening_tls.ca_cert,
+            config(servers, keys.private_key),
+            *VERBOSE,
+            *("--set", f"save_stream_file={flows_file}"),
+            *("--set", f"oauth2_metrics_port={metrics_port}"),
+            *("-s", str(Path(__file__).with_name("command_probe.py"))),
+            name="mitmdump (hygiene)",
+        )
+        report_output(request, proxy)
+        run = Run(servers, proxy)
+        try:
+            scenario(run, metrics_port)
+        finally:
+            run.client.close()
+            proxy.stop()  # flushes the flows file
+        keys_text, cache_files = cache_contents(proxy.cache_dir, directory)
+        tokens = [
+            r["authorization"][0].removeprefix("Bearer ")
+            for r in servers.backend_requests()
+            if r["authorization"]
+        ]
+        found = credentials(keys.private_key)
+        found.tokens |= {t.encode() for t in tokens}
+        written = {
+            "problem bodies": b"\n".join(run.problems),
+            "flow metadata, comments and markers": flow_writings(flows_file),
+            "command output": b"\n".join(run.commands),
+            "Prometheus metrics": b"\n".join(run.metrics),
+            "cache keys": keys_text,
+        }
+        yield Evidence(found, proxy.output(), written, cache_files, proxy.cache_dir, tokens)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        servers.stop()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "problem bodies",
+        "flow metadata, comments and markers",
+        "command output",
+        "Prometheus metrics",
+        "cache keys",
+    ],
+)
+def test_no_credential_in(where: str, evidence: Evidence) -> None:
+    written = evidence.written[where]
+    assert written.strip()  # something was written there to search
+    assert evidence.credentials.hits(written) == []
+
+
+def test_no_credential_in_the_output_but_mitmproxys_own_dump_of_the_injected_header(
+    evidence: Evidence,
+) -> None:
+    lines = evidence.output.splitlines()
+    assert len(lines) > 1000  # at its most verbose
+    leaks, dumped, traced = {}, [], []
+    for number, line in enumerate(lines, 1):
+        hits = evidence.credentials.hits(line.encode())
+        tokens_only = all(hit.startswith("token") for hit in hits)
+        if hits and tokens_only and DUMPED_HEADER.match(line):
+            dumped.append(line)
+        elif hits and tokens_only and SENT_TO_SERVER.search(line):
+            traced.append(line)
+        elif hits:
+            leaks[number] = (line, hits)
+    assert leaks == {}
+    # The exceptions are real: every token the backend got is in such lines, and only there.
+    assert dumped
+    assert traced
+    assert all(token in "\n".join(dumped) for token in evidence.tokens_at_backend)
+
+
+def test_no_secret_in_the_cache_files_which_hold_only_tokens(evidence: Evidence) -> None:
+    everything = b"".join(evidence.cache_files.values())
+    assert evidence.credentials.hits(everything, tokens=False) == []
+    # The search reads these bytes: the tokens the cache exists to keep are found in them.
+    assert TOKEN_PREFIX.encode() in everything
+
+
+def test_cache_directory_0700_and_its_files_0600_after_real_use(evidence: Evidence) -> None:
+    assert stat.S_IMODE(evidence.cache_dir.stat().st_mode) == 0o700
+    files = [p for p in evidence.cache_dir.rglob("*") if p.is_file()]
+    assert files
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == dict.fromkeys(
+        (p.name for p in files), 0o600
+    )
+
+
+def test_the_search_finds_every_form_it_looks_for(evidence: Evidence) -> None:
+    """The search itself: each credential form is found when it is there."""
+    found = evidence.credentials
+    for name, forms in found.secrets.items():
+        for form in forms:
+            assert found.hits(b"x " + form + b" x", tokens=False) != [], name
+    for token in evidence.tokens_at_backend:
+        assert found.hits(f"Bearer {token}".encode()) != []
+    assert found.hits(b"eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln") == ["a JWT (client assertion)"]
