@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     context = dict(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine())
     began = time.monotonic()
     only = {key.strip() for key in args.only.split(",") if key.strip()}
-    timeline = run(profile, client, figures, only)
+    try:
+        timeline = run(profile, client, figures, only)
+    except KeyboardInterrupt:  # every child was stopped on the way out
+        print("bench: interrupted, nothing written", file=sys.stderr)
+        return 130
     args.out.mkdir(parents=True, exist_ok=True)
     if timeline is not None:
         title = (
