@@ -33,7 +33,7 @@ ensure_venv() {
     echo "Setting up $VENV with $("$python" --version) ..." >&2
     [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test,bench]" >&2
     echo "$want" >"$stamp"
 }
 

@@ -1,0 +1,111 @@
+"""Figures 1, 2 and 6: what the addon costs a request when it has a token, and whether a slow
+token request holds up anything but the flows that need it."""
+
+from __future__ import annotations
+
+import time
+
+from .drive import run_job
+from .procs import BenchError
+from .procs import Mitmdump
+from .report import Figure
+from .rig import Rig
+
+DUMMY_DOMAIN = "bench.invalid"  # RFC 2606: never resolves, never matches a request here
+
+
+def throughput_pairs(
+    rig: Rig, figures: tuple[Figure, Figure], baseline: Mitmdump, subject: Mitmdump
+) -> None:
+    """Per run, `throughput_slices` short measurements of each, alternating (ABBA...), so that
+    the machine's other load falls on both alike: the ratio of their request rates (first
+    figure), and of mitmdump's CPU time per request, baseline / subject (second figure), which
+    that load disturbs less."""
+    rig.warm(baseline.url(), subject.url())
+    seconds = rig.profile.throughput_seconds
+    for _ in range(rig.profile.runs):
+        totals = {id(dump): [0, 0.0, 0.0] for dump in (baseline, subject)}
+        for n in range(rig.profile.throughput_slices):
+            for dump in (baseline, subject) if n % 2 == 0 else (subject, baseline):
+                cpu = dump.cpu_seconds()
+                requests, took = rig.client.throughput(dump.url(), seconds)
+                total = totals[id(dump)]
+                total[0] += requests
+                total[1] += took
+                total[2] += dump.cpu_seconds() - cpu
+        (b_requests, b_seconds, b_cpu), (s_requests, s_seconds, s_cpu) = totals.values()
+        b_rate, s_rate = b_requests / b_seconds, s_requests / s_seconds
+        b_cost, s_cost = b_cpu / b_requests, s_cpu / s_requests
+        rates = f"{s_rate:.0f} / {b_rate:.0f} req/s"
+        costs = f"CPU per request {s_cost * 1000:.2f} / {b_cost * 1000:.2f} ms"
+        figures[0].add(s_rate / b_rate, f"{rates} ({costs})")
+        figures[1].add(b_cost / s_cost, f"{costs} ({rates})")
+
+
+def throughput(rig: Rig, cache_hit: tuple[Figure, Figure], many: tuple[Figure, Figure]) -> None:
+    """1. mitmdump with the addon and a valid token / bare mitmdump, same backend process.
+    6. The same addon request with N configured backends (the one used is last) / with 1."""
+    rig.idp.configure(expires_in=3600, delay=0)
+    port, count = rig.protected[0], rig.profile.many_backends
+    real = rig.config("api", port)
+    dummies = "".join(
+        rig.idp.backend_toml(f"svc-{n:04d}", f"svc-{n:04d}.{DUMMY_DOMAIN}")
+        for n in range(count - 1)
+    )
+    bare, one, lots = rig.mitmdumps(
+        ("bare", [rig.open_port], None), ("one", [port], real), ("many", [port], dummies + real)
+    )
+    try:
+        throughput_pairs(rig, cache_hit, bare, one)
+        throughput_pairs(rig, many, one, lots)
+    finally:
+        rig.stop(bare, one, lots)
+
+
+def p99(records: list[list[float]], target: int) -> tuple[float, float]:
+    """p99 and max latency (s) of one target's requests; every one must have succeeded."""
+    latencies = sorted(r[2] for r in records if r[0] == target)
+    failed = sum(1 for r in records if r[0] == target and not 200 <= r[3] < 300)
+    if failed or not latencies:
+        raise BenchError(f"target {target}: {failed} of {len(latencies)} requests failed")
+    return latencies[max(0, round(0.99 * len(latencies)) - 1)], latencies[-1]
+
+
+def head_of_line(rig: Rig, slow_figure: Figure, open_figure: Figure) -> None:
+    """2. Open-loop load on three hosts at once: one whose token keeps renewing (a short
+    max_token_age), one with a valid token, one unprotected. Windows with the IdP answering after
+    `hol_idp_delay` s alternate with windows where it answers at once; per pair, the p99 of the
+    second and third hosts, slow / fast."""
+    profile = rig.profile
+    renewing, steady = rig.protected
+    config = rig.config("renewing", renewing, max_token_age=profile.hol_lifetime)
+    config += rig.config("steady", steady)
+    rig.idp.configure(expires_in=3600, delay=0)
+    (dump,) = rig.mitmdumps(("hol", [renewing, steady, rig.open_port], config))
+    try:
+        rig.warm(dump.url(0), dump.url(1), dump.url(2))
+        targets = [{"url": dump.url(i), "rate": profile.hol_rate} for i in range(3)]
+        job = {"mode": "open", "targets": targets, "duration": profile.hol_seconds}
+        for run in range(profile.runs):
+            found: dict[bool, tuple[list[list[float]], int]] = {}
+            for slow in (False, True) if run % 2 == 0 else (True, False):
+                rig.idp.configure(delay=profile.hol_idp_delay if slow else 0)
+                before = rig.idp.token_requests()
+                records = run_job(job)["records"]
+                found[slow] = (records, rig.idp.token_requests() - before)
+                if slow:  # a slow renewal still running ends before the next window
+                    time.sleep(profile.hol_idp_delay + 0.2)
+            if found[True][1] == 0:
+                raise BenchError("no token request during a slow-IdP window: nothing measured")
+            for figure, target in ((slow_figure, 1), (open_figure, 2)):
+                (fast_p99, fast_max), (slow_p99, slow_max) = (
+                    p99(found[slow][0], target) for slow in (False, True)
+                )
+                figure.add(
+                    slow_p99 / fast_p99,
+                    f"p99 {slow_p99 * 1000:.1f} / {fast_p99 * 1000:.1f} ms, max "
+                    f"{slow_max * 1000:.0f} / {fast_max * 1000:.0f} ms, "
+                    f"{found[True][1]} slow token requests",
+                )
+    finally:
+        rig.stop(dump)

@@ -1,0 +1,79 @@
+"""What every figure uses: the profile, the load client, one backend process with three ports
+(two protected, one open), one dev authorization server, and mitmdumps started on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mitmproxy.certs import CertStore
+
+from .drive import Client
+from .drive import require_ok
+from .drive import run_job
+from .procs import HOST
+from .procs import IdP
+from .procs import Mitmdump
+from .procs import Processes
+from .procs import start_backend
+from .settings import Profile
+
+
+@dataclass
+class Rig:
+    profile: Profile
+    client: Client
+    procs: Processes
+    workdir: Path
+    idp: IdP
+    protected: tuple[int, int]  # two backend ports that want a bearer token
+    open_port: int  # a backend port that answers everyone: an unprotected host
+
+    @classmethod
+    def start(cls, profile: Profile, client: Client, procs: Processes, workdir: Path) -> Rig:
+        backend, ports = start_backend(["protected", "protected", "open"])
+        procs.add(backend)
+        idp = procs.add(IdP())
+        # The CA once, before mitmdumps that start together could each write one.
+        CertStore.from_store(workdir / "confdir", "mitmproxy", 2048)
+        return cls(profile, client, procs, workdir, idp, (ports[0], ports[1]), ports[2])
+
+    @staticmethod
+    def url(port: int) -> str:
+        return f"http://{HOST}:{port}"
+
+    def config(self, name: str, port: int, **extra: object) -> str:
+        """A [[backend]] table for backend port ``port``, with the IdP's client."""
+        return self.idp.backend_toml(name, f"{HOST}:{port}", **extra)
+
+    def mitmdumps(self, *specs: tuple[str, list[int], str | None]) -> list[Mitmdump]:
+        """Starts one mitmdump per (name, backend ports, config or None for bare), all at
+        once, each with a token cache of its own; returns them listening."""
+        started = [
+            self.mitmdump(name, ports, config, cache=self.workdir / f"cache-{name}")
+            for name, ports, config in specs
+        ]
+        try:
+            return [dump.ready() for dump in started]
+        except BaseException:
+            self.stop(*started)
+            raise
+
+    def mitmdump(
+        self, name: str, ports: list[int], config: str | None, *extra: str, cache: Path
+    ) -> Mitmdump:
+        """Starts one (call ``ready()``); ``cache`` may be shared with others."""
+        targets = [self.url(port) for port in ports]
+        return self.procs.add(
+            Mitmdump(self.workdir, targets, config, *extra, name=name, cache=cache)
+        )
+
+    def warm(self, *urls: str) -> None:
+        """A few requests to each: a token fetched, connections made, before measuring."""
+        for url in urls:
+            job = {"mode": "closed", "urls": [url], "connections": 4, "count": 100}
+            require_ok(run_job(job)["statuses"], f"warming up {url}")
+
+    def stop(self, *dumps: Mitmdump) -> None:
+        for dump in dumps:
+            self.procs.stop(dump)
