@@ -6,7 +6,8 @@ Fixtures:
   hardening_tls      session  TlsFiles: a test CA and a certificate for localhost/127.0.0.1
   hardening_confdir  session  Path: mitmproxy confdir with its CA, shared by the tables' proxies
   launcher           module   Launcher: starts devservers and mitmdump, stops them after the module
-Modules that start their own processes register them with `bench.report_output(request, process)`.
+Modules that start processes of their own register them with
+`fault_rig.report_output(request, process)`.
 When a test fails, the output of every process its module started is added to its report.
 """
 
@@ -24,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "unit"))
 sys.path.insert(0, str(HERE.parent / "integration"))
 
-from bench import PROCESSES  # noqa: E402
+from fault_rig import PROCESSES  # noqa: E402
 from harness import TlsFiles  # noqa: E402
 from harness import make_tls_files  # noqa: E402
 from launch import Launcher  # noqa: E402

@@ -12,11 +12,11 @@ from dataclasses import field
 from typing import Any
 
 import httpx
-from bench import assert_problem
-from bench import assert_served
-from bench import backend_seen
-from bench import crowd
-from bench import poll
+from fault_rig import assert_problem
+from fault_rig import assert_served
+from fault_rig import backend_seen
+from fault_rig import crowd
+from fault_rig import poll
 from faulty_idp import FaultyIdp
 from harness import DevServersProcess
 from proxies import Proxy

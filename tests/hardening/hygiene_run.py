@@ -11,9 +11,9 @@ from typing import Any
 
 import diskcache
 import httpx
-from bench import crowd
-from bench import poll
-from bench import wait_for_lines
+from fault_rig import crowd
+from fault_rig import poll
+from fault_rig import wait_for_lines
 from harness import DevServersProcess
 from mitmproxy import io as mitmproxy_io
 from mitmproxy.http import HTTPFlow

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench import report_output
-from bench import start_proxy
+from fault_rig import report_output
+from fault_rig import start_proxy
 from fault_scenarios import DEFAULT_KNOBS
 from fault_scenarios import SECRET
 from fault_scenarios import Bench

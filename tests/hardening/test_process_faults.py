@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench import assert_served
-from bench import count_lines
-from bench import poll
-from bench import report_output
-from bench import start_proxy
+from fault_rig import assert_served
+from fault_rig import count_lines
+from fault_rig import poll
+from fault_rig import report_output
+from fault_rig import start_proxy
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
 from harness import TlsFiles

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench import report_output
-from bench import start_proxy
+from fault_rig import report_output
+from fault_rig import start_proxy
 from harness import DevServersProcess
 from harness import TlsFiles
 from hygiene_run import VERBOSE
