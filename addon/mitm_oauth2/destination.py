@@ -32,11 +32,15 @@ class Destination:
     authority: str
 
     def refusal(self, backend: BackendConfig) -> Refusal | None:
-        target = str(HostPattern(self.host, self.port))
         named = misnamed(self.host_headers, self.authority, self.host, self.port, self.scheme)
         if named is not None:
-            problem = misdirected(backend.name, named, target)
-            return Refusal(problem, f"names {named!r}, goes to {target}")
+            problem = misdirected(backend.name, named, self.target)
+            return Refusal(problem, f"names {named!r}, goes to {self.target}")
         if self.scheme != "https" and not backend.allow_plain_http and not is_loopback(self.host):
-            return Refusal(plain_http(backend.name, target), "plain http")
+            return Refusal(plain_http(backend.name, self.target), "plain http")
         return None
+
+    @property
+    def target(self) -> str:
+        """`host:port` for a refusal's message; not built for the requests that pass."""
+        return str(HostPattern(self.host, self.port))
