@@ -30,6 +30,8 @@ from .metrics import MetricsEndpoint
 from .problem import Problem
 from .problem import token_unavailable
 from .replay import Replays
+from .startup import fatal_at_startup
+from .startup import unknown_options
 from .store_options import StoreOptions
 from .tokens import TokenError
 from .watch import ConfigWatcher
@@ -95,7 +97,13 @@ class OAuth2Backend:
             """,
         )
 
+    @fatal_at_startup
     def configure(self, updated: Set[str]) -> None:
+        if "oauth2_config" in updated:
+            # Options of ours that nothing declared are still deferred once we are loaded.
+            unknown = unknown_options(ctx.options.deferred, ctx.options.keys())
+            if unknown is not None:
+                raise exceptions.OptionsError(unknown)
         if not (STORE_OPTIONS | {"oauth2_config"}) & updated:
             return
         if ctx.options.oauth2_lock_lease < 1:

@@ -12,6 +12,7 @@ from .config_backend import BackendConfig
 from .config_backend import parse_backend
 from .config_table import ConfigError
 from .config_table import TableReader
+from .config_table import did_you_mean
 from .config_table import reason
 from .hosts import DEFAULT_PORTS
 from .hosts import HostPattern
@@ -45,9 +46,8 @@ def parse_config(text: str, path: str, environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {e}") from e
     unknown = sorted(set(document) - {"backend"})
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown top-level key '{unknown[0]}' (expected [[backend]] tables)"
-        )
+        hint = did_you_mean(unknown[0], ["backend"]) or " (expected [[backend]] tables)"
+        raise ConfigError(f"{path}: unknown top-level key '{unknown[0]}'{hint}")
     tables = document.get("backend")
     if isinstance(tables, dict):
         raise ConfigError(

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config_table import ConfigError
 from .config_table import TableReader
+from .config_table import did_you_mean
 from .config_table import reason
 from .credentials import AssertionAudience
 from .credentials import AuthMethod
@@ -90,7 +91,11 @@ def parse_backend(reader: TableReader) -> BackendConfig:
     reader.label = f"backend '{name}'"
     unknown = sorted(set(reader.table) - KEYS)
     if unknown:
-        raise reader.error(unknown[0], "unknown key")
+        hint = (
+            did_you_mean(unknown[0], KEYS)
+            or " (remove it; the configuration reference lists every key)"
+        )
+        raise reader.error(unknown[0], f"unknown key{hint}")
     grant = TokenGrant(
         name,
         _credentials(reader),

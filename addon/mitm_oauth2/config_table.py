@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Iterable
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,7 +132,11 @@ class TableReader:
         value, source = self.string(key), None
         if key == keys[1]:
             if value not in self.environ:
-                raise self.error(key, f"environment variable {value} is not set")
+                raise self.error(
+                    key,
+                    f"environment variable {value} is not set (set it in the proxy's"
+                    f" environment, or give {keys[2]} instead)",
+                )
             value = self.environ[value]
         elif key == keys[2]:
             source = self.file(key)
@@ -149,6 +155,12 @@ class TableReader:
             for key in keys:
                 if key in self.table:
                     raise self.error(key, why)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the nearest of `choices`, or nothing when none is near."""
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean '{near[0]}'?)" if near else ""
 
 
 def toml_type(value: Any) -> str:

@@ -23,6 +23,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from .startup import fatal_at_startup
+
 logger = logging.getLogger(__name__)
 
 # backend name -> the broker's status() for it (see broker.TokenBroker.status)
@@ -105,6 +107,7 @@ class MetricsEndpoint:
             "Address the Prometheus endpoint listens on (default: loopback only).",
         )
 
+    @fatal_at_startup
     def configure(self, updated: Set[str]) -> None:
         if not {"oauth2_metrics_port", "oauth2_metrics_host"} & updated:
             return

@@ -36,20 +36,60 @@ def test_bad_config_exits_non_zero_naming_file_backend_and_key(
 ) -> None:
     returncode, output = run_mitmdump_expect_exit(toml_backend(**fields))
     assert returncode != 0
-    assert "expect-exit-1.toml" in output
-    assert "backend 'billing'" in output
-    assert f"key '{key}'" in output
-    assert words in output
+    line = the_one_line(output, "expect-exit-1.toml")
+    assert "backend 'billing'" in line
+    assert f"key '{key}'" in line
+    assert words in line
     assert "hunter2" not in output
+
+
+def the_one_line(output: str, words: str) -> str:
+    """What a user sees of a start-up error: one line, no traceback, and the proxy never
+    listened."""
+    assert "Traceback" not in output
+    assert "listening at" not in output
+    lines = [line for line in output.splitlines() if words in line]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_misspelt_key_gets_a_suggestion(
+    run_mitmdump_expect_exit: Callable[..., tuple[int, str]],
+) -> None:
+    fields = {k: v for k, v in GOOD.items() if k != "client_secret"}
+    text = toml_backend(**fields, client_secert_env="BILLING_SECRET")
+    returncode, output = run_mitmdump_expect_exit(text)
+    assert returncode != 0
+    line = the_one_line(output, "key 'client_secert_env'")
+    assert "did you mean 'client_secret_env'?" in line
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["oauth2_conifg=x.toml"], "'oauth2_conifg' (did you mean 'oauth2_config'?)"),
+        (
+            ["oauth2_cache_dri=/tmp/c", "oauth_store=redis://127.0.0.1"],
+            "'oauth2_cache_dri' (did you mean 'oauth2_cache_dir'?), 'oauth_store' (did you mean",
+        ),
+    ],
+)
+def test_misspelt_option_stops_the_proxy_with_a_suggestion(
+    run_mitmdump_expect_exit: Callable[..., tuple[int, str]], options: list[str], words: str
+) -> None:
+    extra = [arg for option in options for arg in ("--set", option)]
+    returncode, output = run_mitmdump_expect_exit(toml_backend(**GOOD), *extra)
+    assert returncode != 0
+    line = the_one_line(output, "unknown option")
+    assert words in line
 
 
 def test_toml_syntax_error_names_the_line(
     run_mitmdump_expect_exit: Callable[..., tuple[int, str]],
 ) -> None:
-    returncode, output = run_mitmdump_expect_exit("[[backend]]\nname = 'x\n")
+    returncode, output = run_mitmdump_expect_exit("[[backend]]\nname = \nhosts = []\n")
     assert returncode != 0
-    assert "invalid TOML" in output
-    assert "line 2" in output
+    assert "line 2" in the_one_line(output, "invalid TOML")
 
 
 def test_unset_secret_variable(
@@ -59,7 +99,9 @@ def test_unset_secret_variable(
     text = toml_backend(**fields, client_secret_env="OAUTH2_TEST_SURELY_UNSET")
     returncode, output = run_mitmdump_expect_exit(text)
     assert returncode != 0
-    assert "environment variable OAUTH2_TEST_SURELY_UNSET is not set" in output
+    line = the_one_line(output, "environment variable OAUTH2_TEST_SURELY_UNSET is not set")
+    assert "key 'client_secret_env'" in line
+    assert "client_secret_file" in line  # what else to do
 
 
 def test_missing_config_file(tmp_path: Path, mitm_confdir: Path) -> None:
@@ -74,4 +116,4 @@ def test_missing_config_file(tmp_path: Path, mitm_confdir: Path) -> None:
     )
     returncode, output = run_mitmdump(args, cwd=tmp_path)
     assert returncode != 0
-    assert f"{missing}: cannot read the configuration file" in output
+    the_one_line(output, f"{missing}: cannot read the configuration file")

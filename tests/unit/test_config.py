@@ -151,3 +151,19 @@ def test_lifecycle_key_errors(
     message = refused(tmp_path, backend(**overrides))
     assert f"backend 'api': key '{key}'" in message
     assert words in message
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (backend(client_secert="x"), "unknown key (did you mean 'client_secret'?)"),
+        (backend(tokenurl="x"), "unknown key (did you mean 'token_url'?)"),
+        (backend(colour="x"), "unknown key (remove it; the configuration reference lists"),
+        (
+            "[[backends]]\n" + backend().split("\n", 1)[1],
+            "key 'backends' (did you mean 'backend'?)",
+        ),
+    ],
+)
+def test_unknown_keys_get_the_nearest_known_one(tmp_path: Path, text: str, words: str) -> None:
+    assert words in refused(tmp_path, text)
