@@ -223,8 +223,11 @@ class OAuth2Backend:
             return  # only a 401 may mean our token was rejected
         backend = self._backend_of(flow)
         if backend is not None:
-            await self.replays.on_response(flow, backend, self.broker)
-            if flow.metadata["oauth2"].get("replayed"):
+            failed = await self.replays.on_response(flow, backend, self.broker)
+            if failed is not None:
+                cause = f"token rejected (401), no fresh one: {failed.cause}"
+                self._refuse(flow, token_unavailable(backend.name, failed), cause)
+            elif flow.metadata["oauth2"].get("replayed"):
                 story.replayed(flow)
                 self.broker.counters.of(backend.name).replays += 1
 

@@ -23,7 +23,6 @@ from mitmproxy import http
 
 from .config import BackendConfig
 from .credentials import TokenGrant
-from .problem import token_unavailable
 from .tokens import Token
 from .tokens import TokenError
 
@@ -168,16 +167,20 @@ class Replays:
 
     async def on_response(
         self, flow: http.HTTPFlow, backend: BackendConfig, broker: Broker
-    ) -> None:
-        """A backend answered `flow`, which carried our token: heal a rejected token."""
+    ) -> TokenError | None:
+        """A backend answered `flow`, which carried our token: heal a rejected token.
+
+        Returns why no fresh token could be had for a replay, if that is so: the caller is then
+        refused like any request that gets no token.
+        """
         action, reason = decide(flow, backend.retry_on_401)
         token = sent_token(flow, backend)
         if action is Action.PASS or token is None:
-            return
+            return None
         meta = flow.metadata["oauth2"]
         if self._recently_rejected_fresh(backend.name, token):
             meta["no_replay"] = "a fresh token was rejected just before"
-            return
+            return None
         # Compare-and-delete: a token renewed meanwhile (here or by another process) is kept.
         await broker.invalidate(backend.grant, token)
         if action is Action.EVICT:
@@ -185,16 +188,13 @@ class Replays:
             logger.info(
                 "backend %s: token rejected (401), evicted; not replayed: %s", backend.name, reason
             )
-            return
+            return None
         try:
             # Single flight in the broker; the replay's requestheaders then finds it in memory,
             # so clientplayback's queue (one replay at a time by default) never waits on the IdP.
             await broker.token(backend.grant)
         except TokenError as e:
-            problem = token_unavailable(backend.name, e)
-            flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
-            meta["error"] = e.cause
-            return
+            return e
         try:
             replay = await self._replay(flow)
         except ReplayError as e:
@@ -208,7 +208,7 @@ class Replays:
                 backend.name,
                 replay,
             )
-            return
+            return None
         answer = replay.response
         assert answer is not None  # _replay returns only a replay that has a response
         flow.response = answer.copy()
@@ -227,6 +227,7 @@ class Replays:
                 backend.name,
                 answer.status_code,
             )
+        return None
 
     def settle(self, flow: http.HTTPFlow) -> bool:
         """Hands a finished replay (`response` or `error`) to the request waiting for it.

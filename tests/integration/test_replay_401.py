@@ -91,6 +91,34 @@ def test_revoked_token_one_replay_of_a_post_with_its_body(
     assert original.response.status_code == 200
 
 
+def test_rejected_token_without_a_fresh_one_is_a_refusal_marked_in_the_flow(
+    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+) -> None:
+    saved = tmp_path / "flows.mitm"
+    proxy = mitmdump(config_for(devservers), "--set", f"save_stream_file={saved}")
+    url = f"{devservers.backend_url}/orders"
+    with proxy.client() as client:
+        assert client.get(url).status_code == 200
+        devservers.revoke()
+        devservers.configure(status=500)  # and the authorization server is failing
+        answer = client.get(url)
+    assert answer.status_code == 502
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "token endpoint answered HTTP 500" in answer.json()["detail"]
+    proxy.stop()
+    with saved.open("rb") as file:
+        flows = [f for f in io.FlowReader(file).stream() if isinstance(f, http.HTTPFlow)]
+    good, refused = flows
+    assert not good.marked
+    assert refused.marked
+    assert refused.response is not None
+    assert refused.response.status_code == 502
+    cause = "token rejected (401), no fresh one: token endpoint answered HTTP 500 with error"
+    assert refused.metadata["oauth2"]["error"].startswith(cause)
+    assert cause in refused.comment
+    assert "left" not in refused.comment  # not the story of the token it had
+
+
 @pytest.mark.parametrize("challenge", [INVALID_TOKEN, None])
 def test_backend_that_keeps_rejecting_gets_one_replay_and_the_caller_the_second_401(
     devservers: DevServersProcess, mitmdump: MitmdumpFactory, challenge: str | None

@@ -18,6 +18,7 @@ from replay_fakes import answer
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.replay import Replays
+from mitm_oauth2.tokens import TokenError
 
 CONFIG = """
 [[backend]]
@@ -97,6 +98,27 @@ async def test_addon_gives_the_second_401_as_is(wired) -> None:
     assert f.response is not None
     assert f.response.headers["WWW-Authenticate"].endswith('"2"')
     assert len(playback.started) == 1  # the replay's own 401 was not replayed
+
+
+@pytest.mark.anyio
+async def test_addon_refuses_when_no_fresh_token_can_be_had(wired) -> None:
+    addon, broker, playback = wired
+    f = tflow.tflow(req=tutils.treq(host="api.test", port=443, scheme=b"https"))
+    await addon.requestheaders(f)
+    broker.error = TokenError("token endpoint unreachable")
+    f.response = answer(401, INVALID)
+    await addon.response(f)
+    assert f.response.status_code == 502
+    assert f.response.headers["Content-Type"] == "application/problem+json"
+    assert "token endpoint unreachable" in f.response.text
+    assert playback.started == []
+    # Marked and told like any refusal, not as the token it had before.
+    assert f.marked
+    assert f.metadata["oauth2"]["error"] == (
+        "token rejected (401), no fresh one: token endpoint unreachable"
+    )
+    assert "token rejected (401), no fresh one: token endpoint unreachable" in f.comment
+    assert "left" not in f.comment
 
 
 @pytest.mark.anyio
