@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import quote_plus
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,6 +29,19 @@ from .tokens import TokenError
 from .tokens import TokenResponse
 
 logger = logging.getLogger(__name__)
+
+
+class _DebugOnly(logging.Filter):
+    """httpx logs each request it sends at INFO ("HTTP Request: POST ..."): in the proxy's log
+    that is noise beside our own line per token request, so it shows at debug verbosity only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+logging.getLogger("httpx").addFilter(_DebugOnly())
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -46,9 +60,14 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+# Put where a credential stood in a server's text: plainly a redaction, not a word of the text.
+REDACTED = "[redacted]"
+
+
 def _scrub(text: str, secrets: list[str]) -> str:
-    """`text` without any credential in the forms a server may echo it in: as written, form-
-    or percent-encoded, JSON-escaped, base64 or base64url."""
+    """Server-supplied `text` without any credential in the forms a server may echo it in: as
+    written, form- or percent-encoded, JSON-escaped, base64 or base64url. Only for what the
+    server said: our own sentences name keys and never hold a credential."""
     for secret in secrets:
         raw = secret.encode()
         forms = {secret, quote_plus(secret, safe=""), quote(secret, safe="")}
@@ -56,7 +75,7 @@ def _scrub(text: str, secrets: list[str]) -> str:
         forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("=")}
         for form in sorted(forms, key=len, reverse=True):
             if form:
-                text = text.replace(form, "***")
+                text = text.replace(form, REDACTED)
     return text
 
 
@@ -114,7 +133,7 @@ class TokenClient:
             http, endpoint, form, headers, credentials.transport.timeout
         )
         try:
-            return self._parse(status, body, list(auth.secrets), endpoint)
+            return self._parse(status, body, list(auth.secrets), endpoint, credentials)
         except TokenError as e:
             e.retry_after = retry_after
             raise
@@ -173,7 +192,13 @@ class TokenClient:
             raise TokenError("a token request header or parameter is not ASCII") from e
 
     @staticmethod
-    def _parse(status: int, body: bytes, secrets: list[str], endpoint: str) -> TokenResponse:
+    def _parse(
+        status: int,
+        body: bytes,
+        secrets: list[str],
+        endpoint: str,
+        credentials: ClientCredentials,
+    ) -> TokenResponse:
         try:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):
@@ -181,11 +206,15 @@ class TokenClient:
         if not isinstance(document, dict):
             if 200 <= status < 300:
                 raise TokenError("token endpoint answered without a JSON object", status=status)
-            raise TokenError(f"token endpoint answered HTTP {status}", status=status)
+            raise _http_error(status, endpoint, credentials)
         error = document.get("error")
         if error is not None or not 200 <= status < 300:
+            if not isinstance(error, str):
+                raise _http_error(status, endpoint, credentials)
             description = document.get("error_description")
-            raise TokenClient._oauth_error(status, error, description, secrets)
+            raise TokenClient._oauth_error(
+                status, error, description, secrets, endpoint, credentials
+            )
         access_token = document.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
             raise TokenError("token response has no access_token", status=status)
@@ -216,17 +245,61 @@ class TokenClient:
         )
 
     @staticmethod
-    def _oauth_error(status: int, error: Any, description: Any, secrets: list[str]) -> TokenError:
-        if not isinstance(error, str):
-            return TokenError(f"token endpoint answered HTTP {status}", status=status)
+    def _oauth_error(
+        status: int,
+        error: str,
+        description: Any,
+        secrets: list[str],
+        endpoint: str,
+        credentials: ClientCredentials,
+    ) -> TokenError:
         # Some servers echo what they were sent; never let that carry the secret anywhere.
         code = printable(_scrub(error, secrets), 64)
         described = None
         if isinstance(description, str) and description:
             described = printable(_scrub(description, secrets), 200)
+        advice = _advice(status, code, endpoint, credentials)
         return TokenError(
-            f"token endpoint answered HTTP {status} with error '{code}'",
+            f"token endpoint answered HTTP {status} with error '{code}'"
+            + (f" ({advice})" if advice else ""),
             oauth_error=code,
             status=status,
             description=described,
         )
+
+
+# What to check for the RFC 6749 §5.2 (and RFC 8707 §2) error codes a configuration can cause.
+_ADVICE = {
+    "invalid_scope": "check scope",
+    "invalid_target": "check resource and audience",
+    "unauthorized_client": "the server does not let this client use the client-credentials grant",
+    "unsupported_grant_type": "the server does not offer the client-credentials grant",
+}
+# The keys that prove the client's identity, by authentication method.
+_CLIENT_PROOF = {
+    AuthMethod.CLIENT_SECRET_BASIC: "the client secret",
+    AuthMethod.CLIENT_SECRET_POST: "the client secret",
+    AuthMethod.CLIENT_SECRET_JWT: "the client secret",
+    AuthMethod.PRIVATE_KEY_JWT: "private_key_file (and key_id) registered for it",
+    AuthMethod.TLS_CLIENT_AUTH: "client_cert_file registered for it",
+}
+
+
+def _advice(status: int, code: str | None, endpoint: str, credentials: ClientCredentials) -> str:
+    """What to check after a refusal: by the status where it tells (a wrong URL), else by the
+    OAuth error code; the URL asked (scheme, host and path) when nothing else does."""
+    parts = urlsplit(endpoint)
+    url = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if status in (404, 405) or 300 <= status < 400:
+        return f"{url}: check {'token_url' if credentials.token_url else 'issuer'}"
+    if code == "invalid_client" or (code is None and status == 401):
+        return f"check client_id and {_CLIENT_PROOF[credentials.auth_method]}"
+    if code is None:
+        return url
+    return _ADVICE.get(code, "")
+
+
+def _http_error(status: int, endpoint: str, credentials: ClientCredentials) -> TokenError:
+    """An answer without an OAuth error code."""
+    advice = _advice(status, None, endpoint, credentials)
+    return TokenError(f"token endpoint answered HTTP {status} ({advice})", status=status)

@@ -209,7 +209,7 @@ async def test_an_echoed_assertion_is_scrubbed(keys) -> None:
 
     with pytest.raises(TokenError) as info:
         await ask(echo, grant(signed(keys["RS256"], "RS256")))
-    assert info.value.description == "bad ***"
+    assert info.value.description == "bad [redacted]"
 
 
 # --- client_secret_basic ---

@@ -124,7 +124,7 @@ async def test_error_description_is_scrubbed(make_grant) -> None:
     body = {"error": "invalid_client", "error_description": ECHO}
     with pytest.raises(TokenError) as info:
         await ask(json_answer(401, body), make_grant())
-    assert info.value.description == "client secret '***' is wrong"
+    assert info.value.description == "client secret '[redacted]' is wrong"
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ async def test_a_secret_echoed_in_any_encoding_is_scrubbed(make_grant, echoed: s
     body = {"error": "invalid_client", "error_description": f"got {echoed} from you"}
     with pytest.raises(TokenError) as info:
         await ask(json_answer(401, body), make_grant())
-    assert info.value.description == "got *** from you"
+    assert info.value.description == "got [redacted] from you"
 
 
 async def test_oversized_body(make_grant) -> None:
@@ -221,7 +221,7 @@ async def test_secret_post_failures_do_not_leak(make_grant) -> None:
     with pytest.raises(TokenError) as info:
         await ask(echo, make_grant(auth_method=AuthMethod.CLIENT_SECRET_POST))
     assert info.value.oauth_error == "invalid_request"
-    assert info.value.description == "bad secret ***"
+    assert info.value.description == "bad secret [redacted]"
     assert SECRET not in info.value.cause
 
 
@@ -261,3 +261,55 @@ async def test_retry_after_reaches_the_error(make_grant) -> None:
     with pytest.raises(TokenError) as info:
         await ask(busy, make_grant())
     assert (info.value.status, info.value.retry_after) == (503, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("handler", "fields", "advice"),
+    [
+        (
+            raw(404, b"Not Found", "text/plain"),
+            {},
+            "(https://idp.test/oauth/token: check token_url)",
+        ),
+        (
+            json_answer(405, {"error": "method"}),
+            {},
+            "(https://idp.test/oauth/token: check token_url)",
+        ),
+        (raw(302, b""), {}, "(https://idp.test/oauth/token: check token_url)"),
+        (raw(500, b"oops", "text/plain"), {}, "HTTP 500 (https://idp.test/oauth/token)"),
+        (raw(401, b""), {}, "(check client_id and the client secret)"),
+        (
+            json_answer(400, {"error": "invalid_client"}),
+            {"auth_method": AuthMethod.CLIENT_SECRET_POST},
+            "'invalid_client' (check client_id and the client secret)",
+        ),
+        (
+            json_answer(400, {"error": "invalid_scope"}),
+            {},
+            "'invalid_scope' (check scope)",
+        ),
+        (
+            json_answer(400, {"error": "invalid_target"}),
+            {},
+            "'invalid_target' (check resource and audience)",
+        ),
+        (
+            json_answer(400, {"error": "unauthorized_client"}),
+            {},
+            "(the server does not let this client use the client-credentials grant)",
+        ),
+    ],
+    ids=["404", "405 json", "redirect", "500", "401", "invalid_client", "scope", "target", "grant"],
+)
+async def test_a_refusal_says_what_to_check(make_grant, handler, fields, advice: str) -> None:
+    with pytest.raises(TokenError) as info:
+        await ask(handler, make_grant(token_url="https://idp.test/oauth/token?x=1", **fields))
+    assert advice in info.value.cause
+    assert "x=1" not in info.value.cause  # the query is not shown
+
+
+async def test_invalid_request_adds_nothing_of_its_own(make_grant) -> None:
+    with pytest.raises(TokenError) as info:
+        await ask(json_answer(400, {"error": "invalid_request"}), make_grant())
+    assert info.value.cause == "token endpoint answered HTTP 400 with error 'invalid_request'"
