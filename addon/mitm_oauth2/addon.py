@@ -204,11 +204,11 @@ class OAuth2Backend:
             error = TokenError(f"internal error ({type(e).__name__})")
             self._refuse(flow, token_unavailable(backend.name, error), error.cause)
             return
-        # Replaces whatever the caller sent under that name (every copy of the header).
+        # Replaces whatever the caller sent under that name (every copy of the header). HTTP/2
+        # and 3 want names in lower case; mitmproxy would fix it and log so for each request.
         story.issued(flow, backend.name, issue)
-        request.headers[backend.header] = backend.header_format.replace(
-            "{token}", issue.token.access_token
-        )
+        name = backend.header.lower() if request.is_http2 or request.is_http3 else backend.header
+        request.headers[name] = backend.header_format.replace("{token}", issue.token.access_token)
 
     def request(self, flow: http.HTTPFlow) -> None:
         # A replay given up on while queued must not reach the backend after its caller's answer.

@@ -1,0 +1,55 @@
+"""HTTP/2 end to end through the real mitmdump: a client that speaks HTTP/2 to the proxy, a
+backend that speaks it too (hypercorn), the token set the way HTTP/2 wants header names (lower
+case), so mitmproxy has nothing to correct and logs nothing per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from h2_backend import H2Backend
+from harness import DEMO_CLIENT_ID
+from harness import DEMO_CLIENT_SECRET
+from harness import DevServersProcess
+from harness import TlsFiles
+from harness import toml_backend
+from proxies import MitmdumpFactory
+
+
+@pytest.fixture
+def h2_backend(tls_ca: TlsFiles) -> Iterator[H2Backend]:
+    backend = H2Backend(tls_ca)
+    yield backend
+    backend.stop()
+
+
+@pytest.mark.parametrize("client_http2", [True, False], ids=["h2-client", "h1-client"])
+def test_the_token_reaches_an_http2_backend_without_a_warning_per_request(
+    devservers: DevServersProcess,
+    h2_backend: H2Backend,
+    mitmdump: MitmdumpFactory,
+    client_http2: bool,
+) -> None:
+    config = toml_backend(
+        name="orders",
+        hosts=[h2_backend.host],
+        token_url=devservers.token_url,
+        client_id=DEMO_CLIENT_ID,
+        client_secret=DEMO_CLIENT_SECRET,
+    )
+    proxy = mitmdump(config, lazy=False)  # eager: ALPN h2 is agreed with both sides
+    client = httpx.Client(
+        proxy=proxy.url, verify=proxy.ssl_context(), http2=client_http2, trust_env=False
+    )
+    with client:
+        answers = [client.get(f"{h2_backend.url}/orders/{n}") for n in range(3)]
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.http_version == ("HTTP/2" if client_http2 else "HTTP/1.1")
+        seen = answer.json()
+        assert seen["http_version"] == ("2" if client_http2 else "1.1")
+        (value,) = seen["authorization"]
+        assert value.startswith("Bearer ")
+    assert devservers.token_requests() == 1
+    assert "Lowercased" not in proxy.output()
