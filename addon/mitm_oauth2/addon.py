@@ -39,6 +39,7 @@ from .watch import ConfigWatcher
 logger = logging.getLogger(__name__)
 
 CACHE_DIR_NAME = "oauth2-token-cache"
+MAX_NEAR_MISSES = 1024
 # Options that decide where tokens live: a change of any opens a new broker on the new store.
 STORE_OPTIONS = frozenset(
     {
@@ -57,6 +58,8 @@ class OAuth2Backend:
 
     def __init__(self) -> None:
         self.router: HostRouter[BackendConfig] = HostRouter()
+        # host:port of requests that nearly matched a backend, told once per configuration
+        self.near_misses: set[tuple[str, int]] = set()
         self.backends: tuple[BackendConfig, ...] = ()
         self.broker: TokenBroker | None = None
         self.cache_dir: Path | None = None
@@ -109,7 +112,7 @@ class OAuth2Backend:
         if ctx.options.oauth2_lock_lease < 1:
             raise exceptions.OptionsError("oauth2_lock_lease: must be at least 1 second")
         if ctx.options.oauth2_config is None:
-            self.router, self.backends = HostRouter(), ()
+            self._install(HostRouter(), ())
             self.watcher.follow(None)
             logger.warning("oauth2_config is not set: no backend gets tokens")
             return
@@ -128,7 +131,7 @@ class OAuth2Backend:
         except (ConfigError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from e
         self._open_store()
-        self.router, self.backends = router, snapshot.config.backends
+        self._install(router, snapshot.config.backends)
         self.watcher.follow(snapshot)
         config = snapshot.config
         names = ", ".join(backend.name for backend in config.backends)
@@ -144,7 +147,13 @@ class OAuth2Backend:
 
     def _reload(self, config: Config) -> None:
         """The watcher's callback for a changed file: no await in between, so no flow sees a mix."""
-        self.router, self.backends = self._route(config), config.backends
+        self._install(self._route(config), config.backends)
+
+    def _install(
+        self, router: HostRouter[BackendConfig], backends: tuple[BackendConfig, ...]
+    ) -> None:
+        self.router, self.backends = router, backends
+        self.near_misses.clear()  # a new configuration may miss, or match, other requests
 
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
@@ -180,6 +189,7 @@ class OAuth2Backend:
         request = flow.request
         backend = self.router.match(request.host, request.port, request.scheme, request.path)
         if backend is None:
+            self._note_near_miss(request)
             return
         flow.metadata["oauth2"] = {"backend": backend.name}
         where = Destination(
@@ -209,6 +219,24 @@ class OAuth2Backend:
         story.issued(flow, backend.name, issue)
         name = backend.header.lower() if request.is_http2 or request.is_http3 else backend.header
         request.headers[name] = backend.header_format.replace("{token}", issue.token.access_token)
+
+    def _note_near_miss(self, request: http.Request) -> None:
+        """Says once per host:port (and configuration) which backend nearly took a request
+        that goes on without a token, and why it did not."""
+        place = (request.host, request.port)
+        if place in self.near_misses:
+            return
+        miss = self.router.near_miss(request.host, request.port, request.scheme, request.path)
+        if miss is None:
+            return
+        if len(self.near_misses) >= MAX_NEAR_MISSES:  # bounded, whatever hosts clients name
+            self.near_misses.clear()
+        self.near_misses.add(place)
+        text = miss.describe(
+            miss.target.name, request.host, request.port, request.scheme, request.path
+        )
+        # A path outside path_prefix is often meant; another port or scheme rarely is.
+        logger.log(logging.INFO if miss.why == "path" else logging.WARNING, "oauth2: %s", text)
 
     def request(self, flow: http.HTTPFlow) -> None:
         # A replay given up on while queued must not reach the backend after its caller's answer.

@@ -12,6 +12,8 @@ from typing import TypeVar
 
 import idna
 
+from .http_util import printable
+
 T = TypeVar("T")
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -166,6 +168,38 @@ def prefix_matches(prefix: str, path: str) -> bool:
 _Routes = list[tuple[str, T]]  # (path prefix, target), longest prefix first
 
 
+@dataclass(frozen=True)
+class NearMiss(Generic[T]):
+    """A request that got no target although an entry names its host: why it missed."""
+
+    target: T
+    pattern: HostPattern
+    why: str  # "port", "scheme" or "path"
+    prefixes: tuple[str, ...] = ()  # for "path": the prefixes its host and port have
+
+    def describe(self, target_name: str, host: str, port: int, scheme: str, path: str) -> str:
+        """One log line: what was asked, which backend nearly matched, what to change."""
+        where = f"{scheme}://{HostPattern(host.lower(), port)}"
+        listed = f"backend '{target_name}' lists {self.pattern}"
+        entry = HostPattern(self.pattern.host, port, self.pattern.wildcard)
+        if self.why == "port":
+            ports = "443 (https) and 80 (http)" if self.pattern.port is None else self.pattern.port
+            return (
+                f"{where} gets no token: {listed}, which means port {ports}; add '{entry}' to"
+                " its hosts if this is the same API"
+            )
+        if self.why == "scheme":
+            return (
+                f"{where} gets no token: {listed}, which means https on 443 and http on 80;"
+                f" list it as '{entry}' for {scheme} on port {port}"
+            )
+        prefixes = ", ".join(f"'{prefix}'" for prefix in self.prefixes)
+        return (
+            f"{where}{printable(request_path(path), 80)} gets no token: {listed} for"
+            f" path_prefix {prefixes} only; other paths there are passed on as they are"
+        )
+
+
 class HostRouter(Generic[T]):
     """Maps (host, port, scheme, path) to a target.
 
@@ -177,7 +211,12 @@ class HostRouter(Generic[T]):
     def __init__(self, entries: Iterable[tuple[HostPattern, str, T]] = ()) -> None:
         self._exact: dict[tuple[str, int | None], _Routes[T]] = {}
         self._wildcard: dict[tuple[str, int | None], _Routes[T]] = {}
+        # (host, wildcard) -> its entries whatever their port: what a near miss is looked up in
+        self._names: dict[tuple[str, bool], list[tuple[HostPattern, str, T]]] = {}
         for pattern, prefix, target in entries:
+            self._names.setdefault((pattern.host, pattern.wildcard), []).append(
+                (pattern, prefix, target)
+            )
             table = self._wildcard if pattern.wildcard else self._exact
             routes = table.setdefault((pattern.host, pattern.port), [])
             if any(existing == prefix for existing, _ in routes):
@@ -201,6 +240,31 @@ class HostRouter(Generic[T]):
             if found is not None:
                 return found
         return None
+
+    def near_miss(self, host: str, port: int, scheme: str, path: str = "/") -> NearMiss[T] | None:
+        """For a request `match` found no target for: an entry for its host name that another
+        port, scheme or path prefix kept from matching (exact names before wildcards)."""
+        try:
+            name = normalize_host(host)
+        except ValueError:
+            return None
+        candidates = self._names.get((name, False))
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            if candidates:
+                break
+            candidates = self._names.get((".".join(labels[i:]), True))
+        if not candidates:
+            return None
+        default = DEFAULT_PORTS.get(scheme) == port
+        fits = [e for e in candidates if e[0].port == port or (e[0].port is None and default)]
+        if fits:  # host and port are right: only the path is outside every prefix
+            pattern, _, target = fits[0]
+            return NearMiss(target, pattern, "path", tuple(prefix for _, prefix, _ in fits))
+        for pattern, _, target in candidates:
+            if pattern.port is None and port in DEFAULT_PORTS.values():
+                return NearMiss(target, pattern, "scheme")
+        return NearMiss(candidates[0][2], candidates[0][0], "port")
 
     @staticmethod
     def _lookup(

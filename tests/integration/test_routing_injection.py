@@ -139,3 +139,22 @@ def test_percent_encoded_dot_segments_are_routed_like_plain_ones(
     assert status == 200, body
     (entry,) = servers.token_log()
     assert entry["client_id"] == "client-b"
+
+
+def test_a_near_miss_is_told_once_per_host_and_port(
+    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+) -> None:
+    """`hosts = ["localhost"]` means ports 80 and 443: a request to another port of localhost
+    passes untouched, and the log says once which backend nearly took it and what to change."""
+    port = devservers.backend_url.rsplit(":", 1)[1]
+    proxy = mitmdump(devservers.backend_toml(hosts=["localhost"]))
+    with proxy.client() as client:
+        for _ in range(3):
+            answer = client.get(f"http://localhost:{port}/things")
+            assert answer.status_code == 401  # passed on, without a token
+    assert devservers.token_requests() == 0
+    line = proxy.wait_for_output(rf"http://localhost:{port} gets no token.*").group(0)
+    assert "backend 'api' lists localhost, which means port 443 (https) and 80 (http)" in line
+    assert f"add 'localhost:{port}' to its hosts" in line
+    assert proxy.output().count("gets no token") == 1
+    assert all(r["authorization"] == [] for r in devservers.backend_requests())

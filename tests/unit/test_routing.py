@@ -152,3 +152,66 @@ def test_same_prefix_twice_is_refused() -> None:
 def test_longest_prefix_wins_across_explicit_and_default_port() -> None:
     r = router(("api.test:443", "/", "explicit"), ("api.test", "/api", "default"))
     assert route(r, "/api/x") == "default"
+
+
+NEAR = router(
+    ("localhost", "/", "web"),
+    ("api.test", "/v1", "orders"),
+    ("api.test", "/v2", "orders2"),
+    ("billing.test:8443", "/", "billing"),
+    ("*.svc.test", "/", "mesh"),
+)
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        (
+            ("localhost", 47002, "http", "/x"),
+            "http://localhost:47002 gets no token: backend 'web' lists localhost, which means"
+            " port 443 (https) and 80 (http); add 'localhost:47002' to its hosts if this is the"
+            " same API",
+        ),
+        (
+            ("LOCALHOST", 443, "http", "/"),
+            "http://localhost:443 gets no token: backend 'web' lists localhost, which means https"
+            " on 443 and http on 80; list it as 'localhost:443' for http on port 443",
+        ),
+        (
+            ("api.test", 443, "https", "/admin/../v3/x?token=abc"),
+            "https://api.test:443/v3/x gets no token: backend 'orders' lists api.test for"
+            " path_prefix '/v1', '/v2' only; other paths there are passed on as they are",
+        ),
+        (
+            ("billing.test", 443, "https", "/"),
+            "https://billing.test:443 gets no token: backend 'billing' lists billing.test:8443,"
+            " which means port 8443; add 'billing.test:443' to its hosts if this is the same API",
+        ),
+        (
+            ("a.b.svc.test", 8080, "http", "/"),
+            "http://a.b.svc.test:8080 gets no token: backend 'mesh' lists *.svc.test, which"
+            " means port 443 (https) and 80 (http); add '*.svc.test:8080' to its hosts if this"
+            " is the same API",
+        ),
+    ],
+    ids=["other-port", "other-scheme", "outside-path-prefix", "port-entry", "wildcard"],
+)
+def test_near_miss_says_which_backend_and_what_to_change(
+    request_: tuple[str, int, str, str], expected: str
+) -> None:
+    assert NEAR.match(*request_) is None
+    miss = NEAR.near_miss(*request_)
+    assert miss is not None
+    assert miss.describe(miss.target, *request_) == expected
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ("other.test", 443, "https", "/"),
+        ("svc.test", 443, "https", "/"),
+        ("bad host", 80, "http", "/"),
+    ],
+)
+def test_no_near_miss_for_hosts_no_backend_names(request_: tuple[str, int, str, str]) -> None:
+    assert NEAR.near_miss(*request_) is None
