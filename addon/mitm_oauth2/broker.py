@@ -130,7 +130,7 @@ class TokenBroker:
         await self._store.delete_if(grant, access_token)
 
     def status(self, grant: TokenGrant) -> dict[str, object]:
-        """The backend's token, counters and store, JSON-safe (for `oauth2.status`)."""
+        """The backend's token, counters and store, JSON-safe (for `oauth.status`)."""
         held = self._valid(grant)
         now = self._clock.monotonic()
         token: dict[str, object] = {"token": held is not None, "renewing": grant in self._inflight}

@@ -144,6 +144,26 @@ class Mitmweb:
         assert all(isinstance(f, HTTPFlow) for f in flows), flows
         return [f for f in flows if isinstance(f, HTTPFlow)]
 
+    def command(self, name: str, *arguments: str) -> dict[str, Any]:
+        """Runs a command the way mitmweb's command bar does, as a browser would: the page
+        (``web_url``, with ``?token=`` where the version has one, which sets the login cookie),
+        the start of its WebSocket, then ``POST /commands/NAME`` with the XSRF cookie and header.
+        Returns mitmweb's answer: ``{"value": ...}`` or ``{"error": "..."}``."""
+        with httpx.Client(base_url=self.base_url, trust_env=False, timeout=10) as browser:
+            browser.get(self.web_url).raise_for_status()
+            # The XSRF cookie: "_xsrf", set by the page on 11.0.2; "_mitmproxy_xsrf", set by
+            # /updates (the WebSocket, answered 400 to a plain GET) on 12.x.
+            browser.get("/updates")
+            (xsrf,) = [value for key, value in browser.cookies.items() if "xsrf" in key]
+            answer = browser.post(
+                f"/commands/{name}",
+                json={"arguments": list(arguments)},
+                headers={"X-XSRFToken": xsrf},
+            )
+        assert answer.status_code == 200, f"POST /commands/{name}: {answer.status_code}"
+        result: dict[str, Any] = answer.json()
+        return result
+
     def output(self) -> str:
         return self._reader.text() if self._reader else ""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,3 +167,59 @@ def test_mitmweb_filters_find_the_flows(
     assert paths("!~meta oauth2") == ["/c"]
     assert paths("~comment 'token fetched'") == ["/a"]
     assert paths("~comment 'token cache'") == ["/b"]
+
+
+def _until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
+    """The first truthy result of `check()`, polled every 0.05 s; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+    return result
+
+
+def test_the_command_bar_runs_the_commands(
+    devservers: DevServersProcess, start_mitmweb: StartMitmweb
+) -> None:
+    """oauth.status, oauth.refresh and oauth.purge through mitmweb's own /commands API, the
+    route its command bar posts to (names of lower-case letters and dots only)."""
+    web = start_mitmweb(devservers.backend_toml("orders"))
+
+    def status() -> dict[str, Any]:
+        answer = web.command("oauth.status")
+        assert set(answer) == {"value"}, answer
+        report: dict[str, Any] = json.loads(answer["value"])
+        assert set(report) == {"orders"}, report
+        return dict(report["orders"])
+
+    def fingerprint() -> str:
+        with web.proxy_client() as client:
+            assert client.get(f"{devservers.backend_url}/orders").status_code == 200
+        (meta,) = [f.metadata["oauth2"] for f in web.flows_dump()][-1:]
+        return str(meta["fingerprint"])
+
+    first = fingerprint()
+    now = status()
+    assert (now["token"], now["fetches"], now["store_ok"]) == (True, 1, True), now
+    assert 3500 < now["token_left_s"] <= 3600
+    assert devservers.token_requests() == 1
+
+    assert web.command("oauth.refresh", "orders") == {"value": None}
+    _until(lambda: status()["fetches"] == 2, "a renewal after oauth.refresh")
+    assert devservers.token_requests() == 2
+    renewed = fingerprint()
+    assert renewed != first
+
+    assert web.command("oauth.purge", "orders") == {"value": None}
+    _until(lambda: status()["token"] is False, "the token gone after oauth.purge")
+    assert devservers.token_requests() == 2
+    fetched = fingerprint()  # the next request fetches one
+    assert fetched not in (first, renewed)
+    assert devservers.token_requests() == 3
+    assert status()["fetches"] == 3
+
+    assert web.command("oauth.purge", "nope") == {"error": "oauth2: no backend named nope"}
+    tokens = [r["authorization"][0].removeprefix("Bearer ") for r in devservers.backend_requests()]
+    assert len(set(tokens)) == 3
+    assert not any(token in web.command("oauth.status")["value"] for token in tokens)

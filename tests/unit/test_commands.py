@@ -1,4 +1,4 @@
-"""oauth2.status, oauth2.refresh and oauth2.purge, on a real broker with a fake endpoint."""
+"""oauth.status, oauth.refresh and oauth.purge, on a real broker with a fake endpoint."""
 
 from __future__ import annotations
 
@@ -101,6 +101,6 @@ def test_the_addon_registers_the_commands(tmp_path) -> None:
 
     addon = OAuth2Backend()
     with taddons.context(addon) as tctx:
-        assert json.loads(tctx.master.commands.execute("oauth2.status")) == {}
+        assert json.loads(tctx.master.commands.execute("oauth.status")) == {}
         with pytest.raises(exceptions.CommandError, match="oauth2_config"):
-            tctx.master.commands.execute("oauth2.refresh")
+            tctx.master.commands.execute("oauth.refresh")

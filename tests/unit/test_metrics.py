@@ -67,7 +67,7 @@ def test_counters_per_backend(endpoint: MetricsEndpoint) -> None:
     assert 'oauth2_token_time_left_seconds{backend="billing"} 3000.5' in text
     assert 'oauth2_token_store_ok{backend="billing"} 1.0' in text
     assert 'oauth2_token_store_ok{backend="orders"} 0.0' in text
-    assert "invalid_client'" not in text  # the last error's text is for oauth2.status, not labels
+    assert "invalid_client'" not in text  # the last error's text is for oauth.status, not labels
 
 
 def test_off_by_default_and_stops(endpoint: MetricsEndpoint) -> None:
