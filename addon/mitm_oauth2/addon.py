@@ -103,6 +103,7 @@ class OAuth2Backend:
         if ctx.options.oauth2_config is None:
             self.router, self.backends = HostRouter(), ()
             self.watcher.follow(None)
+            self._look_after_stored_tokens()
             logger.warning("oauth2_config is not set: no backend gets tokens")
             return
         path = Path(os.path.expanduser(ctx.options.oauth2_config))
@@ -111,6 +112,7 @@ class OAuth2Backend:
             # back a refused update (configure again with the old values); edits of the file
             # itself are the watcher's business, and it keeps the last good version running.
             self._open_store()
+            self._look_after_stored_tokens()
             return
         # Everything is read and validated before anything is swapped: a refused update (which
         # mitmproxy rolls back) leaves router, broker and watcher as they were.
@@ -122,6 +124,7 @@ class OAuth2Backend:
         self._open_store()
         self.router, self.backends = router, snapshot.config.backends
         self.watcher.follow(snapshot)
+        self._look_after_stored_tokens()
         config = snapshot.config
         names = ", ".join(backend.name for backend in config.backends)
         logger.info("oauth2: %d backend(s) from %s: %s", len(config.backends), config.path, names)
@@ -137,10 +140,17 @@ class OAuth2Backend:
     def _reload(self, config: Config) -> None:
         """The watcher's callback for a changed file: no await in between, so no flow sees a mix."""
         self.router, self.backends = self._route(config), config.backends
+        self._look_after_stored_tokens()
 
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         self.watcher.start()
+        self._look_after_stored_tokens()
+
+    def _look_after_stored_tokens(self) -> None:
+        """So that `oauth.status` tells a token another process stored (see the broker)."""
+        if self.broker is not None:
+            self.broker.look_after(tuple(backend.grant for backend in self.backends))
 
     def _statuses(self) -> list[tuple[str, dict[str, object]]]:
         broker = self.broker

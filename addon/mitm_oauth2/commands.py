@@ -33,12 +33,12 @@ class OAuth2Commands:
 
     @command.command("oauth.status")
     def status(self) -> str:
-        """Per backend, as JSON: token present, its age and time left, whether it is being
-        renewed, fetches, cache hits, replays after a 401, failures by cause, last error, and
-        the token store with whether it works (store_ok)."""
+        """Per backend, as JSON: where its token is ("memory", "store" or "none"), its age and
+        time left, whether it is being renewed, fetches, cache hits, replays after a 401,
+        failures by cause, last error, and the token store with whether it works (store_ok)."""
         broker = self._addon.broker
         report = {
-            backend.name: broker.status(backend.grant) if broker else {"token": False}
+            backend.name: broker.status(backend.grant) if broker else {"token": "none"}
             for backend in self._addon.backends
         }
         return json.dumps(report, indent=2, sort_keys=True)

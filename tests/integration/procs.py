@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 from mitm_oauth2.testing import OutputReader as OutputReader  # re-exported for the harnesses
 from mitm_oauth2.testing import stop_process as stop_process
@@ -57,3 +62,17 @@ def popen(cmd: list[str], cwd: Path | None, stderr: int) -> subprocess.Popen[str
         env=subprocess_env(),
         cwd=cwd,
     )
+
+
+T = TypeVar("T")
+
+
+def until(check: Callable[[], T], what: str, timeout: float = 15) -> T:
+    """The first truthy result of `check()`, polled every 0.05 s; fails the test with `what`
+    after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+    return result
