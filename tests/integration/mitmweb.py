@@ -55,11 +55,22 @@ def free_port() -> int:
 class Mitmweb:
     """mitmweb with the addon loaded: proxy on a free port, web UI on ``web_port``."""
 
-    def __init__(self, args: list[str], *, cwd: Path | None, name: str = "mitmweb") -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        cwd: Path | None,
+        name: str = "mitmweb",
+        program: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``program``: what runs mitmweb (default: this environment's mitmweb), given the
+        harness's arguments and then ``args``; ``env``: its environment (default: popen's)."""
         self.name = name
         self.web_port = free_port()
+        self._env = env
         self.cmd = [
-            str(MITMWEB),
+            *(program or [str(MITMWEB)]),
             "--listen-host",
             "127.0.0.1",
             "--listen-port",
@@ -81,7 +92,7 @@ class Mitmweb:
         self.api: httpx.Client | None = None
 
     def start(self, timeout: float = 30) -> Mitmweb:
-        self.proc = popen(self.cmd, self._cwd, subprocess.STDOUT)
+        self.proc = popen(self.cmd, self._cwd, subprocess.STDOUT, self._env)
         assert self.proc.stdout is not None
         self._reader = OutputReader(self.proc.stdout, f"{self.name}-output")
         # Both lines come from the same startup; the order differs between versions.

@@ -49,8 +49,11 @@ def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     )
 
 
-def popen(cmd: list[str], cwd: Path | None, stderr: int) -> subprocess.Popen[str]:
-    """Start ``cmd`` in the test environment: text stdout piped, stderr as given, no stdin."""
+def popen(
+    cmd: list[str], cwd: Path | None, stderr: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``cmd`` in ``env`` (default: the test environment): text stdout piped, stderr as
+    given, no stdin."""
     return subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -59,7 +62,7 @@ def popen(cmd: list[str], cwd: Path | None, stderr: int) -> subprocess.Popen[str
         text=True,
         encoding="utf-8",
         errors="replace",
-        env=subprocess_env(),
+        env=env if env is not None else subprocess_env(),
         cwd=cwd,
     )
 
