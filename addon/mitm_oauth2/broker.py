@@ -88,7 +88,7 @@ class TokenBroker:
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._lock_lease = lock_lease
         self._lock_poll = lock_poll
-        # What this process last read from (or wrote to) the store, per grant: None, nothing.
+        # What this process last read from (or wrote to) the store, per grant (None: nothing).
         self._stored: dict[TokenGrant, Token | None] = {}
         self._looked_after: tuple[TokenGrant, ...] = ()
         self._looking: asyncio.Task[None] | None = None
