@@ -50,6 +50,19 @@ set_mitm_defaults() {
     [[ "$args" == *"connection_strategy="* ]] || MITM_DEFAULTS+=(--set "connection_strategy=lazy")
 }
 
+# mitmweb's flow list with a Comment column, where each flow tells its token story, after the
+# columns mitmweb shows by default (the same in 11.x and 12.x); left out when the caller sets
+# web_columns. Fills the array WEB_DEFAULTS.
+set_web_defaults() {
+    local args=" $* " column
+    WEB_DEFAULTS=()
+    if [[ "$args" != *"web_columns="* ]]; then
+        for column in tls icon path method status size time comment; do
+            WEB_DEFAULTS+=(--set "web_columns=$column")
+        done
+    fi
+}
+
 # The interop tests' third-party authorization server (npm's oidc-provider), installed from
 # tests/interop/package-lock.json when it changed since the last install.
 ensure_interop_deps() {

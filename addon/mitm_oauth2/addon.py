@@ -122,6 +122,7 @@ class OAuth2Backend:
             # back a refused update (configure again with the old values); edits of the file
             # itself are the watcher's business, and it keeps the last good version running.
             self._open_store()
+            self._look_after_stored_tokens()
             return
         # Everything is read and validated before anything is swapped: a refused update (which
         # mitmproxy rolls back) leaves router, broker and watcher as they were.
@@ -154,10 +155,17 @@ class OAuth2Backend:
     ) -> None:
         self.router, self.backends = router, backends
         self.near_misses.clear()  # a new configuration may miss, or match, other requests
+        self._look_after_stored_tokens()
 
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         self.watcher.start()
+        self._look_after_stored_tokens()
+
+    def _look_after_stored_tokens(self) -> None:
+        """So that `oauth.status` tells a token another process stored (see the broker)."""
+        if self.broker is not None:
+            self.broker.look_after(tuple(backend.grant for backend in self.backends))
 
     def _statuses(self) -> list[tuple[str, dict[str, object]]]:
         broker = self.broker

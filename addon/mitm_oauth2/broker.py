@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 # a holder that died (SIGKILL) delays the other processes by at most this.
 DEFAULT_LOCK_LEASE = 15.0
 
+# How often the store is read for backends without a token here, so that `status` can tell a
+# token another process put there; a read of the disk cache or Redis, not a token request.
+STORE_LOOK_INTERVAL = 5.0
+
 # Strong references to connection-closing tasks, which the event loop itself only holds weakly.
 _closing: set[asyncio.Task[None]] = set()
 
@@ -84,6 +88,10 @@ class TokenBroker:
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._lock_lease = lock_lease
         self._lock_poll = lock_poll
+        # What this process last read from (or wrote to) the store, per grant (None: nothing).
+        self._stored: dict[TokenGrant, Token | None] = {}
+        self._looked_after: tuple[TokenGrant, ...] = ()
+        self._looking: asyncio.Task[None] | None = None
 
     @classmethod
     def production(
@@ -128,17 +136,63 @@ class TokenBroker:
         if held is not None and held.token.access_token == access_token:
             del self._held[grant]
         await self._store.delete_if(grant, access_token)
+        stored = self._stored.get(grant)
+        if stored is not None and stored.access_token == access_token:
+            self._stored[grant] = None
 
     def status(self, grant: TokenGrant) -> dict[str, object]:
-        """The backend's token, counters and store, JSON-safe (for `oauth2.status`)."""
+        """The backend's token, counters and store, JSON-safe (for `oauth.status`).
+
+        `token` says where a valid token is: "memory" (this process serves it), "store" (another
+        process put it in the store; this one takes it at its next request), "none". The store
+        is known from this process's last read of it (see `look_after`), so that this stays a
+        synchronous answer, as commands must be.
+        """
+        status: dict[str, object] = {"token": "none", "renewing": grant in self._inflight}
+        status |= {"store": self._store.where, "store_ok": not self._store.failing}
         held = self._valid(grant)
-        now = self._clock.monotonic()
-        token: dict[str, object] = {"token": held is not None, "renewing": grant in self._inflight}
-        token |= {"store": self._store.where, "store_ok": not self._store.failing}
+        stored = self._stored.get(grant)
         if held is not None:
-            token["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
-            token["token_left_s"] = round(held.usable_until - now, 1)
-        return token | self.counters.of(grant.backend).as_dict()
+            now = self._clock.monotonic()
+            status["token"] = "memory"
+            status["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
+            status["token_left_s"] = round(held.usable_until - now, 1)
+        elif stored is not None:
+            # By the wall clock, as _place would put it here, and never past its lifetime.
+            left = min(stored.lifetime, stored.expires_at - self._clock.wall())
+            usable = left - expiry_skew(stored.lifetime)
+            if usable > 0:
+                status["token"] = "store"
+                status["token_age_s"] = round(stored.lifetime - left, 1)
+                status["token_left_s"] = round(usable, 1)
+        return status | self.counters.of(grant.backend).as_dict()
+
+    def look_after(self, grants: tuple[TokenGrant, ...]) -> None:
+        """Reads the store now and every STORE_LOOK_INTERVAL for those of `grants` that have no
+        valid token here, so that `status` knows a token another process stored. Needs a
+        running loop (does nothing without one); replaces the grants looked after before."""
+        looking = self._looking is not None and not self._looking.done()
+        if looking and grants == self._looked_after:
+            return
+        self._looked_after = grants
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._looking is not None:
+            self._looking.cancel()
+        self._looking = loop.create_task(self._look_every(STORE_LOOK_INTERVAL))
+
+    async def look(self, grant: TokenGrant) -> None:
+        """Reads the grant's entry in the store (what `status` reports when memory has none)."""
+        self._stored[grant] = await self._store.load(grant)
+
+    async def _look_every(self, interval: float) -> None:
+        while True:
+            for grant in self._looked_after:
+                if self._valid(grant) is None and grant not in self._inflight:
+                    await self.look(grant)
+            await asyncio.sleep(interval)
 
     def refresh(self, grant: TokenGrant) -> None:
         """Starts a renewal now, even for a fresh token or while backing off after failures."""
@@ -150,12 +204,16 @@ class TokenBroker:
         self._held.pop(grant, None)
         self._failures.forget(grant)
         await self._store.delete(grant)
+        self._stored[grant] = None
 
     def close(self) -> None:
         """Cancels acquisitions still running and releases connections (shutdown, new cache)."""
         for task in list(self._inflight.values()):
             task.cancel()
         self._inflight.clear()
+        if self._looking is not None:
+            self._looking.cancel()
+            self._looking = None
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -232,7 +290,7 @@ class TokenBroker:
     async def _adopt_stored(self, grant: TokenGrant, *, stale_ok: bool) -> _Held | None:
         """Takes the stored token when it is another than ours and still valid (and not due,
         unless `stale_ok`)."""
-        stored = await self._store.load(grant)
+        stored = self._stored[grant] = await self._store.load(grant)
         current = self._held.get(grant)
         # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
         if stored is None or (current is not None and stored == current.token):
@@ -270,6 +328,7 @@ class TokenBroker:
         )
         self.counters.of(grant.backend).fetches += 1
         await self._store.save(grant, token, ttl=lifetime)
+        self._stored[grant] = token
         margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(
             token,

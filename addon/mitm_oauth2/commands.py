@@ -1,5 +1,8 @@
-"""The addon's commands, for mitmweb's command bar and the console: `oauth2.status`,
-`oauth2.refresh [name ...]` and `oauth2.purge [name ...]` (no name: every backend)."""
+"""The addon's commands, for mitmweb's command bar and the console: `oauth.status`,
+`oauth.refresh [name ...]` and `oauth.purge [name ...]` (no name: every backend).
+
+Named with lower-case letters and dots only: mitmweb routes `/commands/[a-z.]+`, so a name with a
+digit (`oauth2.status`) works in the console but cannot be reached from mitmweb's command bar."""
 
 from __future__ import annotations
 
@@ -28,26 +31,26 @@ class OAuth2Commands:
         # Strong references to purges in flight (the event loop holds tasks only weakly).
         self._purges: set[asyncio.Task[None]] = set()
 
-    @command.command("oauth2.status")
+    @command.command("oauth.status")
     def status(self) -> str:
-        """Per backend, as JSON: token present, its age and time left, whether it is being
-        renewed, fetches, cache hits, replays after a 401, failures by cause, last error, and
-        the token store with whether it works (store_ok)."""
+        """Per backend, as JSON: where its token is ("memory", "store" or "none"), its age and
+        time left, whether it is being renewed, fetches, cache hits, replays after a 401,
+        failures by cause, last error, and the token store with whether it works (store_ok)."""
         broker = self._addon.broker
         report = {
-            backend.name: broker.status(backend.grant) if broker else {"token": False}
+            backend.name: broker.status(backend.grant) if broker else {"token": "none"}
             for backend in self._addon.backends
         }
         return json.dumps(report, indent=2, sort_keys=True)
 
-    @command.command("oauth2.refresh")
+    @command.command("oauth.refresh")
     def refresh(self, *names: str) -> None:
         """Renew the tokens of the named backends now (every backend when none is named)."""
         broker = self._broker()
         for backend in self._chosen(names):
             broker.refresh(backend.grant)
 
-    @command.command("oauth2.purge")
+    @command.command("oauth.purge")
     def purge(self, *names: str) -> None:
         """Forget the tokens of the named backends, in memory and in the cache (all when none
         is named); their next request fetches a new one."""

@@ -69,10 +69,12 @@ class TokenCollector(Collector):
             causes = status.get("failures")
             for cause, count in causes.items() if isinstance(causes, dict) else ():
                 failures.add_metric([backend, str(cause)], _number(count))
-            present.add_metric([backend], 1.0 if status.get("token") else 0.0)
+            # Held: in this process's memory. A token only in the store is not, nor its time left.
+            held = status.get("token") == "memory"
+            present.add_metric([backend], 1.0 if held else 0.0)
             store_ok.add_metric([backend], 1.0 if status.get("store_ok", True) else 0.0)
-            if "token_left_s" in status:
-                left.add_metric([backend], _number(status["token_left_s"]))
+            if held:
+                left.add_metric([backend], _number(status.get("token_left_s")))
         yield from (fetches, hits, replays, failures, present, left, store_ok)
 
 

@@ -1,4 +1,4 @@
-"""Per-backend counters behind `oauth2.status`: JSON-safe, never a token or a secret."""
+"""Per-backend counters behind `oauth.status`: JSON-safe, never a token or a secret."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Each matched flow tells its token story: JSON-safe `flow.metadata["oauth2"]` and a one-line
 `flow.comment`, which mitmweb and the console show and `~meta` / `~comment` filters find.
 
-Never the token itself: only a short fingerprint, enough to tell two tokens apart.
+The comment leads with the token's state, so mitmweb's narrow Comment column still tells it:
+`cache · 3480 s left · orders`, `refused · <cause> · orders`. Never the token itself: only a short
+fingerprint in the metadata, enough to tell two tokens apart.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from mitmproxy import http
 
 from .tokens import Issued
 
-REFUSED_MARKER = ":no_entry:"
+# mitmweb shows a marker as text: the character mitmproxy's emoji table gives its name (🔴 for
+# an unknown name), so ":no_entry:" (⛔) is an empty box without an emoji font. ":default:" is
+# ● (U+25CF BLACK CIRCLE), which ordinary text fonts have; the console shows it as its mark too.
+REFUSED_MARKER = ":default:"
 
 
 def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
@@ -24,13 +29,13 @@ def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
         "token_left_s": round(issue.left, 1),
         "fingerprint": issue.token.fingerprint,
     }
-    _comment(flow, f"token {source}, {issue.age:.0f} s old, {issue.left:.0f} s left")
+    _comment(flow, source, f"{issue.left:.0f} s left")
 
 
 def refused(flow: http.HTTPFlow, cause: str) -> None:
     flow.metadata["oauth2"]["error"] = cause
     flow.marked = REFUSED_MARKER
-    _comment(flow, f"no token, not forwarded: {cause}")
+    _comment(flow, "refused", cause)
 
 
 def replayed(flow: http.HTTPFlow) -> None:
@@ -38,9 +43,10 @@ def replayed(flow: http.HTTPFlow) -> None:
     meta = flow.metadata["oauth2"]
     meta["source"] = "renewed after 401"
     status = flow.response.status_code if flow.response else "no answer"
-    _comment(flow, f"token rejected (401), renewed and replayed once: {status}")
+    _comment(flow, "renewed after 401", f"replayed once: {status}")
 
 
-def _comment(flow: http.HTTPFlow, text: str) -> None:
+def _comment(flow: http.HTTPFlow, state: str, detail: str) -> None:
+    """state · detail · backend: what matters most first."""
     backend = flow.metadata["oauth2"]["backend"]
-    flow.comment = f"oauth2 {backend}: {text}"
+    flow.comment = f"{state} · {detail} · {backend}"

@@ -5,7 +5,7 @@ mitmdump reads no commands while it runs; mitmweb's /commands API would, but mit
 dump (`flow_detail`), which the secret hygiene test wants in the same run. Commands go through
 mitmproxy's own command manager, as the console's `:` prompt and mitmweb's command bar do.
 
-    GET http://commands.probe.invalid/oauth2.refresh?arg=billing  ->  200, the result as text
+    GET http://commands.probe.invalid/oauth.refresh?arg=billing  ->  200, the result as text
 """
 
 from __future__ import annotations

@@ -127,12 +127,12 @@ def scenario(run: Run, metrics_port: int) -> None:
     run.scrape(metrics_port)
     for knobs in FAILURES.values():
         run.knobs(**knobs)
-        run.command("oauth2.purge")  # forgets tokens and failures: the next request fetches
+        run.command("oauth.purge")  # forgets tokens and failures: the next request fetches
         assert all(status in (502, 503) for status in run.get_all("failing"))
-        json.loads(run.command("oauth2.status"))
+        json.loads(run.command("oauth.status"))
         run.scrape(metrics_port)
     run.knobs()
-    run.command("oauth2.refresh")  # backs off no more: renews at once
+    run.command("oauth.refresh")  # backs off no more: renews at once
     poll(lambda: run.get_all("recovered") == [200] * 4 or None, "served after the failures")
     run.servers.revoke()  # every held token is now refused: one replay each
     assert run.get_all("revoked") == [200] * 4
@@ -150,12 +150,12 @@ def scenario(run: Run, metrics_port: int) -> None:
         assert run.get_all("broken-config") == [200] * 4
         replace(run.proxy.config_path, good)
         wait_for_lines(run.proxy, r"oauth2: reloaded 4 backend\(s\)", n)
-    for name in ("oauth2.status", "oauth2.refresh", "oauth2.purge", "oauth2.status"):
+    for name in ("oauth.status", "oauth.refresh", "oauth.purge", "oauth.status"):
         run.command(name)
-    run.command("oauth2.refresh", "basic", "hs")
-    run.command("oauth2.purge", "post")
+    run.command("oauth.refresh", "basic", "hs")
+    run.command("oauth.purge", "post")
     assert run.get_all("final") == [200] * 4
-    run.command("oauth2.status")
+    run.command("oauth.status")
     run.scrape(metrics_port)
 
 

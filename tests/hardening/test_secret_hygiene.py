@@ -4,7 +4,7 @@ verbose, then a search of everything the addon writes for every form of every cr
 Searched: all of mitmdump's output (termlog_verbosity=debug, flow_detail=4, proxy_debug,
 no cut-off of bodies), the problem bodies callers got, each saved flow's metadata, comment and
 marker and the problems the addon answered (`save_stream_file`, read back with mitmproxy.io),
-the output of oauth2.status, oauth2.refresh and oauth2.purge, the Prometheus text, and the token
+the output of oauth.status, oauth.refresh and oauth.purge, the Prometheus text, and the token
 cache: its keys and the raw bytes of its SQLite files.
 
 Searched for: the client secrets (basic, post from a file, client_secret_jwt), the Basic

@@ -55,11 +55,22 @@ def free_port() -> int:
 class Mitmweb:
     """mitmweb with the addon loaded: proxy on a free port, web UI on ``web_port``."""
 
-    def __init__(self, args: list[str], *, cwd: Path | None, name: str = "mitmweb") -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        cwd: Path | None,
+        name: str = "mitmweb",
+        program: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``program``: what runs mitmweb (default: this environment's mitmweb), given the
+        harness's arguments and then ``args``; ``env``: its environment (default: popen's)."""
         self.name = name
         self.web_port = free_port()
+        self._env = env
         self.cmd = [
-            str(MITMWEB),
+            *(program or [str(MITMWEB)]),
             "--listen-host",
             "127.0.0.1",
             "--listen-port",
@@ -81,7 +92,7 @@ class Mitmweb:
         self.api: httpx.Client | None = None
 
     def start(self, timeout: float = 30) -> Mitmweb:
-        self.proc = popen(self.cmd, self._cwd, subprocess.STDOUT)
+        self.proc = popen(self.cmd, self._cwd, subprocess.STDOUT, self._env)
         assert self.proc.stdout is not None
         self._reader = OutputReader(self.proc.stdout, f"{self.name}-output")
         # Both lines come from the same startup; the order differs between versions.
@@ -143,6 +154,26 @@ class Mitmweb:
         flows = list(mitmproxy_io.FlowReader(io.BytesIO(response.content)).stream())
         assert all(isinstance(f, HTTPFlow) for f in flows), flows
         return [f for f in flows if isinstance(f, HTTPFlow)]
+
+    def command(self, name: str, *arguments: str) -> dict[str, Any]:
+        """Runs a command the way mitmweb's command bar does, as a browser would: the page
+        (``web_url``, with ``?token=`` where the version has one, which sets the login cookie),
+        the start of its WebSocket, then ``POST /commands/NAME`` with the XSRF cookie and header.
+        Returns mitmweb's answer: ``{"value": ...}`` or ``{"error": "..."}``."""
+        with httpx.Client(base_url=self.base_url, trust_env=False, timeout=10) as browser:
+            browser.get(self.web_url).raise_for_status()
+            # The XSRF cookie: "_xsrf", set by the page on 11.0.2; "_mitmproxy_xsrf", set by
+            # /updates (the WebSocket, answered 400 to a plain GET) on 12.x.
+            browser.get("/updates")
+            (xsrf,) = [value for key, value in browser.cookies.items() if "xsrf" in key]
+            answer = browser.post(
+                f"/commands/{name}",
+                json={"arguments": list(arguments)},
+                headers={"X-XSRFToken": xsrf},
+            )
+        assert answer.status_code == 200, f"POST /commands/{name}: {answer.status_code}"
+        result: dict[str, Any] = answer.json()
+        return result
 
     def output(self) -> str:
         return self._reader.text() if self._reader else ""

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 from mitm_oauth2.testing import OutputReader as OutputReader  # re-exported for the harnesses
 from mitm_oauth2.testing import stop_process as stop_process
@@ -44,8 +49,11 @@ def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     )
 
 
-def popen(cmd: list[str], cwd: Path | None, stderr: int) -> subprocess.Popen[str]:
-    """Start ``cmd`` in the test environment: text stdout piped, stderr as given, no stdin."""
+def popen(
+    cmd: list[str], cwd: Path | None, stderr: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``cmd`` in ``env`` (default: the test environment): text stdout piped, stderr as
+    given, no stdin."""
     return subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -54,6 +62,20 @@ def popen(cmd: list[str], cwd: Path | None, stderr: int) -> subprocess.Popen[str
         text=True,
         encoding="utf-8",
         errors="replace",
-        env=subprocess_env(),
+        env=env if env is not None else subprocess_env(),
         cwd=cwd,
     )
+
+
+T = TypeVar("T")
+
+
+def until(check: Callable[[], T], what: str, timeout: float = 15) -> T:
+    """The first truthy result of `check()`, polled every 0.05 s; fails the test with `what`
+    after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+    return result

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from harness import DevServersProcess
+from procs import REPO
+from procs import until
 from proxies import MitmdumpFactory
 from proxies import Proxy
+
+from mitm_oauth2.broker import STORE_LOOK_INTERVAL
+
+# A test-only script that runs the command a request names: GET http://commands.probe.invalid/NAME
+COMMAND_PROBE = REPO / "tests" / "hardening" / "command_probe.py"
 
 
 async def crowd(proxies: list[Proxy], url: str, per_proxy: int) -> list[int]:
@@ -165,3 +174,41 @@ def kill_while_asking_for_a_token(
 def request_quietly(proxy: Proxy, url: str) -> None:
     with contextlib.suppress(httpx.HTTPError), proxy.client(timeout=15) as client:
         client.get(f"{url}/before-kill")
+
+
+def _status(proxy: Proxy, backend: str) -> dict[str, Any]:
+    """`oauth.status` for `backend`, asked through the proxy (see COMMAND_PROBE)."""
+    with proxy.client() as client:
+        answer = client.get("http://commands.probe.invalid/oauth.status")
+    assert answer.status_code == 200, answer.text
+    return dict(json.loads(answer.text)[backend])
+
+
+def test_status_tells_a_token_another_process_put_in_the_shared_cache(
+    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared-cache"
+    config = devservers.backend_toml("ledger")
+    probe = ("-s", str(COMMAND_PROBE))
+    first, second = (mitmdump(config, *probe, cache_dir=shared) for _ in range(2))
+    assert _status(second, "ledger")["token"] == "none"
+
+    with first.client() as client:
+        assert client.get(f"{devservers.backend_url}/a").status_code == 200
+    assert _status(first, "ledger")["token"] == "memory"
+    # The second reads the store every STORE_LOOK_INTERVAL while it holds no token itself.
+    seen = until(
+        lambda: (status := _status(second, "ledger"))["token"] == "store" and status,
+        "the second process seeing the stored token",
+        timeout=STORE_LOOK_INTERVAL + 10,
+    )
+    assert seen["fetches"] == 0
+    assert 3500 < seen["token_left_s"] <= 3590
+    # A process started now reads it at its start, well before its first interval is over.
+    third = mitmdump(config, *probe, cache_dir=shared)
+    until(lambda: _status(third, "ledger")["token"] == "store", "read at start", timeout=3)
+
+    with second.client() as client:
+        assert client.get(f"{devservers.backend_url}/b").status_code == 200
+    assert _status(second, "ledger")["token"] == "memory"
+    assert devservers.token_requests() == 1  # one token, fetched by the first, used by all

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,12 @@ from harness import DevServersProcess
 from mitmweb import NEEDS_TOKEN
 from mitmweb import Mitmweb
 from procs import ADDON_DIR
+from procs import REPO
+from procs import subprocess_env
+from procs import until
 
 StartMitmweb = Callable[[str], Mitmweb]
-NO_ENTRY = "\N{NO ENTRY}"  # ⛔, how mitmweb's API and UI show the ":no_entry:" marker
+REFUSED = "\N{BLACK CIRCLE}"  # ●, how mitmweb's API and UI show the ":default:" marker
 FINGERPRINT = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -112,12 +116,12 @@ def test_mitmweb_shows_the_token_story(
     ok, no = by_path["/orders/7"], by_path["/stock"]
 
     assert ok["response"]["status_code"] == 200
-    story = re.fullmatch(r"oauth2 orders: token fetched, (\d+) s old, (\d+) s left", ok["comment"])
-    assert story, ok["comment"]  # "0 s old, 3600 s left" unless the machine is very slow
+    story = re.fullmatch(r"fetched · (\d+) s left · orders", ok["comment"])
+    assert story, ok["comment"]  # "3600 s left" unless the machine is very slow
     assert ok["marked"] == ""
     assert no["response"]["status_code"] == 502
-    assert no["marked"] == NO_ENTRY
-    assert no["comment"].startswith("oauth2 inventory: no token, not forwarded: "), no["comment"]
+    assert no["marked"] == REFUSED
+    assert re.fullmatch(r"refused · .+ · inventory", no["comment"]), no["comment"]
 
     # mitmweb shows request headers by design: the token is there and nowhere else.
     assert [v for k, v in ok["request"]["headers"] if k.lower() == "authorization"] == [
@@ -136,14 +140,14 @@ def test_mitmweb_shows_the_token_story(
     assert meta["fingerprint"] == hashlib.sha256(token.encode()).hexdigest()[:12]
     assert 0 <= meta["token_age_s"] < 60
     assert 3500 < meta["token_left_s"] <= 3600
-    assert abs(int(story.group(1)) - meta["token_age_s"]) <= 0.5  # the comment says the same
-    assert abs(int(story.group(2)) - meta["token_left_s"]) <= 0.5
+    assert abs(int(story.group(1)) - meta["token_left_s"]) <= 0.5  # the comment says the same
     assert token not in json.dumps(meta)
     refused_meta = dumped["/stock"].metadata["oauth2"]
     assert refused_meta["backend"] == "inventory"
     assert refused_meta["error"]
+    assert no["comment"] == f"refused · {refused_meta['error']} · inventory"
     assert "fingerprint" not in refused_meta
-    assert dumped["/stock"].marked == ":no_entry:"
+    assert dumped["/stock"].marked == ":default:"
     assert dumped["/stock"].comment == no["comment"]
 
 
@@ -164,5 +168,84 @@ def test_mitmweb_filters_find_the_flows(
 
     assert paths("~meta oauth2") == ["/a", "/b"]
     assert paths("!~meta oauth2") == ["/c"]
-    assert paths("~comment 'token fetched'") == ["/a"]
-    assert paths("~comment 'token cache'") == ["/b"]
+    assert paths("~comment ^fetched") == ["/a"]
+    assert paths("~comment ^cache") == ["/b"]
+
+
+def test_the_command_bar_runs_the_commands(
+    devservers: DevServersProcess, start_mitmweb: StartMitmweb
+) -> None:
+    """oauth.status, oauth.refresh and oauth.purge through mitmweb's own /commands API, the
+    route its command bar posts to (names of lower-case letters and dots only)."""
+    web = start_mitmweb(devservers.backend_toml("orders"))
+
+    def status() -> dict[str, Any]:
+        answer = web.command("oauth.status")
+        assert set(answer) == {"value"}, answer
+        report: dict[str, Any] = json.loads(answer["value"])
+        assert set(report) == {"orders"}, report
+        return dict(report["orders"])
+
+    def fingerprint() -> str:
+        with web.proxy_client() as client:
+            assert client.get(f"{devservers.backend_url}/orders").status_code == 200
+        (meta,) = [f.metadata["oauth2"] for f in web.flows_dump()][-1:]
+        return str(meta["fingerprint"])
+
+    first = fingerprint()
+    now = status()
+    assert (now["token"], now["fetches"], now["store_ok"]) == ("memory", 1, True), now
+    assert 3500 < now["token_left_s"] <= 3600
+    assert devservers.token_requests() == 1
+
+    assert web.command("oauth.refresh", "orders") == {"value": None}
+    until(lambda: status()["fetches"] == 2, "a renewal after oauth.refresh")
+    assert devservers.token_requests() == 2
+    renewed = fingerprint()
+    assert renewed != first
+
+    assert web.command("oauth.purge", "orders") == {"value": None}
+    until(lambda: status()["token"] == "none", "the token gone after oauth.purge")
+    assert devservers.token_requests() == 2
+    fetched = fingerprint()  # the next request fetches one
+    assert fetched not in (first, renewed)
+    assert devservers.token_requests() == 3
+    assert status()["fetches"] == 3
+
+    assert web.command("oauth.purge", "nope") == {"error": "oauth2: no backend named nope"}
+    tokens = [r["authorization"][0].removeprefix("Bearer ") for r in devservers.backend_requests()]
+    assert len(set(tokens)) == 3
+    assert not any(token in web.command("oauth.status")["value"] for token in tokens)
+
+
+@pytest.mark.parametrize(
+    ("args", "columns"),
+    [
+        ((), ["tls", "icon", "path", "method", "status", "size", "time", "comment"]),
+        (("--set", "web_columns=path", "--set", "web_columns=comment"), ["path", "comment"]),
+    ],
+    ids=["default", "set-by-the-caller"],
+)
+def test_scripts_web_shows_the_comment_column(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mitm_confdir: Path,
+    args: tuple[str, ...],
+    columns: list[str],
+) -> None:
+    """scripts/web adds the Comment column after mitmweb's own, unless web_columns is given."""
+    web = Mitmweb(
+        ["--set", f"confdir={mitm_confdir}", *args],
+        cwd=tmp_path,
+        program=[str(REPO / "scripts" / "web")],
+        env=subprocess_env(OAUTH2_VENV=sys.prefix),  # this interpreter's environment
+    )
+    _register_for_failure_report(request, web)
+    try:
+        web.start()
+        assert web.api is not None
+        option = web.api.get("/options").json()["web_columns"]
+    finally:
+        web.stop()
+    assert option["value"] == columns
+    assert option["default"] == ["tls", "icon", "path", "method", "status", "size", "time"]

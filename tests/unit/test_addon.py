@@ -222,7 +222,7 @@ async def test_bearer_replaces_the_callers_authorization(configured, host, port,
         "token_left_s": 3600.0,
         "fingerprint": hashlib.sha256(b"tok-abc").hexdigest()[:12],
     }
-    assert f.comment == "oauth2 api: token cache, 0 s old, 3600 s left"
+    assert f.comment == "cache · 3600 s left · api"
     assert "tok-abc" not in json.dumps(f.metadata)
     assert [grant.backend for grant in broker.grants] == ["api"]
     assert broker.grants[0].credentials.client_secret.reveal() == SECRET
@@ -323,10 +323,11 @@ async def test_token_error_answers_502_problem(configured) -> None:
     assert f.metadata["oauth2"]["backend"] == "api"
     assert "invalid_client" in f.metadata["oauth2"]["error"]
     assert f.request.headers["Authorization"] == "Basic Y2FsbGVyOm93bg=="  # no token was added
-    assert f.marked == ":no_entry:"
-    assert f.comment.startswith("oauth2 api: no token, not forwarded: token endpoint answered")
+    assert f.marked == ":default:"
+    assert f.comment.startswith("refused · token endpoint answered HTTP 401")
+    assert f.comment.endswith(" · api")
     assert SECRET not in f.comment
-    assert flowfilter.match("~comment 'no token'", f)
+    assert flowfilter.match("~comment ^refused", f)
 
 
 @pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""oauth2.status, oauth2.refresh and oauth2.purge, on a real broker with a fake endpoint."""
+"""oauth.status, oauth.refresh and oauth.purge, on a real broker with a fake endpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
+from broker_fakes import FakeEndpoint
 from broker_fakes import settle
 from mitmproxy import exceptions
 
@@ -44,7 +45,7 @@ async def test_status_reports_tokens_and_counters(running, endpoint) -> None:
         await running.broker.token(running.backends[1].grant)
     report = json.loads(commands.status())
     assert report["billing"] == {
-        "token": True,
+        "token": "memory",
         "renewing": False,
         "token_age_s": 0.0,
         "token_left_s": 3590.0,  # the 10 s before expiry are not used
@@ -56,10 +57,48 @@ async def test_status_reports_tokens_and_counters(running, endpoint) -> None:
         "store": "test memory",
         "store_ok": True,
     }
-    assert report["orders"]["token"] is False
+    assert report["orders"]["token"] == "none"
     assert report["orders"]["failures"] == {"http_503": 1}
     assert report["orders"]["last_error"] == "token endpoint answered HTTP 503"
     assert "tok-" not in commands.status()
+
+
+async def test_status_tells_a_token_in_the_store_that_this_process_has_not_taken(
+    running, endpoint, store, clock
+) -> None:
+    """Another process fetched it: this one knows from reading the store, with no request."""
+    commands = OAuth2Commands(running)
+    billing, orders = (backend.grant for backend in running.backends)
+    running.broker.look_after((billing, orders))  # as the addon does when it starts
+    await asyncio.sleep(0)  # the first look: nothing stored yet
+    assert json.loads(commands.status())["billing"]["token"] == "none"
+
+    other = TokenBroker(FakeEndpoint(), store, clock)  # another process on the same store
+    await other.token(billing)
+    clock.advance(600)
+    await running.broker.look(billing)  # what its next look reads
+    report = json.loads(commands.status())
+    assert report["billing"] == {
+        "token": "store",
+        "renewing": False,
+        "token_age_s": 600.0,
+        "token_left_s": 2990.0,  # the 10 s before expiry are not used
+        "fetches": 0,
+        "cache_hits": 0,
+        "replays": 0,
+        "failures": {},
+        "last_error": None,
+        "store": "test memory",
+        "store_ok": True,
+    }
+    assert report["orders"]["token"] == "none"
+    assert endpoint.calls == 0
+
+    assert (await running.broker.token(billing)).access_token == "tok-1"  # taken, not fetched
+    assert json.loads(commands.status())["billing"]["token"] == "memory"
+    clock.advance(3000)  # past its end: neither here nor in the store is it valid
+    assert json.loads(commands.status())["billing"]["token"] == "none"
+    running.broker.close()
 
 
 async def test_refresh_renews_now_even_after_failures(running, endpoint) -> None:
@@ -101,6 +140,6 @@ def test_the_addon_registers_the_commands(tmp_path) -> None:
 
     addon = OAuth2Backend()
     with taddons.context(addon) as tctx:
-        assert json.loads(tctx.master.commands.execute("oauth2.status")) == {}
+        assert json.loads(tctx.master.commands.execute("oauth.status")) == {}
         with pytest.raises(exceptions.CommandError, match="oauth2_config"):
-            tctx.master.commands.execute("oauth2.refresh")
+            tctx.master.commands.execute("oauth.refresh")

@@ -16,7 +16,7 @@ from mitm_oauth2.metrics import MetricsEndpoint
 
 STATUS = {
     "billing": {
-        "token": True,
+        "token": "memory",
         "token_left_s": 3000.5,
         "fetches": 2,
         "cache_hits": 40,
@@ -26,12 +26,21 @@ STATUS = {
         "store_ok": True,
     },
     "orders": {
-        "token": False,
+        "token": "none",
         "fetches": 0,
         "cache_hits": 0,
         "replays": 0,
         "failures": {},
         "store_ok": False,
+    },
+    "stock": {  # another process's token, in the store: not held here
+        "token": "store",
+        "token_left_s": 1200.0,
+        "fetches": 0,
+        "cache_hits": 0,
+        "replays": 0,
+        "failures": {},
+        "store_ok": True,
     },
 }
 
@@ -63,11 +72,14 @@ def test_counters_per_backend(endpoint: MetricsEndpoint) -> None:
     assert 'oauth2_token_replays_total{backend="billing"} 1.0' in text
     assert 'oauth2_token_failures_total{backend="billing",cause="invalid_client"} 3.0' in text
     assert 'oauth2_token_failures_total{backend="billing",cause="http_503"} 1.0' in text
+    assert 'oauth2_token_present{backend="billing"} 1.0' in text
     assert 'oauth2_token_present{backend="orders"} 0.0' in text
+    assert 'oauth2_token_present{backend="stock"} 0.0' in text
     assert 'oauth2_token_time_left_seconds{backend="billing"} 3000.5' in text
+    assert 'oauth2_token_time_left_seconds{backend="stock"}' not in text
     assert 'oauth2_token_store_ok{backend="billing"} 1.0' in text
     assert 'oauth2_token_store_ok{backend="orders"} 0.0' in text
-    assert "invalid_client'" not in text  # the last error's text is for oauth2.status, not labels
+    assert "invalid_client'" not in text  # the last error's text is for oauth.status, not labels
 
 
 def test_off_by_default_and_stops(endpoint: MetricsEndpoint) -> None:

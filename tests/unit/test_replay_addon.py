@@ -85,7 +85,7 @@ async def test_addon_replays_with_the_fresh_token(wired) -> None:
     assert replay.metadata["oauth2"]["replay_of"] == f.id
     assert f.metadata["oauth2"]["replayed"] is True
     assert f.metadata["oauth2"]["source"] == "renewed after 401"
-    assert f.comment == "oauth2 api: token rejected (401), renewed and replayed once: 200"
+    assert f.comment == "renewed after 401 · replayed once: 200 · api"
     # the request's token, the eviction, the fresh token, the replay's (from memory) token
     assert [call for call, _ in broker.calls] == ["token", "invalidate", "token", "token"]
 
