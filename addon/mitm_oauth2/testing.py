@@ -198,7 +198,12 @@ class ProxyProcess:
         self._output = OutputReader(self.proc.stdout, f"{self.name}-output")
         match = self._output.wait_for(LISTENING, self.timeout)
         if match is None:
-            problem = f"did not start listening (timeout {self.timeout}s, exit code"
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(1)  # the output ended: it has exited, or is about to
+            if self.proc.poll() is None:
+                problem = f"did not start listening (timeout {self.timeout}s, exit code"
+            else:  # a bad option or configuration stops it before it listens
+                problem = "exited at start-up (exit code"
         elif STARTUP_ERROR.search(self._output.text()):
             # The script failed (a bad config): mitmdump listens, then exits at once.
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -120,7 +121,7 @@ def test_proxy_process_alone_cleans_up_its_temporary_directory(
 def test_a_bad_config_raises_with_mitmdump_output(tmp_path: Path) -> None:
     proxy = ProxyProcess("[[backend]]\nname = 'x\n", workdir=tmp_path, timeout=30)
     with pytest.raises(
-        ProxyNotReady, match=r"(?s)logged an error at startup \(exit code 1\).*invalid TOML"
+        ProxyNotReady, match=r"(?s)exited at start-up \(exit code 1\).*invalid TOML"
     ):
         proxy.start()
     assert proxy.returncode not in (None, 0)
@@ -167,3 +168,20 @@ def test_a_failing_test_shows_the_proxy_log_and_every_proxy_is_stopped(
         pid = int((pytester.path / name).read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def readme_python_block(first_line: str) -> str:
+    """The README's Python example that opens with `first_line`."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    (block,) = [block for block in blocks if block.startswith(first_line + "\n")]
+    return block
+
+
+def test_the_readmes_devservers_fixture_runs_as_written(pytester: pytest.Pytester) -> None:
+    """The README's conftest.py and test file for `python -m mitm_oauth2.devservers`, run by a
+    fresh pytest in a folder of its own."""
+    pytester.makeconftest(readme_python_block("# conftest.py"))
+    pytester.makepyfile(test_orders=readme_python_block("# test_orders.py"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
