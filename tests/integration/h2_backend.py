@@ -1,6 +1,7 @@
 """A protected backend that speaks HTTP/2, as most HTTPS APIs do: hypercorn (a real HTTP/2
 server) serving an app that answers each request with the header names and the Authorization
-values it received, and the HTTP version it was spoken in."""
+values it received, and the HTTP version it was spoken in. A WebSocket handshake is accepted
+and answered the same way in a first message; every message after it is echoed back."""
 
 from __future__ import annotations
 
@@ -19,17 +20,26 @@ from procs import stop_process
 RUNNING = re.compile(r"Running on https://127\.0\.0\.1:(\d+)")
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+def _seen(scope: dict[str, Any]) -> bytes:
     headers = [(name.decode(), value.decode()) for name, value in scope["headers"]]
-    body = {
+    seen = {
         "http_version": scope["http_version"],
         "header_names": [name for name, _ in headers],
         "authorization": [value for name, value in headers if name == "authorization"],
     }
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+    return json.dumps(seen).encode()
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": _seen(scope)})
+    elif scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": _seen(scope).decode()})
+        while (event := await receive())["type"] == "websocket.receive":
+            await send({**event, "type": "websocket.send"})
 
 
 class H2Backend:
