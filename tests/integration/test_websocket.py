@@ -1,22 +1,25 @@
 """WebSocket through the real mitmdump: a client (the `websockets` package) that opens wss://
 connections through the proxy (CONNECT, then TLS with the proxy's CA) to a real WebSocket
 server (hypercorn). The handshake is an HTTP request, so it carries the token; the messages
-after it flow both ways untouched."""
+after it flow both ways untouched. The client is websockets' asyncio one, its main API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
 from h2_backend import H2Backend
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
 from harness import toml_backend
 from proxies import MitmdumpFactory
-from websockets.sync.client import connect
+from websockets.asyncio.client import connect
 
 
-def test_each_websocket_handshake_carries_the_token_and_messages_flow_both_ways(
+@pytest.mark.anyio
+async def test_each_websocket_handshake_carries_the_token_and_messages_flow_both_ways(
     devservers: DevServersProcess, h2_backend: H2Backend, mitmdump: MitmdumpFactory
 ) -> None:
     config = toml_backend(
@@ -31,12 +34,13 @@ def test_each_websocket_handshake_carries_the_token_and_messages_flow_both_ways(
     seen, echoes = [], []
     for n, own in enumerate([None, "Bearer the-callers-own"]):
         headers = {"Authorization": own} if own else None
-        with connect(
+        async with connect(
             url, proxy=proxy.url, ssl=proxy.ssl_context(), additional_headers=headers
         ) as websocket:
-            seen.append(json.loads(websocket.recv(timeout=10)))
-            websocket.send(f"hello {n}")
-            echoes.append(websocket.recv(timeout=10))
+            async with asyncio.timeout(10):
+                seen.append(json.loads(await websocket.recv()))
+                await websocket.send(f"hello {n}")
+                echoes.append(await websocket.recv())
     assert echoes == ["hello 0", "hello 1"]
     (first,), (second,) = (handshake["authorization"] for handshake in seen)
     assert first.startswith("Bearer ")
