@@ -2,8 +2,9 @@
 proxy (its C core sends CONNECT, then speaks HTTP/2 inside the tunnel, trusting the proxy's CA),
 and the server sees the token in the call's ``authorization`` metadata. The client is pointed at
 the proxy by the channel option ``grpc.http_proxy`` or by the ``https_proxy`` environment
-variable. mitmdump runs with connection_strategy=eager, so HTTP/2 is agreed with both sides
-before the first call."""
+variable. HTTP/2 is spoken on both sides with either connection strategy: lazy, the scripts'
+default (the token is fetched before the backend is connected to), and eager (ALPN is agreed
+with the backend before the client's TLS handshake ends)."""
 
 from __future__ import annotations
 
@@ -43,13 +44,18 @@ def grpc_port(tls_ca: TlsFiles) -> Iterator[int]:
     server.stop(grace=None)
 
 
-@pytest.mark.parametrize("via", ["channel-option", "https_proxy"])
+@pytest.mark.parametrize(
+    ("via", "lazy"),
+    [("channel-option", True), ("channel-option", False), ("https_proxy", True)],
+    ids=["channel-option-lazy", "channel-option-eager", "https_proxy-lazy"],
+)
 def test_grpc_calls_through_the_proxy_carry_the_token(
     devservers: DevServersProcess,
     grpc_port: int,
     mitmdump: MitmdumpFactory,
     monkeypatch: pytest.MonkeyPatch,
     via: str,
+    lazy: bool,
 ) -> None:
     target = f"localhost:{grpc_port}"
     config = toml_backend(
@@ -59,7 +65,7 @@ def test_grpc_calls_through_the_proxy_carry_the_token(
         client_id=DEMO_CLIENT_ID,
         client_secret=DEMO_CLIENT_SECRET,
     )
-    proxy = mitmdump(config, lazy=False)  # eager: ALPN h2 is agreed with both sides
+    proxy = mitmdump(config, lazy=lazy)
     for name in ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
