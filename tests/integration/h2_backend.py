@@ -1,15 +1,12 @@
-"""A protected backend that speaks HTTP/2, as most HTTPS APIs do: hypercorn (a real HTTP/2
-server) serving an app that answers each request with the header names and the Authorization
-values it received, and the HTTP version it was spoken in."""
+"""A protected backend that speaks HTTP/2 and WebSocket, as most HTTPS APIs do: hypercorn (a
+real HTTP/2 server) on a free loopback port with the test CA's certificate, serving h2_app."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from harness import TlsFiles
 from procs import OutputReader
@@ -19,19 +16,6 @@ from procs import stop_process
 RUNNING = re.compile(r"Running on https://127\.0\.0\.1:(\d+)")
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    headers = [(name.decode(), value.decode()) for name, value in scope["headers"]]
-    body = {
-        "http_version": scope["http_version"],
-        "header_names": [name for name, _ in headers],
-        "authorization": [value for name, value in headers if name == "authorization"],
-    }
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
-
-
 class H2Backend:
     name = "hypercorn"
 
@@ -39,7 +23,7 @@ class H2Backend:
         cmd = [
             *(sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:0"),
             *("--certfile", str(tls.server_cert), "--keyfile", str(tls.server_key)),
-            "h2_backend:app",
+            "h2_app:app",
         ]
         self.proc = popen(cmd, cwd=Path(__file__).parent, stderr=subprocess.STDOUT)
         assert self.proc.stdout is not None

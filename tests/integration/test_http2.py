@@ -4,24 +4,14 @@ case), so mitmproxy has nothing to correct and logs nothing per request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from h2_backend import H2Backend
 from harness import DEMO_CLIENT_ID
 from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import TlsFiles
 from harness import toml_backend
 from proxies import MitmdumpFactory
-
-
-@pytest.fixture
-def h2_backend(tls_ca: TlsFiles) -> Iterator[H2Backend]:
-    backend = H2Backend(tls_ca)
-    yield backend
-    backend.stop()
 
 
 @pytest.mark.parametrize("client_http2", [True, False], ids=["h2-client", "h1-client"])

