@@ -14,11 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
 from harness import TlsFiles
-from harness import toml_backend
 from proxies import MitmdumpFactory
 
 METHOD = "/demo.Echo/WhoAmI"
@@ -58,13 +55,7 @@ def test_grpc_calls_through_the_proxy_carry_the_token(
     lazy: bool,
 ) -> None:
     target = f"localhost:{grpc_port}"
-    config = toml_backend(
-        name="rpc",
-        hosts=[target],
-        token_url=devservers.token_url,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
-    )
+    config = devservers.backend_toml("rpc", hosts=[target])
     proxy = mitmdump(config, lazy=lazy)
     for name in ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)

@@ -7,10 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from h2_backend import H2Backend
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import toml_backend
 from proxies import MitmdumpFactory
 
 
@@ -21,13 +18,7 @@ def test_the_token_reaches_an_http2_backend_without_a_warning_per_request(
     mitmdump: MitmdumpFactory,
     client_http2: bool,
 ) -> None:
-    config = toml_backend(
-        name="orders",
-        hosts=[h2_backend.host],
-        token_url=devservers.token_url,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
-    )
+    config = devservers.backend_toml("orders", hosts=[h2_backend.host])
     proxy = mitmdump(config, lazy=False)  # eager: ALPN h2 is agreed with both sides
     client = httpx.Client(
         proxy=proxy.url, verify=proxy.ssl_context(), http2=client_http2, trust_env=False

@@ -53,15 +53,31 @@ def the_one_line(output: str, words: str) -> str:
     return lines[0]
 
 
-def test_misspelt_key_gets_a_suggestion(
+@pytest.mark.parametrize(
+    ("secret_key", "words", "advice"),
+    [
+        ("client_secert_env", "key 'client_secert_env'", "did you mean 'client_secret_env'?"),
+        (
+            "client_secret_env",
+            "environment variable OAUTH2_TEST_SURELY_UNSET is not set",
+            "or give client_secret_file instead",
+        ),
+    ],
+    ids=["misspelt-key", "unset-variable"],
+)
+def test_the_line_says_what_to_do(
     run_mitmdump_expect_exit: Callable[..., tuple[int, str]],
+    secret_key: str,
+    words: str,
+    advice: str,
 ) -> None:
     fields = {k: v for k, v in GOOD.items() if k != "client_secret"}
-    text = toml_backend(**fields, client_secert_env="BILLING_SECRET")
+    text = toml_backend(**fields, **{secret_key: "OAUTH2_TEST_SURELY_UNSET"})
     returncode, output = run_mitmdump_expect_exit(text)
     assert returncode != 0
-    line = the_one_line(output, "key 'client_secert_env'")
-    assert "did you mean 'client_secret_env'?" in line
+    line = the_one_line(output, words)
+    assert f"backend 'billing': key '{secret_key}'" in line
+    assert advice in line
 
 
 @pytest.mark.parametrize(
@@ -90,18 +106,6 @@ def test_toml_syntax_error_names_the_line(
     returncode, output = run_mitmdump_expect_exit("[[backend]]\nname = \nhosts = []\n")
     assert returncode != 0
     assert "line 2" in the_one_line(output, "invalid TOML")
-
-
-def test_unset_secret_variable(
-    run_mitmdump_expect_exit: Callable[..., tuple[int, str]],
-) -> None:
-    fields = {k: v for k, v in GOOD.items() if k != "client_secret"}
-    text = toml_backend(**fields, client_secret_env="OAUTH2_TEST_SURELY_UNSET")
-    returncode, output = run_mitmdump_expect_exit(text)
-    assert returncode != 0
-    line = the_one_line(output, "environment variable OAUTH2_TEST_SURELY_UNSET is not set")
-    assert "key 'client_secret_env'" in line
-    assert "client_secret_file" in line  # what else to do
 
 
 def test_missing_config_file(tmp_path: Path, mitm_confdir: Path) -> None:

@@ -10,10 +10,7 @@ import json
 
 import pytest
 from h2_backend import H2Backend
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
 from harness import DevServersProcess
-from harness import toml_backend
 from proxies import MitmdumpFactory
 from websockets.asyncio.client import connect
 
@@ -22,13 +19,7 @@ from websockets.asyncio.client import connect
 async def test_each_websocket_handshake_carries_the_token_and_messages_flow_both_ways(
     devservers: DevServersProcess, h2_backend: H2Backend, mitmdump: MitmdumpFactory
 ) -> None:
-    config = toml_backend(
-        name="events",
-        hosts=[h2_backend.host],
-        token_url=devservers.token_url,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
-    )
+    config = devservers.backend_toml("events", hosts=[h2_backend.host])
     proxy = mitmdump(config)
     url = h2_backend.url.replace("https://", "wss://") + "/events"
     seen, echoes = [], []
