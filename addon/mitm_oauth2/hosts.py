@@ -249,11 +249,11 @@ class HostRouter(Generic[T]):
         except ValueError:
             return None
         candidates = self._names.get((name, False))
-        labels = name.split(".")
-        for i in range(1, len(labels)):
-            if candidates:
-                break
-            candidates = self._names.get((".".join(labels[i:]), True))
+        if not candidates and self._wildcard:
+            labels = name.split(".")
+            for i in range(1, len(labels)):
+                if candidates := self._names.get((".".join(labels[i:]), True)):
+                    break
         if not candidates:
             return None
         default = DEFAULT_PORTS.get(scheme) == port
