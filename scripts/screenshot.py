@@ -1,4 +1,5 @@
-"""The README's screenshot of mitmweb showing annotated flows; run through ``scripts/screenshot``.
+"""The screenshot of mitmweb showing annotated flows, in README.md and docs/operations.md; run
+through ``scripts/screenshot``.
 
 Starts the local authorization server and backend (``python -m mitm_oauth2.devservers``) and the
 real mitmweb with the addon and a demo config, all on 127.0.0.1; sends three requests through it

@@ -4,7 +4,8 @@ problem+json while the backend receives nothing.
 
 One mitmdump serves the whole table: each fault is a backend of its own (its name is the fault's
 id, its path prefix `/<id>` on the devservers' backend, its own client at the token server), so
-failure memory, tokens and counts never mix between faults. `FAULTS` is counted in the README.
+failure memory, tokens and counts never mix between faults. `FAULTS` is counted in
+docs/operations.md.
 """
 
 from __future__ import annotations

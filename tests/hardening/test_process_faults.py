@@ -1,7 +1,7 @@
 """Faults of the proxy's own process and files, survived by the real mitmdump: SIGKILL while a
 token request is in flight (then a restart on the same cache directory), and the configuration
 file replaced by a broken one while it runs (the last good configuration keeps serving, and one
-warning names the file). `FAULTS` is counted in the README.
+warning names the file). `FAULTS` is counted in docs/operations.md.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def test_mitmweb_shows_the_token_story(
 def test_mitmweb_filters_find_the_flows(
     devservers: DevServersProcess, start_mitmweb: StartMitmweb
 ) -> None:
-    """The filters the README names, applied by mitmweb itself (``/flows/dump?filter=``)."""
+    """The filters docs/operations.md names, applied by mitmweb itself (``/flows/dump?filter=``)."""
     web = start_mitmweb(devservers.backend_toml("orders"))
     other_name = devservers.backend_url.replace("127.0.0.1", "localhost")
     with web.proxy_client() as client:

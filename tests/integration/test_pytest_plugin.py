@@ -1,7 +1,8 @@
 """The package's test harness: the pytest plugin's ``oauth2_proxy`` fixture (active here through
 its pytest11 entry point, as for any suite with the package installed) and ProxyProcess.
 
-The httpx and requests tests are the README's examples, pointed at the devservers."""
+The httpx and requests tests are the examples of docs/testing.md (the README shows the httpx one),
+pointed at the devservers."""
 
 from __future__ import annotations
 
@@ -170,18 +171,18 @@ def test_a_failing_test_shows_the_proxy_log_and_every_proxy_is_stopped(
             os.kill(pid, 0)
 
 
-def readme_python_block(first_line: str) -> str:
-    """The README's Python example that opens with `first_line`."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+def docs_python_block(first_line: str) -> str:
+    """The Python example of docs/testing.md that opens with `first_line`."""
+    page = (Path(__file__).parents[2] / "docs" / "testing.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.DOTALL)
     (block,) = [block for block in blocks if block.startswith(first_line + "\n")]
     return block
 
 
-def test_the_readmes_devservers_fixture_runs_as_written(pytester: pytest.Pytester) -> None:
-    """The README's conftest.py and test file for `python -m mitm_oauth2.devservers`, run by a
-    fresh pytest in a folder of its own."""
-    pytester.makeconftest(readme_python_block("# conftest.py"))
-    pytester.makepyfile(test_orders=readme_python_block("# test_orders.py"))
+def test_the_docs_devservers_fixture_runs_as_written(pytester: pytest.Pytester) -> None:
+    """The conftest.py and test file of docs/testing.md for `python -m mitm_oauth2.devservers`,
+    run by a fresh pytest in a folder of its own."""
+    pytester.makeconftest(docs_python_block("# conftest.py"))
+    pytester.makepyfile(test_orders=docs_python_block("# test_orders.py"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

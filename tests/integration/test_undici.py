@@ -1,4 +1,4 @@
-"""Node.js through the real mitmdump: tests/interop/undici_fetch.mjs, the README's example,
+"""Node.js through the real mitmdump: tests/interop/undici_fetch.mjs, docs/testing.md's example,
 fetches from an HTTPS backend with undici's ProxyAgent, trusting the proxy's CA through
 NODE_EXTRA_CA_CERTS. Node and tests/interop's npm packages are prerequisites, as for the interop
 tests (scripts/test installs the packages): without them this test fails saying so."""
