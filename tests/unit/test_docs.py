@@ -25,7 +25,7 @@ OPTION_HEADING = re.compile(r"^### `([A-Za-z0-9_]+)`$", flags=re.MULTILINE)
 CODE_SPAN = re.compile(r"`([^`]+)`")
 # [text](target) and ![alt](target); the target ends at whitespace or the closing parenthesis.
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-FENCE = re.compile(r"^```.*?^```", flags=re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^ *```.*?^ *```", flags=re.MULTILINE | re.DOTALL)
 
 
 def normalised(text: str) -> str:
