@@ -92,8 +92,7 @@ def parse_backend(reader: TableReader) -> BackendConfig:
     unknown = sorted(set(reader.table) - KEYS)
     if unknown:
         hint = (
-            did_you_mean(unknown[0], KEYS)
-            or " (remove it; the configuration reference lists every key)"
+            did_you_mean(unknown[0], KEYS) or " (remove it; docs/configuration.md lists every key)"
         )
         raise reader.error(unknown[0], f"unknown key{hint}")
     grant = TokenGrant(

@@ -158,7 +158,7 @@ def test_lifecycle_key_errors(
     [
         (backend(client_secert="x"), "unknown key (did you mean 'client_secret'?)"),
         (backend(tokenurl="x"), "unknown key (did you mean 'token_url'?)"),
-        (backend(colour="x"), "unknown key (remove it; the configuration reference lists"),
+        (backend(colour="x"), "unknown key (remove it; docs/configuration.md lists every key)"),
         (
             "[[backends]]\n" + backend().split("\n", 1)[1],
             "key 'backends' (did you mean 'backend'?)",
