@@ -15,8 +15,9 @@ SECRET = "p@ss:w+rd/%=é"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret-token"
 
 
-def test_content_type() -> None:
-    assert CONTENT_TYPE == "application/problem+json"
+def test_callers_get_the_rfc_9457_media_type() -> None:
+    problem = token_unavailable("billing", TokenError("token endpoint timed out after 10 s"))
+    assert problem.headers() == {"Content-Type": "application/problem+json"}
 
 
 @pytest.mark.parametrize(
