@@ -150,21 +150,17 @@ class TokenBroker:
         """
         status: dict[str, object] = {"token": "none", "renewing": grant in self._inflight}
         status |= {"store": self._store.where, "store_ok": not self._store.failing}
-        held = self._valid(grant)
+        now = self._clock.monotonic()
+        held, where = self._valid(grant), "memory"
         stored = self._stored.get(grant)
+        if held is None and stored is not None:
+            placed = self._place(stored, grant)  # as the next request would take it
+            if now < placed.usable_until:
+                held, where = placed, "store"
         if held is not None:
-            now = self._clock.monotonic()
-            status["token"] = "memory"
+            status["token"] = where
             status["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
             status["token_left_s"] = round(held.usable_until - now, 1)
-        elif stored is not None:
-            # By the wall clock, as _place would put it here, and never past its lifetime.
-            left = min(stored.lifetime, stored.expires_at - self._clock.wall())
-            usable = left - expiry_skew(stored.lifetime)
-            if usable > 0:
-                status["token"] = "store"
-                status["token_age_s"] = round(stored.lifetime - left, 1)
-                status["token_left_s"] = round(usable, 1)
         return status | self.counters.of(grant.backend).as_dict()
 
     def look_after(self, grants: tuple[TokenGrant, ...]) -> None:
