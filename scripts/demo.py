@@ -20,9 +20,9 @@ import httpx
 
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
 from mitm_oauth2.devservers import DevServers
-from mitm_oauth2.policy import safety_margin
 from mitm_oauth2.testing import ProxyNotReady
 from mitm_oauth2.testing import ProxyProcess
+from mitm_oauth2.tokens.policy import safety_margin
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_ID = "demo-client"

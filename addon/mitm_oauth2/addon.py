@@ -17,24 +17,26 @@ from mitmproxy import http
 
 from . import store_options
 from . import story
-from .broker import DEFAULT_LOCK_LEASE
-from .broker import TokenBroker
+from .client.token_client import TokenClient
 from .commands import OAuth2Commands
-from .config import BackendConfig
-from .config import Config
-from .config import ConfigError
+from .config.file import BackendConfig
+from .config.file import Config
+from .config.hosts import HostRouter
+from .config.watch import ConfigWatcher
 from .destination import Destination
 from .exposure import ExposureWarning
-from .hosts import HostRouter
 from .metrics import MetricsEndpoint
+from .model.errors import ConfigError
+from .model.errors import TokenError
 from .problem import Problem
 from .problem import token_unavailable
 from .replay import Replays
 from .startup import fatal_at_startup
 from .startup import unknown_options
+from .store.settings import StoreSettings
 from .store_options import StoreOptions
-from .tokens import TokenError
-from .watch import ConfigWatcher
+from .tokens.broker import DEFAULT_LOCK_LEASE
+from .tokens.broker import TokenBroker
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,11 @@ STORE_OPTIONS = frozenset(
 )
 # Loader.add_option is annotated `type`, but mitmproxy's option parser takes this union.
 OPTIONAL_STR: type = str | None  # type: ignore[assignment]
+
+
+def open_broker(settings: StoreSettings, lock_lease: float) -> TokenBroker:
+    """The production wiring: the httpx token client, the guarded store `settings` names."""
+    return TokenBroker(TokenClient(), settings.open(), lock_lease=lock_lease)
 
 
 class OAuth2Backend:
@@ -185,7 +192,7 @@ class OAuth2Backend:
             return
         cache_dir = self._cache_dir()
         settings = store_options.settings(cache_dir)
-        broker = TokenBroker.production(settings, lock_lease=float(ctx.options.oauth2_lock_lease))
+        broker = open_broker(settings, lock_lease=float(ctx.options.oauth2_lock_lease))
         if self.broker is not None:
             self.broker.close()
         self.broker, self.cache_dir, self.store_options = broker, cache_dir, options

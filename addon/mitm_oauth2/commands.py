@@ -14,8 +14,8 @@ from typing import Protocol
 from mitmproxy import command
 from mitmproxy import exceptions
 
-from .broker import TokenBroker
-from .config import BackendConfig
+from .config.file import BackendConfig
+from .tokens.broker import TokenBroker
 
 
 class Running(Protocol):

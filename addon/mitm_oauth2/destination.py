@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import BackendConfig
-from .hosts import HostPattern
-from .hosts import misnamed
-from .http_util import is_loopback
+from .config.file import BackendConfig
+from .config.hosts import HostPattern
+from .config.hosts import misnamed
+from .model.net import is_loopback
 from .problem import Problem
 from .problem import misdirected
 from .problem import plain_http

@@ -8,7 +8,7 @@ from collections.abc import Set
 
 from mitmproxy import ctx
 
-from .http_util import is_loopback
+from .model.net import is_loopback
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from .http_util import printable
-from .tokens import TokenError
+from .model.errors import TokenError
+from .model.net import printable
 
 CONTENT_TYPE = "application/problem+json"
 TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"

@@ -21,10 +21,11 @@ from typing import Protocol
 from mitmproxy import ctx
 from mitmproxy import http
 
-from .config import BackendConfig
-from .credentials import TokenGrant
-from .tokens import Token
-from .tokens import TokenError
+from .config.file import BackendConfig
+from .model.credentials import TokenGrant
+from .model.errors import ReplayError
+from .model.errors import TokenError
+from .model.token import Token
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ class Broker(Protocol):
 
 # Sends a copy of a flow again; raises ReplayError when it cannot.
 StartReplay = Callable[[http.HTTPFlow], None]
-
-
-class ReplayError(Exception):
-    """A replay could not be started."""
 
 
 class Action(enum.Enum):

@@ -19,7 +19,7 @@ from typing import TypeVar
 from mitmproxy import ctx
 from mitmproxy import exceptions
 
-from .config_table import did_you_mean
+from .config.table import did_you_mean
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from mitmproxy import addonmanager
 from mitmproxy import ctx
 from mitmproxy import exceptions
 
-from .store_settings import StoreSettingError
-from .store_settings import StoreSettings
-from .store_settings import store_settings
+from .model.errors import ConfigError
+from .store.settings import StoreSettings
+from .store.settings import store_settings
 
 NAMES = (
     "oauth2_store",
@@ -82,5 +82,5 @@ def settings(cache_dir: Path) -> StoreSettings:
             timeout_ms=ctx.options.oauth2_store_timeout,
             ca_file=ctx.options.oauth2_store_ca,
         )
-    except StoreSettingError as e:
+    except ConfigError as e:
         raise exceptions.OptionsError(str(e)) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from .tokens import Issued
+from .tokens.broker import Issued
 
 # mitmweb shows a marker as text: the character mitmproxy's emoji table gives its name (🔴 for
 # an unknown name), so ":no_entry:" (⛔) is an empty box without an emoji font. ":default:" is

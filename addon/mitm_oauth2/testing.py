@@ -8,7 +8,8 @@
         ...
 
 The pytest plugin (``mitm_oauth2.pytest_plugin``, fixture ``oauth2_proxy``) is built on this.
-Only the standard library is imported here: mitmproxy runs in the child process.
+Only the standard library (and the addon's error base) is imported here: mitmproxy runs in the
+child process.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from typing import IO
 from typing import Final
 from typing import Self
 
+from .model.errors import OAuth2Error
+
 StrPath = str | os.PathLike[str]
 
 # The mitmproxy script inside the installed package, for ``mitmdump -s``: no checkout needed.
@@ -43,7 +46,7 @@ STARTUP_ERROR: Final = re.compile(r"^(\[[^]]*\] ?)*error in script ", re.MULTILI
 CA_CERT_NAME: Final = "mitmproxy-ca-cert.pem"
 
 
-class ProxyNotReady(RuntimeError):
+class ProxyNotReady(OAuth2Error):
     """mitmdump exited, or did not start listening in time; the message has its output."""
 
 

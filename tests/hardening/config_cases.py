@@ -10,8 +10,8 @@ import pytest
 from config_helpers import SECRET
 from config_helpers import backend
 
-from mitm_oauth2.config import ConfigError
-from mitm_oauth2.config import load_config
+from mitm_oauth2.config.file import load_config
+from mitm_oauth2.model.errors import ConfigError
 
 ENV = {"API_SECRET": SECRET, "BLANK": "  \t"}
 Write = Callable[[Path], Path]  # writes the case's files into a folder; the config's path

@@ -22,7 +22,7 @@ from harness import token_id
 from launch import Launcher
 from proxies import Proxy
 
-from mitm_oauth2.http_util import MAX_RESPONSE_BYTES
+from mitm_oauth2.client.http import MAX_RESPONSE_BYTES
 
 pytestmark = pytest.mark.integration
 

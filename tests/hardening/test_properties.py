@@ -14,13 +14,13 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from mitm_oauth2.config import Config
-from mitm_oauth2.config import ConfigError
-from mitm_oauth2.config import parse_config
-from mitm_oauth2.config_backend import KEYS
-from mitm_oauth2.hosts import DEFAULT_PORTS
-from mitm_oauth2.hosts import HostRouter
-from mitm_oauth2.hosts import parse_host_pattern
+from mitm_oauth2.config.backend import KEYS
+from mitm_oauth2.config.file import Config
+from mitm_oauth2.config.file import parse_config
+from mitm_oauth2.config.hosts import DEFAULT_PORTS
+from mitm_oauth2.config.hosts import HostRouter
+from mitm_oauth2.config.hosts import parse_host_pattern
+from mitm_oauth2.model.errors import ConfigError
 
 FAST = settings(max_examples=100, derandomize=True, deadline=None)
 

@@ -20,7 +20,7 @@ from procs import until
 from proxies import MitmdumpFactory
 from proxies import Proxy
 
-from mitm_oauth2.broker import STORE_LOOK_INTERVAL
+from mitm_oauth2.tokens.broker import STORE_LOOK_INTERVAL
 
 # A test-only script that runs the command a request names: GET http://commands.probe.invalid/NAME
 COMMAND_PROBE = REPO / "tests" / "hardening" / "command_probe.py"

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 from redis_server import RedisServer
 
-from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.credentials import TokenGrant
-from mitm_oauth2.store_codec import TokenCodec
-from mitm_oauth2.store_redis import RedisTokenStore
-from mitm_oauth2.tokens import Token
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import TokenGrant
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.store.codec import TokenCodec
+from mitm_oauth2.store.redis import RedisTokenStore
 
 pytestmark = pytest.mark.anyio
 

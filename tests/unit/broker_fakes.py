@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.credentials import TokenGrant
-from mitm_oauth2.tokens import Token
-from mitm_oauth2.tokens import TokenError
-from mitm_oauth2.tokens import TokenResponse
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import TokenGrant
+from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.model.token import TokenResponse
+from mitm_oauth2.tokens.broker import TokenBroker
 
 START = 1_700_000_000.0
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from mitm_oauth2.client import TokenClient
+from mitm_oauth2.client.token_client import TokenClient
 
 SECRET = "p@ss:w+rd/%=é"
 GOOD = {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mitm_oauth2.config import ConfigError
-from mitm_oauth2.config import load_config
+from mitm_oauth2.config.file import load_config
+from mitm_oauth2.model.errors import ConfigError
 
 SECRET = "s3cr3t-VALUE:%+&"
 ENV = {"API_SECRET": SECRET}

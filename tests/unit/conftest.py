@@ -13,13 +13,13 @@ from broker_fakes import MemoryStore
 from watch_helpers import Recorder
 from watch_helpers import toml
 
-from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.credentials import TokenGrant
-from mitm_oauth2.credentials import TokenTransport
-from mitm_oauth2.watch import ConfigWatcher
+from mitm_oauth2.config.watch import ConfigWatcher
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import TokenGrant
+from mitm_oauth2.model.credentials import TokenTransport
+from mitm_oauth2.tokens.broker import TokenBroker
 
 # RFC 6749 §2.3.1 test secret: every character the seed recipe's raw base64 gets wrong.
 SECRET = "p@ss:w+rd/%=é"

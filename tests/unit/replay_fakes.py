@@ -10,11 +10,11 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 from mitmproxy.test import tutils
 
+from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.model.token import Token
 from mitm_oauth2.replay import Replays
-from mitm_oauth2.stats import Counters
-from mitm_oauth2.tokens import Issued
-from mitm_oauth2.tokens import Token
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.tokens.broker import Issued
+from mitm_oauth2.tokens.status import Counters
 
 INVALID = 'Bearer error="invalid_token"'
 

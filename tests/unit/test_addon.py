@@ -19,10 +19,10 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
-from mitm_oauth2.store_settings import StoreSettings
-from mitm_oauth2.tokens import Issued
-from mitm_oauth2.tokens import Token
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.store.settings import StoreSettings
+from mitm_oauth2.tokens.broker import Issued
 
 SECRET = "s3cr3t-VALUE"
 GOOD = f"""
@@ -66,13 +66,11 @@ def brokers(monkeypatch: pytest.MonkeyPatch) -> list[StubBroker]:
     """Every broker the addon opens, in order; no disk cache, no network."""
     opened: list[StubBroker] = []
 
-    class FakeTokenBroker:
-        @staticmethod
-        def production(settings: StoreSettings, lock_lease: float) -> StubBroker:
-            opened.append(StubBroker(settings, lock_lease))
-            return opened[-1]
+    def open_broker(settings: StoreSettings, lock_lease: float) -> StubBroker:
+        opened.append(StubBroker(settings, lock_lease))
+        return opened[-1]
 
-    monkeypatch.setattr(addon_module, "TokenBroker", FakeTokenBroker)
+    monkeypatch.setattr(addon_module, "open_broker", open_broker)
     return opened
 
 

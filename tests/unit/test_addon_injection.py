@@ -14,8 +14,8 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
-from mitm_oauth2.tokens import Issued
-from mitm_oauth2.tokens import Token
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.tokens.broker import Issued
 
 pytestmark = pytest.mark.anyio
 
@@ -57,9 +57,7 @@ class StubBroker:
 def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """configure(text) -> (addon, tctx, broker): the addon running on a config of that text."""
     broker = StubBroker()
-    monkeypatch.setattr(
-        addon_module.TokenBroker, "production", staticmethod(lambda settings, lock_lease: broker)
-    )
+    monkeypatch.setattr(addon_module, "open_broker", lambda settings, lock_lease: broker)
     addon = OAuth2Backend()
     with taddons.context(addon) as tctx:
 

@@ -14,14 +14,14 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
 from mitm_oauth2.addon import OAuth2Backend
-from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.credentials import TokenGrant
-from mitm_oauth2.store import derive_cache_key
-from mitm_oauth2.store_disk import DiskTokenStore
-from mitm_oauth2.tokens import TokenResponse
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import TokenGrant
+from mitm_oauth2.model.token import TokenResponse
+from mitm_oauth2.store.base import derive_cache_key
+from mitm_oauth2.store.disk import DiskTokenStore
+from mitm_oauth2.tokens.broker import TokenBroker
 
 pytestmark = pytest.mark.anyio
 

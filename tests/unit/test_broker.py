@@ -10,8 +10,8 @@ from broker_fakes import START
 from broker_fakes import MemoryStore
 from broker_fakes import settle
 
-from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.tokens import Token
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.tokens.broker import TokenBroker
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ import itertools
 import pytest
 from broker_fakes import settle
 
-from mitm_oauth2.policy import Backoff
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.tokens.policy import Backoff
 
 pytestmark = pytest.mark.anyio
 

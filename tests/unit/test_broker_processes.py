@@ -10,9 +10,9 @@ import pytest
 from broker_fakes import START
 from broker_fakes import settle
 
-from mitm_oauth2.broker import TokenBroker
-from mitm_oauth2.store_disk import DiskTokenStore
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.store.disk import DiskTokenStore
+from mitm_oauth2.tokens.broker import TokenBroker
 
 pytestmark = pytest.mark.anyio
 

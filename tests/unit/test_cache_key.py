@@ -10,14 +10,14 @@ import re
 
 import pytest
 
-from mitm_oauth2.credentials import AssertionAudience
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import BasicEncoding
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.credentials import SigningKey
-from mitm_oauth2.credentials import TlsIdentity
-from mitm_oauth2.credentials import TokenTransport
-from mitm_oauth2.store import derive_cache_key
+from mitm_oauth2.model.credentials import AssertionAudience
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import BasicEncoding
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import SigningKey
+from mitm_oauth2.model.credentials import TlsIdentity
+from mitm_oauth2.model.credentials import TokenTransport
+from mitm_oauth2.store.base import derive_cache_key
 
 HMAC_KEY = b"k" * 32
 SECRET = "p@ss:w+rd/%=é"

@@ -14,9 +14,9 @@ from client_helpers import ask
 from client_helpers import form
 from client_helpers import json_answer
 
-from mitm_oauth2.client_auth import basic_credentials
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import BasicEncoding
+from mitm_oauth2.client.auth import basic_credentials
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import BasicEncoding
 
 pytestmark = pytest.mark.anyio
 

@@ -22,20 +22,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mitm_oauth2.client_auth import ASSERTION_LIFETIME
-from mitm_oauth2.client_auth import JWT_BEARER
-from mitm_oauth2.client_auth import authenticate
-from mitm_oauth2.client_auth import basic_credentials
-from mitm_oauth2.credentials import AssertionAudience
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import BasicEncoding
-from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.credentials import SigningKey
-from mitm_oauth2.credentials import TlsIdentity
-from mitm_oauth2.credentials import TokenGrant
-from mitm_oauth2.credentials import TokenTransport
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.client.auth import ASSERTION_LIFETIME
+from mitm_oauth2.client.auth import JWT_BEARER
+from mitm_oauth2.client.auth import authenticate
+from mitm_oauth2.client.auth import basic_credentials
+from mitm_oauth2.model.credentials import AssertionAudience
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import BasicEncoding
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import SigningKey
+from mitm_oauth2.model.credentials import TlsIdentity
+from mitm_oauth2.model.credentials import TokenGrant
+from mitm_oauth2.model.credentials import TokenTransport
+from mitm_oauth2.model.errors import TokenError
 
 TOKEN_URL = "https://idp.test/oauth/token"
 ISSUER = "https://idp.test"

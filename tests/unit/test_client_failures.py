@@ -23,10 +23,10 @@ from client_helpers import ask
 from client_helpers import form
 from client_helpers import json_answer
 
-from mitm_oauth2.client import parse_retry_after
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.http_util import MAX_RESPONSE_BYTES
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.client.http import MAX_RESPONSE_BYTES
+from mitm_oauth2.client.token_client import parse_retry_after
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.errors import TokenError
 
 pytestmark = pytest.mark.anyio
 

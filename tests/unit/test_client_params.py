@@ -18,11 +18,11 @@ from client_helpers import ask
 from client_helpers import form
 from client_helpers import json_answer
 
-from mitm_oauth2 import client as client_module
-from mitm_oauth2.client import TokenClient
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import TokenTransport
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.client import token_client as client_module
+from mitm_oauth2.client.token_client import TokenClient
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import TokenTransport
+from mitm_oauth2.model.errors import TokenError
 
 pytestmark = pytest.mark.anyio
 

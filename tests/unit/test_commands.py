@@ -11,11 +11,11 @@ from broker_fakes import FakeEndpoint
 from broker_fakes import settle
 from mitmproxy import exceptions
 
-from mitm_oauth2.broker import TokenBroker
 from mitm_oauth2.commands import OAuth2Commands
-from mitm_oauth2.config import BackendConfig
-from mitm_oauth2.hosts import parse_host_pattern
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.config.file import BackendConfig
+from mitm_oauth2.config.hosts import parse_host_pattern
+from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.tokens.broker import TokenBroker
 
 pytestmark = pytest.mark.anyio
 

@@ -11,10 +11,10 @@ from config_helpers import backend
 from config_helpers import load
 from config_helpers import refused
 
-from mitm_oauth2.config import ConfigError
-from mitm_oauth2.config import load_config
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.hosts import HostPattern
+from mitm_oauth2.config.file import load_config
+from mitm_oauth2.config.hosts import HostPattern
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.errors import ConfigError
 
 
 def test_full_example(tmp_path: Path) -> None:

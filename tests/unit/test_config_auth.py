@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mitm_oauth2.credentials import AssertionAudience
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import BasicEncoding
-from mitm_oauth2.credentials import TlsIdentity
+from mitm_oauth2.model.credentials import AssertionAudience
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import BasicEncoding
+from mitm_oauth2.model.credentials import TlsIdentity
 
 NO_SECRET = {"client_secret": None}
 PKJ = {"auth_method": "private_key_jwt", "client_secret": None, "private_key_file": "rsa.pem"}

@@ -14,7 +14,7 @@ from config_helpers import backend
 from config_helpers import load
 from config_helpers import refused
 
-from mitm_oauth2.credentials import TokenTransport
+from mitm_oauth2.model.credentials import TokenTransport
 
 
 def table(key: str, values: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from config_helpers import backend
 from config_helpers import refused
 from config_helpers import write
 
-from mitm_oauth2.config import load_config
+from mitm_oauth2.config.file import load_config
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,17 @@ from client_helpers import SECRET
 from client_helpers import Recorder
 from client_helpers import form
 
-from mitm_oauth2.client import TokenClient
-from mitm_oauth2.credentials import AssertionAudience
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import ClientCredentials
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.credentials import TlsIdentity
-from mitm_oauth2.credentials import TokenTransport
-from mitm_oauth2.discovery import METADATA_TTL
-from mitm_oauth2.discovery import Discovery
-from mitm_oauth2.discovery import metadata_urls
-from mitm_oauth2.tokens import TokenError
+from mitm_oauth2.client.discovery import METADATA_TTL
+from mitm_oauth2.client.discovery import Discovery
+from mitm_oauth2.client.discovery import metadata_urls
+from mitm_oauth2.client.token_client import TokenClient
+from mitm_oauth2.model.credentials import AssertionAudience
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import TlsIdentity
+from mitm_oauth2.model.credentials import TokenTransport
+from mitm_oauth2.model.errors import TokenError
 
 pytestmark = pytest.mark.anyio
 

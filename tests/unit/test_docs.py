@@ -11,8 +11,8 @@ from urllib.parse import unquote
 import pytest
 from mitmproxy.test import taddons
 
-from mitm_oauth2 import config_backend
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.config import backend as config_backend
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

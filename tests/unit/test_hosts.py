@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mitm_oauth2.hosts import HostPattern
-from mitm_oauth2.hosts import HostRouter
-from mitm_oauth2.hosts import names_target
-from mitm_oauth2.hosts import normalize_host
-from mitm_oauth2.hosts import parse_host_pattern
+from mitm_oauth2.config.hosts import HostPattern
+from mitm_oauth2.config.hosts import HostRouter
+from mitm_oauth2.config.hosts import names_target
+from mitm_oauth2.config.hosts import normalize_host
+from mitm_oauth2.config.hosts import parse_host_pattern
 
 
 def router(*entries: str) -> HostRouter[str]:

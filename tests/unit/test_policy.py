@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from mitm_oauth2.policy import PERMANENT_ERRORS
-from mitm_oauth2.policy import Backoff
-from mitm_oauth2.policy import is_permanent
-from mitm_oauth2.policy import safety_margin
-from mitm_oauth2.policy import token_lifetime
+from mitm_oauth2.tokens.policy import PERMANENT_ERRORS
+from mitm_oauth2.tokens.policy import Backoff
+from mitm_oauth2.tokens.policy import is_permanent
+from mitm_oauth2.tokens.policy import safety_margin
+from mitm_oauth2.tokens.policy import token_lifetime
 
 
 @pytest.mark.parametrize(

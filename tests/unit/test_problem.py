@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.problem import CONTENT_TYPE
 from mitm_oauth2.problem import TOKEN_UNAVAILABLE
 from mitm_oauth2.problem import token_unavailable
-from mitm_oauth2.tokens import TokenError
 
 SECRET = "p@ss:w+rd/%=é"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret-token"

@@ -17,8 +17,8 @@ from replay_fakes import answer
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.replay import Replays
-from mitm_oauth2.tokens import TokenError
 
 CONFIG = """
 [[backend]]
@@ -36,11 +36,7 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
     """An addon configured for api.test with a stub broker, and a fake client playback that
     runs each copy through the addon's hooks the way the proxy would."""
     broker = StubBroker()
-    monkeypatch.setattr(
-        addon_module,
-        "TokenBroker",
-        type("B", (), {"production": staticmethod(lambda settings, lock_lease: broker)}),
-    )
+    monkeypatch.setattr(addon_module, "open_broker", lambda settings, lock_lease: broker)
     extra = getattr(request, "param", "")
     path = tmp_path / "backends.toml"
     path.write_text(CONFIG.format(extra=extra), encoding="utf-8")

@@ -19,10 +19,10 @@ from replay_fakes import rejected_flow
 from replay_fakes import replays_with
 
 from mitm_oauth2 import replay as replay_module
-from mitm_oauth2.config import BackendConfig
-from mitm_oauth2.replay import ReplayError
+from mitm_oauth2.config.file import BackendConfig
+from mitm_oauth2.model.errors import ReplayError
+from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.replay import Replays
-from mitm_oauth2.tokens import TokenError
 
 
 @pytest.fixture

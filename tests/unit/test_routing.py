@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from mitm_oauth2.hosts import HostRouter
-from mitm_oauth2.hosts import parse_host_pattern
-from mitm_oauth2.hosts import prefix_matches
-from mitm_oauth2.hosts import request_path
+from mitm_oauth2.config.hosts import HostRouter
+from mitm_oauth2.config.hosts import parse_host_pattern
+from mitm_oauth2.config.hosts import prefix_matches
+from mitm_oauth2.config.hosts import request_path
 
 
 def router(*entries: tuple[str, str, str]) -> HostRouter[str]:

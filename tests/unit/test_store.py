@@ -11,11 +11,11 @@ from pathlib import Path
 import diskcache
 import pytest
 
-from mitm_oauth2.credentials import AuthMethod
-from mitm_oauth2.credentials import Secret
-from mitm_oauth2.store import derive_cache_key
-from mitm_oauth2.store_disk import DiskTokenStore
-from mitm_oauth2.tokens import Token
+from mitm_oauth2.model.credentials import AuthMethod
+from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.store.base import derive_cache_key
+from mitm_oauth2.store.disk import DiskTokenStore
 
 SECRET = "p@ss:w+rd/%=é"
 HMAC_KEY = b"k" * 32

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mitm_oauth2.store_codec import TokenCodec
-from mitm_oauth2.store_codec import UnreadableEntry
-from mitm_oauth2.tokens import Token
+from mitm_oauth2.model.errors import UnreadableEntry
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.store.codec import TokenCodec
 
 TOKEN = Token("tok-secret-value", "Bearer", issued_at=1_700_000_000.0, lifetime=60.0, scope="r")
 KEY = "operator-store-key-1234"

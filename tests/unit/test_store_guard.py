@@ -10,8 +10,8 @@ import pytest
 from broker_fakes import FakeClock
 from broker_fakes import MemoryStore
 
-from mitm_oauth2.store_guard import GuardedStore
-from mitm_oauth2.tokens import Token
+from mitm_oauth2.model.token import Token
+from mitm_oauth2.store.guard import GuardedStore
 
 pytestmark = pytest.mark.anyio
 

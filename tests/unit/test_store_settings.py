@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mitm_oauth2.store_settings import StoreSettingError
-from mitm_oauth2.store_settings import store_settings
+from mitm_oauth2.model.errors import ConfigError
+from mitm_oauth2.store.settings import store_settings
 
 CACHE = Path("/tmp/cache")
 
@@ -55,7 +55,7 @@ def test_redis_with_password_and_key_from_the_environment() -> None:
     ],
 )
 def test_bad_values_are_refused_naming_the_option(store: str, options, message: str) -> None:
-    with pytest.raises(StoreSettingError) as refused:
+    with pytest.raises(ConfigError) as refused:
         settings(store, **options)
     assert message in str(refused.value)
     assert "hunter2" not in str(refused.value)

@@ -16,7 +16,7 @@ from watch_helpers import records
 from watch_helpers import replace
 from watch_helpers import toml
 
-from mitm_oauth2 import watch
+from mitm_oauth2.config import watch
 
 pytestmark = pytest.mark.anyio
 

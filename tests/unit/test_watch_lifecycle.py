@@ -12,9 +12,9 @@ from watch_helpers import Recorder
 from watch_helpers import replace
 from watch_helpers import toml
 
-from mitm_oauth2.config import Config
-from mitm_oauth2.config import ConfigError
-from mitm_oauth2.watch import ConfigWatcher
+from mitm_oauth2.config.file import Config
+from mitm_oauth2.config.watch import ConfigWatcher
+from mitm_oauth2.model.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
 

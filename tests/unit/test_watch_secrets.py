@@ -15,8 +15,8 @@ from watch_helpers import records
 from watch_helpers import replace
 from watch_helpers import toml
 
-from mitm_oauth2 import watch
-from mitm_oauth2.watch import ConfigWatcher
+from mitm_oauth2.config import watch
+from mitm_oauth2.config.watch import ConfigWatcher
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mitm_oauth2.config import Config
+from mitm_oauth2.config.file import Config
 
 SECRET_A = "secret-AAAA"
 SECRET_B = "secret-BBBB"  # same length: an in-place rewrite leaves the size as it was

@@ -10,14 +10,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .credentials import Secret
-from .http_util import is_loopback
+from ..model.credentials import Secret
+from ..model.errors import ConfigError
+from ..model.net import is_loopback
 
 MAX_SECONDS = 366 * 24 * 3600.0
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the file, the backend and the key."""
 
 
 class TableReader:

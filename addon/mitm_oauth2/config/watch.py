@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
-from .config import ConfigError
-from .config import parse_config
-from .config_backend import FILE_KEYS
+from ..model.errors import ConfigError
+from .backend import FILE_KEYS
+from .file import Config
+from .file import parse_config
 
 logger = logging.getLogger(__name__)
 

@@ -9,19 +9,16 @@ from dataclasses import field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .clock import Clock
-from .credentials import Secret
-from .store_codec import MIN_KEY_CHARS
-from .store_codec import TokenCodec
-from .store_disk import DiskTokenStore
-from .store_guard import GuardedStore
-from .store_redis import RedisTokenStore
+from ..model.clock import Clock
+from ..model.credentials import Secret
+from ..model.errors import ConfigError
+from .codec import MIN_KEY_CHARS
+from .codec import TokenCodec
+from .disk import DiskTokenStore
+from .guard import GuardedStore
+from .redis import RedisTokenStore
 
 REDIS_SCHEMES = ("redis", "rediss")
-
-
-class StoreSettingError(ValueError):
-    """A bad `oauth2_store*` value; the message names the option and never holds a secret."""
 
 
 @dataclass(frozen=True)
@@ -71,16 +68,16 @@ def store_settings(
     ca_file: str = "",
     environ: Mapping[str, str] = os.environ,
 ) -> StoreSettings:
-    """Validates the options; raises StoreSettingError naming the option at fault."""
+    """Validates the options; raises ConfigError naming the option at fault."""
     if not 1 <= timeout_ms <= 60_000:
-        raise StoreSettingError("oauth2_store_timeout: must be 1 to 60000 milliseconds")
+        raise ConfigError("oauth2_store_timeout: must be 1 to 60000 milliseconds")
     redis_url = _redis_url(store.strip()) if store.strip() else None
     if password_env and redis_url is None:
-        raise StoreSettingError("oauth2_store_password_env: only for a redis:// store")
+        raise ConfigError("oauth2_store_password_env: only for a redis:// store")
     password = _from_env("oauth2_store_password_env", password_env, environ)
     key = _from_env("oauth2_store_key_env", key_env, environ)
     if key is not None and len(key.reveal()) < MIN_KEY_CHARS:
-        raise StoreSettingError(
+        raise ConfigError(
             f"oauth2_store_key_env: {key_env} must hold at least {MIN_KEY_CHARS} characters "
             "(e.g. `openssl rand -base64 32`)"
         )
@@ -92,12 +89,12 @@ def _ca_file(path: str, redis_url: str | None) -> Path | None:
     if not path:
         return None
     if redis_url is None or not redis_url.startswith("rediss://"):
-        raise StoreSettingError("oauth2_store_ca: only for a rediss:// store")
+        raise ConfigError("oauth2_store_ca: only for a rediss:// store")
     ca = Path(path).expanduser()
     try:
         ca.read_bytes()
     except OSError as e:
-        raise StoreSettingError(f"oauth2_store_ca: cannot read {ca} ({e.strerror})") from None
+        raise ConfigError(f"oauth2_store_ca: cannot read {ca} ({e.strerror})") from None
     return ca
 
 
@@ -106,22 +103,22 @@ def _redis_url(url: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (parsed to reject a bad port now, not at the first token)
     except ValueError as e:
-        raise StoreSettingError(f"oauth2_store: not a valid URL ({e})") from None
+        raise ConfigError(f"oauth2_store: not a valid URL ({e})") from None
     if parts.scheme not in REDIS_SCHEMES:
-        raise StoreSettingError(
+        raise ConfigError(
             "oauth2_store: must be empty (the disk cache) or a redis:// or rediss:// URL"
         )
     if parts.password is not None:
         # Option values show in mitmweb and in logs; the password must not.
-        raise StoreSettingError(
+        raise ConfigError(
             "oauth2_store: no password in the URL; name an environment variable holding it "
             "with oauth2_store_password_env"
         )
     if not parts.hostname:
-        raise StoreSettingError("oauth2_store: the URL names no host")
+        raise ConfigError("oauth2_store: the URL names no host")
     db = parts.path.lstrip("/")
     if db and not db.isdigit():
-        raise StoreSettingError(f"oauth2_store: database must be a number, not {db!r}")
+        raise ConfigError(f"oauth2_store: database must be a number, not {db!r}")
     return url
 
 
@@ -130,5 +127,5 @@ def _from_env(option: str, name: str, environ: Mapping[str, str]) -> Secret | No
         return None
     value = environ.get(name, "")
     if not value:
-        raise StoreSettingError(f"{option}: environment variable {name} is not set or empty")
+        raise ConfigError(f"{option}: environment variable {name} is not set or empty")
     return Secret(value)

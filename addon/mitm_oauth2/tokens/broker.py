@@ -12,23 +12,22 @@ import os
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
-from .client import TokenClient
-from .clock import Clock
-from .clock import SystemClock
-from .credentials import TokenGrant
-from .failures import FailureMemory
+from ..model.clock import Clock
+from ..model.clock import SystemClock
+from ..model.credentials import ClientCredentials
+from ..model.credentials import TokenGrant
+from ..model.errors import TokenError
+from ..model.token import Token
+from ..model.token import TokenResponse
+from ..store.base import TokenStore
 from .policy import Backoff
+from .policy import FailureMemory
 from .policy import expiry_skew
 from .policy import safety_margin
 from .policy import token_lifetime
-from .stats import Counters
-from .store import TokenStore
-from .store_settings import StoreSettings
-from .tokens import Issued
-from .tokens import Token
-from .tokens import TokenEndpoint
-from .tokens import TokenError
+from .status import Counters
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +41,25 @@ STORE_LOOK_INTERVAL = 5.0
 
 # Strong references to connection-closing tasks, which the event loop itself only holds weakly.
 _closing: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token handed out, and its story for the flow that gets it (JSON-safe except `token`)."""
+
+    token: Token
+    source: str  # "cache": already here; "fetched": this request waited for a token request
+    renewing: bool  # a renewal runs in the background
+    age: float  # seconds since the token was requested
+    left: float  # seconds until it expires
+
+
+class TokenEndpoint(Protocol):
+    """The one thing the broker needs from a client: a token request."""
+
+    async def request_token(self, credentials: ClientCredentials) -> TokenResponse: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -92,13 +110,6 @@ class TokenBroker:
         self._stored: dict[TokenGrant, Token | None] = {}
         self._looked_after: tuple[TokenGrant, ...] = ()
         self._looking: asyncio.Task[None] | None = None
-
-    @classmethod
-    def production(
-        cls, settings: StoreSettings, lock_lease: float = DEFAULT_LOCK_LEASE
-    ) -> TokenBroker:
-        """httpx token client, the guarded store `settings` name (disk or Redis), system clock."""
-        return cls(TokenClient(), settings.open(), lock_lease=lock_lease)
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 
-from .tokens import TokenError
+from ..model.errors import TokenError
 
 
 @dataclass

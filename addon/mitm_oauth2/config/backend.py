@@ -13,22 +13,22 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config_table import ConfigError
-from .config_table import TableReader
-from .config_table import did_you_mean
-from .config_table import reason
-from .credentials import AssertionAudience
-from .credentials import AuthMethod
-from .credentials import BasicEncoding
-from .credentials import ClientCredentials
-from .credentials import Secret
-from .credentials import SigningKey
-from .credentials import TlsIdentity
-from .credentials import TokenGrant
-from .credentials import TokenTransport
+from ..model.credentials import DEFAULT_REFRESH_MARGIN
+from ..model.credentials import AssertionAudience
+from ..model.credentials import AuthMethod
+from ..model.credentials import BasicEncoding
+from ..model.credentials import ClientCredentials
+from ..model.credentials import Secret
+from ..model.credentials import SigningKey
+from ..model.credentials import TlsIdentity
+from ..model.credentials import TokenGrant
+from ..model.credentials import TokenTransport
+from ..model.errors import ConfigError
 from .hosts import HostPattern
 from .hosts import parse_host_pattern
-from .policy import DEFAULT_REFRESH_MARGIN
+from .table import TableReader
+from .table import did_you_mean
+from .table import reason
 
 DEFAULT_MAX_TOKEN_AGE = 3600.0
 DEFAULT_HEADER = "Authorization"

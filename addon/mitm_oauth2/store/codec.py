@@ -10,16 +10,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .tokens import Token
+from ..model.errors import UnreadableEntry
+from ..model.token import Token
 
 _SEALED = b"aesgcm1:"
 _NONCE_BYTES = 12
 MIN_KEY_CHARS = 16
-
-
-class UnreadableEntry(ValueError):
-    """A stored value that is not a token we can read: corrupt, foreign, or sealed with
-    another key (or none). Read as missing; the next token replaces it."""
 
 
 def _derive(key: str, purpose: bytes) -> bytes:

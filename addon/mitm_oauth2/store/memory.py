@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .clock import Clock
-from .clock import SystemClock
-from .credentials import TokenGrant
-from .tokens import Token
+from ..model.clock import Clock
+from ..model.clock import SystemClock
+from ..model.credentials import TokenGrant
+from ..model.token import Token
 
 
 class MemoryTokenStore:

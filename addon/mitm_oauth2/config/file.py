@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config_backend import BackendConfig
-from .config_backend import parse_backend
-from .config_table import ConfigError
-from .config_table import TableReader
-from .config_table import did_you_mean
-from .config_table import reason
+from ..model.errors import ConfigError
+from .backend import BackendConfig
+from .backend import parse_backend
 from .hosts import DEFAULT_PORTS
 from .hosts import HostPattern
+from .table import TableReader
+from .table import did_you_mean
+from .table import reason
 
 __all__ = ["BackendConfig", "Config", "ConfigError", "load_config", "parse_config"]
 

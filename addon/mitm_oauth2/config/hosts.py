@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import idna
 
-from .http_util import printable
+from ..model.net import printable
 
 T = TypeVar("T")
 

@@ -10,13 +10,13 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import TypeVar
 
-from .clock import Clock
-from .clock import SystemClock
-from .credentials import TokenGrant
-from .http_util import printable
-from .store import TokenStore
-from .store_memory import MemoryTokenStore
-from .tokens import Token
+from ..model.clock import Clock
+from ..model.clock import SystemClock
+from ..model.credentials import TokenGrant
+from ..model.net import printable
+from ..model.token import Token
+from .base import TokenStore
+from .memory import MemoryTokenStore
 
 logger = logging.getLogger(__name__)
 

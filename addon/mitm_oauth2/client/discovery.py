@@ -10,10 +10,10 @@ from urllib.parse import urlunsplit
 
 import httpx
 
-from .http_util import is_loopback
-from .http_util import printable
-from .http_util import read_limited
-from .tokens import TokenError
+from ..model.errors import TokenError
+from ..model.net import is_loopback
+from ..model.net import printable
+from .http import read_limited
 
 METADATA_TTL = 3600.0
 

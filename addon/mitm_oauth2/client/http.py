@@ -1,13 +1,11 @@
-"""Small helpers for reading what authorization servers send: bounded bodies, printable text."""
+"""Reading what authorization servers send: bounded bodies, no content coding."""
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-
 import httpx
 
-from .tokens import TokenError
+from ..model.errors import TokenError
+from ..model.net import printable
 
 # A token response or metadata document is a few KiB at most; more is a misbehaving server.
 MAX_RESPONSE_BYTES = 1 << 20
@@ -39,19 +37,3 @@ async def read_limited(response: httpx.Response, what: str) -> bytes:
             f"{what} sent more than {MAX_RESPONSE_BYTES} bytes", status=response.status_code
         )
     return bytes(body)
-
-
-def printable(text: str, limit: int) -> str:
-    """Server-supplied text made safe for one log line or problem field."""
-    cleaned = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text)
-    return cleaned[:limit]
-
-
-@functools.lru_cache(maxsize=1024)  # asked for every plain-HTTP request to a backend
-def is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import diskcache
 
-from .credentials import TokenGrant
-from .store import derive_cache_key
-from .store_codec import TokenCodec
-from .tokens import Token
+from ..model.credentials import TokenGrant
+from ..model.token import Token
+from .base import derive_cache_key
+from .codec import TokenCodec
 
 _HMAC_KEY_ENTRY = "store/hmac-key"
 _LOCK = "lock/"

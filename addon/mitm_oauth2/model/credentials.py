@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass
 from dataclasses import field
 
-from .policy import DEFAULT_REFRESH_MARGIN
+# Renewal starts this long before expiry (at most half the lifetime, see tokens.policy).
+DEFAULT_REFRESH_MARGIN = 30.0
 
 
 class Secret:
@@ -155,7 +156,7 @@ class ClientCredentials:
 @dataclass(frozen=True)
 class TokenGrant:
     """One backend's token: the credentials to ask with, our cap on a token's age, and how
-    long before expiry to renew it (see policy.safety_margin)."""
+    long before expiry to renew it (see tokens.policy.safety_margin)."""
 
     backend: str
     credentials: ClientCredentials

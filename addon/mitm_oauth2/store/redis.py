@@ -13,11 +13,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import LockNotOwnedError
 
-from .credentials import TokenGrant
-from .store import derive_cache_key
-from .store_codec import TokenCodec
-from .store_codec import UnreadableEntry
-from .tokens import Token
+from ..model.credentials import TokenGrant
+from ..model.errors import UnreadableEntry
+from ..model.token import Token
+from .base import derive_cache_key
+from .codec import TokenCodec
 
 PREFIX = "mitm-oauth2:"
 _HMAC_KEY = PREFIX + "hmac-key"

@@ -11,8 +11,8 @@ import hmac
 import json
 from typing import Protocol
 
-from .credentials import TokenGrant
-from .tokens import Token
+from ..model.credentials import TokenGrant
+from ..model.token import Token
 
 _KEY_VERSION = "v1"
 

@@ -11,10 +11,10 @@ from urllib.parse import quote_plus
 
 import jwt
 
-from .credentials import AssertionAudience
-from .credentials import AuthMethod
-from .credentials import BasicEncoding
-from .credentials import ClientCredentials
+from ..model.credentials import AssertionAudience
+from ..model.credentials import AuthMethod
+from ..model.credentials import BasicEncoding
+from ..model.credentials import ClientCredentials
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # A client assertion only has to survive the token call it is made for.

@@ -17,16 +17,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .client_auth import authenticate
-from .credentials import AuthMethod
-from .credentials import ClientCredentials
-from .credentials import TokenTransport
+from ..model.credentials import AuthMethod
+from ..model.credentials import ClientCredentials
+from ..model.credentials import TokenTransport
+from ..model.errors import TokenError
+from ..model.net import printable
+from ..model.token import TokenResponse
+from .auth import authenticate
 from .discovery import Discovery
-from .http_util import ACCEPT_ENCODING
-from .http_util import printable
-from .http_util import read_limited
-from .tokens import TokenError
-from .tokens import TokenResponse
+from .http import ACCEPT_ENCODING
+from .http import read_limited
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,43 @@
+"""Tokens: the values the broker, the client and the store pass around."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from dataclasses import field
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token as issued, with when it was asked for and how long it may be used.
+
+    `issued_at` is the wall-clock time (epoch seconds) at which the token request was *sent*, so
+    network latency never extends a token's life. `lifetime` already applies our own limits.
+    """
+
+    access_token: str = field(repr=False)
+    token_type: str
+    issued_at: float
+    lifetime: float
+    scope: str | None = None
+
+    @property
+    def expires_at(self) -> float:
+        return self.issued_at + self.lifetime
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Enough of a digest to tell two tokens apart in flows and logs; never the token.
+        Computed once per token, not per request."""
+        return hashlib.sha256(self.access_token.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """What the token endpoint said, before any policy is applied (RFC 6749 §5.1)."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_in: float | None
+    scope: str | None
