@@ -19,7 +19,7 @@ from . import store_options
 from . import story
 from .client.token_client import TokenClient
 from .commands import OAuth2Commands
-from .config.file import BackendConfig
+from .config.backend import BackendConfig
 from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
@@ -33,10 +33,11 @@ from .problem import token_unavailable
 from .replay import Replays
 from .startup import fatal_at_startup
 from .startup import unknown_options
-from .store.settings import StoreSettings
+from .store.guard import GuardedStore
 from .store_options import StoreOptions
 from .tokens.broker import DEFAULT_LOCK_LEASE
 from .tokens.broker import TokenBroker
+from .tokens.status import BackendStatus
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ STORE_OPTIONS = frozenset(
 OPTIONAL_STR: type = str | None  # type: ignore[assignment]
 
 
-def open_broker(settings: StoreSettings, lock_lease: float) -> TokenBroker:
-    """The production wiring: the httpx token client, the guarded store `settings` names."""
-    return TokenBroker(TokenClient(), settings.open(), lock_lease=lock_lease)
+def open_broker(store: GuardedStore, lock_lease: float) -> TokenBroker:
+    """The production wiring: the broker asks the httpx token client, and keeps tokens in the
+    guarded store (disk cache or Redis) the store options name."""
+    return TokenBroker(TokenClient(), store, lock_lease=lock_lease)
 
 
 class OAuth2Backend:
@@ -69,11 +71,12 @@ class OAuth2Backend:
         self.near_misses: set[tuple[str, int]] = set()
         self.backends: tuple[BackendConfig, ...] = ()
         self.broker: TokenBroker | None = None
+        self.store: GuardedStore | None = None  # the broker's, whose health the status tells
         self.cache_dir: Path | None = None
         self.store_options: tuple[object, ...] = ()
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
-        self.metrics = MetricsEndpoint(self._statuses)
+        self.metrics = MetricsEndpoint(self.statuses)
         # mitmproxy loads nested addons with this one
         self.addons = [OAuth2Commands(self), self.metrics, ExposureWarning(), StoreOptions()]
 
@@ -174,11 +177,15 @@ class OAuth2Backend:
         if self.broker is not None:
             self.broker.look_after(tuple(backend.grant for backend in self.backends))
 
-    def _statuses(self) -> list[tuple[str, dict[str, object]]]:
-        broker = self.broker
-        if broker is None:
+    def statuses(self) -> list[tuple[str, BackendStatus]]:
+        """Per configured backend, by name: its token, counters and store."""
+        broker, store = self.broker, self.store
+        if broker is None or store is None:
             return []
-        return [(backend.name, broker.status(backend.grant)) for backend in self.backends]
+        ok = not store.failing
+        return [
+            (backend.name, broker.status(backend.grant, store_ok=ok)) for backend in self.backends
+        ]
 
     def _cache_dir(self) -> Path:
         if ctx.options.oauth2_cache_dir:
@@ -192,10 +199,12 @@ class OAuth2Backend:
             return
         cache_dir = self._cache_dir()
         settings = store_options.settings(cache_dir)
-        broker = open_broker(settings, lock_lease=float(ctx.options.oauth2_lock_lease))
+        store = settings.open()
+        broker = open_broker(store, lock_lease=float(ctx.options.oauth2_lock_lease))
         if self.broker is not None:
             self.broker.close()
-        self.broker, self.cache_dir, self.store_options = broker, cache_dir, options
+        self.broker, self.store = broker, store
+        self.cache_dir, self.store_options = cache_dir, options
         logger.info("oauth2: tokens kept in the %s", settings.where)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -206,7 +215,7 @@ class OAuth2Backend:
         if backend is None:
             self._note_near_miss(request)
             return
-        flow.metadata["oauth2"] = {"backend": backend.name}
+        story.matched(flow, backend.name)
         where = Destination(
             request.host,
             request.port,
@@ -265,14 +274,16 @@ class OAuth2Backend:
         if flow.response is None or flow.response.status_code != 401:
             return  # only a 401 may mean our token was rejected
         backend = self._backend_of(flow)
-        if backend is not None:
-            failed = await self.replays.on_response(flow, backend, self.broker)
-            if failed is not None:
-                cause = f"token rejected (401), no fresh one: {failed.cause}"
-                self._refuse(flow, token_unavailable(backend.name, failed), cause)
-            elif flow.metadata["oauth2"].get("replayed"):
-                story.replayed(flow)
-                self.broker.counters.of(backend.name).replays += 1
+        if backend is None:
+            return
+        outcome = await self.replays.on_response(flow, backend, self.broker)
+        if outcome.no_token is not None:
+            cause = f"token rejected (401), no fresh one: {outcome.no_token.cause}"
+            self._refuse(flow, token_unavailable(backend.name, outcome.no_token), cause)
+            return
+        story.after_401(flow, outcome)
+        if outcome.replayed:
+            self.broker.counters.of(backend.name).replays += 1
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.replays.settle(flow)

@@ -6,7 +6,6 @@ digit (`oauth2.status`) works in the console but cannot be reached from mitmweb'
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Protocol
@@ -14,8 +13,10 @@ from typing import Protocol
 from mitmproxy import command
 from mitmproxy import exceptions
 
-from .config.file import BackendConfig
+from .config.backend import BackendConfig
+from .model.background import in_background
 from .tokens.broker import TokenBroker
+from .tokens.status import BackendStatus
 
 
 class Running(Protocol):
@@ -24,23 +25,19 @@ class Running(Protocol):
     broker: TokenBroker | None
     backends: tuple[BackendConfig, ...]
 
+    def statuses(self) -> list[tuple[str, BackendStatus]]: ...
+
 
 class OAuth2Commands:
     def __init__(self, addon: Running) -> None:
         self._addon = addon
-        # Strong references to purges in flight (the event loop holds tasks only weakly).
-        self._purges: set[asyncio.Task[None]] = set()
 
     @command.command("oauth.status")
     def status(self) -> str:
         """Per backend, as JSON: where its token is ("memory", "store" or "none"), its age and
         time left, whether it is being renewed, fetches, cache hits, replays after a 401,
         failures by cause, last error, and the token store with whether it works (store_ok)."""
-        broker = self._addon.broker
-        report = {
-            backend.name: broker.status(backend.grant) if broker else {"token": "none"}
-            for backend in self._addon.backends
-        }
+        report = {name: status.to_json() for name, status in self._addon.statuses()}
         return json.dumps(report, indent=2, sort_keys=True)
 
     @command.command("oauth.refresh")
@@ -56,9 +53,7 @@ class OAuth2Commands:
         is named); their next request fetches a new one."""
         broker = self._broker()
         for backend in self._chosen(names):
-            task = asyncio.get_running_loop().create_task(broker.purge(backend.grant))
-            self._purges.add(task)
-            task.add_done_callback(self._purges.discard)
+            in_background(broker.purge(backend.grant))
 
     def _broker(self) -> TokenBroker:
         if self._addon.broker is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config.file import BackendConfig
+from .config.backend import BackendConfig
 from .config.hosts import HostPattern
 from .config.hosts import misnamed
 from .model.net import is_loopback

@@ -24,11 +24,13 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from .startup import fatal_at_startup
+from .tokens.status import BackendStatus
+from .tokens.status import TokenPlace
 
 logger = logging.getLogger(__name__)
 
-# backend name -> the broker's status() for it (see broker.TokenBroker.status)
-StatusSource = Callable[[], Iterable[tuple[str, dict[str, object]]]]
+# (backend name, its status) per configured backend: the addon's `statuses`
+StatusSource = Callable[[], Iterable[tuple[str, BackendStatus]]]
 
 
 class TokenCollector(Collector):
@@ -63,23 +65,19 @@ class TokenCollector(Collector):
             labels=["backend"],
         )
         for backend, status in self._source():
-            fetches.add_metric([backend], _number(status.get("fetches")))
-            hits.add_metric([backend], _number(status.get("cache_hits")))
-            replays.add_metric([backend], _number(status.get("replays")))
-            causes = status.get("failures")
-            for cause, count in causes.items() if isinstance(causes, dict) else ():
-                failures.add_metric([backend, str(cause)], _number(count))
+            counters = status.counters
+            fetches.add_metric([backend], counters.fetches)
+            hits.add_metric([backend], counters.cache_hits)
+            replays.add_metric([backend], counters.replays)
+            for cause, count in counters.failures.items():
+                failures.add_metric([backend, cause], count)
             # Held: in this process's memory. A token only in the store is not, nor its time left.
-            held = status.get("token") == "memory"
+            held = status.token is TokenPlace.MEMORY
             present.add_metric([backend], 1.0 if held else 0.0)
-            store_ok.add_metric([backend], 1.0 if status.get("store_ok", True) else 0.0)
-            if held:
-                left.add_metric([backend], _number(status.get("token_left_s")))
+            store_ok.add_metric([backend], 1.0 if status.store_ok else 0.0)
+            if held and status.token_left_s is not None:
+                left.add_metric([backend], status.token_left_s)
         yield from (fetches, hits, replays, failures, present, left, store_ok)
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
 
 
 class MetricsEndpoint:

@@ -13,15 +13,18 @@ import enum
 import hashlib
 import logging
 import re
-import time
 from collections.abc import Callable
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from mitmproxy import ctx
 from mitmproxy import http
 
-from .config.file import BackendConfig
+from . import story
+from .config.backend import BackendConfig
+from .model.clock import Clock
+from .model.clock import SystemClock
 from .model.credentials import TokenGrant
 from .model.errors import ReplayError
 from .model.errors import TokenError
@@ -53,6 +56,20 @@ class Broker(Protocol):
 
 # Sends a copy of a flow again; raises ReplayError when it cannot.
 StartReplay = Callable[[http.HTTPFlow], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a backend's answer to a request that carried our token (`story.after_401`
+    tells it on the flow)."""
+
+    replayed: bool = False  # a copy went out again with a fresh token
+    not_replayed: str | None = None  # why a rejected token led to no replay
+    replay_error: str | None = None  # why the replay brought no answer (the caller gets the 401)
+    no_token: TokenError | None = None  # no fresh token could be had: the caller is refused
+
+
+PASSED = Outcome()  # the answer goes to the caller as is
 
 
 class Action(enum.Enum):
@@ -150,11 +167,11 @@ class Replays:
         self,
         start: StartReplay = start_client_replay,
         timeout: float = REPLAY_TIMEOUT,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._start = start
         self._timeout = timeout
-        self._clock = clock
+        self._clock = clock or SystemClock()
         # replay flow id -> (original flow id, the future its original waits on)
         self._pending: dict[str, tuple[str, asyncio.Future[http.HTTPFlow]]] = {}
         # replays given up on while still queued: killed before they go out
@@ -164,54 +181,40 @@ class Replays:
 
     async def on_response(
         self, flow: http.HTTPFlow, backend: BackendConfig, broker: Broker
-    ) -> TokenError | None:
-        """A backend answered `flow`, which carried our token: heal a rejected token.
-
-        Returns why no fresh token could be had for a replay, if that is so: the caller is then
-        refused like any request that gets no token.
-        """
+    ) -> Outcome:
+        """A backend answered `flow`, which carried our token: heal a rejected token. A replay's
+        answer replaces the flow's response."""
         action, reason = decide(flow, backend.retry_on_401)
         token = sent_token(flow, backend)
         if action is Action.PASS or token is None:
-            return None
-        meta = flow.metadata["oauth2"]
+            return PASSED
         if self._recently_rejected_fresh(backend.name, token):
-            meta["no_replay"] = "a fresh token was rejected just before"
-            return None
+            return Outcome(not_replayed="a fresh token was rejected just before")
         # Compare-and-delete: a token renewed meanwhile (here or by another process) is kept.
         await broker.invalidate(backend.grant, token)
         if action is Action.EVICT:
-            meta["no_replay"] = reason
             logger.info(
                 "backend %s: token rejected (401), evicted; not replayed: %s", backend.name, reason
             )
-            return None
+            return Outcome(not_replayed=reason)
         try:
             # Single flight in the broker; the replay's requestheaders then finds it in memory,
             # so clientplayback's queue (one replay at a time by default) never waits on the IdP.
             await broker.token(backend.grant)
         except TokenError as e:
-            return e
+            return Outcome(no_token=e)
         try:
             replay = await self._replay(flow)
         except ReplayError as e:
-            replay = f"not sent: {e}"
-        else:
-            meta["replayed"] = True
+            return self._failed(backend, Outcome(replay_error=f"not sent: {e}"))
         if isinstance(replay, str):
-            meta["replay_error"] = replay
-            logger.warning(
-                "backend %s: replay after a 401 failed (%s); the client gets the 401",
-                backend.name,
-                replay,
-            )
-            return None
+            return self._failed(backend, Outcome(replayed=True, replay_error=replay))
         answer = replay.response
         assert answer is not None  # _replay returns only a replay that has a response
         flow.response = answer.copy()
         fresh = sent_token(replay, backend)
         if fresh is not None and token_rejected(answer):
-            self._rejected_fresh[backend.name] = (_digest(fresh), self._clock())
+            self._rejected_fresh[backend.name] = (_digest(fresh), self._clock.monotonic())
             logger.warning(
                 "backend %s: token rejected (401), and the fresh one too: the client gets the "
                 "second 401 (%.0f s without eviction for that token)",
@@ -224,7 +227,16 @@ class Replays:
                 backend.name,
                 answer.status_code,
             )
-        return None
+        return Outcome(replayed=True)
+
+    @staticmethod
+    def _failed(backend: BackendConfig, outcome: Outcome) -> Outcome:
+        logger.warning(
+            "backend %s: replay after a 401 failed (%s); the client gets the 401",
+            backend.name,
+            outcome.replay_error,
+        )
+        return outcome
 
     def settle(self, flow: http.HTTPFlow) -> bool:
         """Hands a finished replay (`response` or `error`) to the request waiting for it.
@@ -235,7 +247,7 @@ class Replays:
         if pending is None:
             return False
         original_id, waiting = pending
-        flow.metadata.setdefault("oauth2", {})["replay_of"] = original_id
+        story.replay_of(flow, original_id)
         if not waiting.done():
             waiting.set_result(flow)
         return True
@@ -276,7 +288,7 @@ class Replays:
         if rejected is None:
             return False
         digest, when = rejected
-        if self._clock() - when >= REJECTED_FRESH_COOLDOWN:
+        if self._clock.monotonic() - when >= REJECTED_FRESH_COOLDOWN:
             del self._rejected_fresh[backend]
             return False
         return digest == _digest(token)

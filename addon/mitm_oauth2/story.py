@@ -8,14 +8,24 @@ fingerprint in the metadata, enough to tell two tokens apart.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mitmproxy import http
 
 from .tokens.broker import Issued
+
+if TYPE_CHECKING:  # replay imports this module to tell a replay's story
+    from .replay import Outcome
 
 # mitmweb shows a marker as text: the character mitmproxy's emoji table gives its name (🔴 for
 # an unknown name), so ":no_entry:" (⛔) is an empty box without an emoji font. ":default:" is
 # ● (U+25CF BLACK CIRCLE), which ordinary text fonts have; the console shows it as its mark too.
 REFUSED_MARKER = ":default:"
+
+
+def matched(flow: http.HTTPFlow, backend: str) -> None:
+    """The request is for `backend`: its token story starts."""
+    flow.metadata["oauth2"] = {"backend": backend}
 
 
 def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
@@ -38,12 +48,24 @@ def refused(flow: http.HTTPFlow, cause: str) -> None:
     _comment(flow, "refused", cause)
 
 
-def replayed(flow: http.HTTPFlow) -> None:
-    """After a 401: the answer the caller gets came through one replay with a fresh token."""
+def after_401(flow: http.HTTPFlow, outcome: Outcome) -> None:
+    """What the 401 led to: no replay and why, a replay that failed, or the caller's answer came
+    through one replay with a fresh token."""
     meta = flow.metadata["oauth2"]
-    meta["source"] = "renewed after 401"
-    status = flow.response.status_code if flow.response else "no answer"
-    _comment(flow, "renewed after 401", f"replayed once: {status}")
+    if outcome.not_replayed is not None:
+        meta["no_replay"] = outcome.not_replayed
+    if outcome.replay_error is not None:
+        meta["replay_error"] = outcome.replay_error
+    if outcome.replayed:
+        meta["replayed"] = True
+        meta["source"] = "renewed after 401"
+        status = flow.response.status_code if flow.response else "no answer"
+        _comment(flow, "renewed after 401", f"replayed once: {status}")
+
+
+def replay_of(flow: http.HTTPFlow, original_id: str) -> None:
+    """One of our replays: its answer went to the flow `original_id`."""
+    flow.metadata.setdefault("oauth2", {})["replay_of"] = original_id
 
 
 def _comment(flow: http.HTTPFlow, state: str, detail: str) -> None:

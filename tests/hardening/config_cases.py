@@ -10,7 +10,7 @@ import pytest
 from config_helpers import SECRET
 from config_helpers import backend
 
-from mitm_oauth2.config.file import load_config
+from mitm_oauth2.config.watch import read_config
 from mitm_oauth2.model.errors import ConfigError
 
 ENV = {"API_SECRET": SECRET, "BLANK": "  \t"}
@@ -57,7 +57,7 @@ def assert_refused(
     error is about one), the expected words, never the secret; TOML errors say invalid TOML."""
     path = write(folder)
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ=ENV)
+        _ = read_config(path, environ=ENV).config
     message = str(info.value)
     assert message.startswith(f"{path}: ")
     assert words in message

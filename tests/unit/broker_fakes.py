@@ -62,7 +62,6 @@ class MemoryStore:
     """Tokens by grant, with the TTL each was saved with; the lock always granted."""
 
     where = "test memory"
-    failing = False
 
     def __init__(self) -> None:
         self.tokens: dict[TokenGrant, Token] = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mitm_oauth2.config.file import load_config
+from mitm_oauth2.config.watch import read_config
 from mitm_oauth2.model.errors import ConfigError
 
 SECRET = "s3cr3t-VALUE:%+&"
@@ -47,7 +47,7 @@ def write(tmp_path: Path, text: str, name: str = "backends.toml") -> Path:
 
 
 def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None):
-    return load_config(write(tmp_path, text), environ=ENV if environ is None else environ)
+    return read_config(write(tmp_path, text), environ=ENV if environ is None else environ).config
 
 
 def refused(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> str:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+from broker_fakes import FakeClock
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.test import tflow
 from mitmproxy.test import tutils
 
+from mitm_oauth2 import story
+from mitm_oauth2.config.backend import BackendConfig
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
+from mitm_oauth2.replay import Outcome
 from mitm_oauth2.replay import Replays
 from mitm_oauth2.tokens.broker import Issued
 from mitm_oauth2.tokens.status import Counters
@@ -49,14 +53,6 @@ class StubBroker:
 
     def close(self) -> None:
         pass
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def answer(status: int, *challenges: str, content: bytes = b"{}") -> http.Response:
@@ -114,7 +110,16 @@ def settle_with(replays: Replays):
     return finish
 
 
-def replays_with(playback: Playback, clock: Clock | None = None, timeout: float = 5) -> Replays:
-    replays = Replays(start=playback, timeout=timeout, clock=clock or Clock())
+def replays_with(playback: Playback, clock: FakeClock | None = None, timeout: float = 5) -> Replays:
+    replays = Replays(start=playback, timeout=timeout, clock=clock or FakeClock())
     playback.finish = settle_with(replays)
     return replays
+
+
+async def respond(
+    replays: Replays, flow: http.HTTPFlow, backend: BackendConfig, broker: StubBroker
+) -> Outcome:
+    """What the addon's response hook does with a 401: the replay's outcome, told on the flow."""
+    outcome = await replays.on_response(flow, backend, broker)
+    story.after_401(flow, outcome)
+    return outcome

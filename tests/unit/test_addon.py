@@ -21,7 +21,7 @@ from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
-from mitm_oauth2.store.settings import StoreSettings
+from mitm_oauth2.store.guard import GuardedStore
 from mitm_oauth2.tokens.broker import Issued
 
 SECRET = "s3cr3t-VALUE"
@@ -38,9 +38,8 @@ client_secret = "{SECRET}"
 class StubBroker:
     """Stands in for TokenBroker: hands out `token`, or raises `error`."""
 
-    def __init__(self, settings: StoreSettings, lock_lease: float = 15.0) -> None:
-        self.settings = settings
-        self.cache_dir = settings.cache_dir
+    def __init__(self, store: GuardedStore, lock_lease: float = 15.0) -> None:
+        self.store = store
         self.lock_lease = lock_lease
         self.token_value = Token("tok-abc", "Bearer", issued_at=0.0, lifetime=3600.0)
         self.error: TokenError | None = None
@@ -66,8 +65,8 @@ def brokers(monkeypatch: pytest.MonkeyPatch) -> list[StubBroker]:
     """Every broker the addon opens, in order; no disk cache, no network."""
     opened: list[StubBroker] = []
 
-    def open_broker(settings: StoreSettings, lock_lease: float) -> StubBroker:
-        opened.append(StubBroker(settings, lock_lease))
+    def open_broker(store: GuardedStore, lock_lease: float) -> StubBroker:
+        opened.append(StubBroker(store, lock_lease))
         return opened[-1]
 
     monkeypatch.setattr(addon_module, "open_broker", open_broker)
@@ -169,7 +168,9 @@ def test_default_cache_dir_is_in_confdir(tmp_path: Path, brokers) -> None:
     addon = OAuth2Backend()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, confdir=str(tmp_path), oauth2_config=str(config_file(tmp_path)))
-    assert [broker.cache_dir for broker in brokers] == [tmp_path / "oauth2-token-cache"]
+    assert [broker.store.where for broker in brokers] == [
+        f"token cache {tmp_path / 'oauth2-token-cache'}"
+    ]
 
 
 def test_new_cache_dir_replaces_the_broker(tmp_path: Path, brokers) -> None:
@@ -180,7 +181,10 @@ def test_new_cache_dir_replaces_the_broker(tmp_path: Path, brokers) -> None:
         tctx.configure(addon, oauth2_config=path, oauth2_cache_dir=str(tmp_path / "a"))
         assert len(brokers) == 1  # same directory: the cache stays open
         tctx.configure(addon, oauth2_cache_dir=str(tmp_path / "b"))
-    assert [broker.cache_dir.name for broker in brokers] == ["a", "b"]
+    assert [broker.store.where for broker in brokers] == [
+        f"token cache {tmp_path / 'a'}",
+        f"token cache {tmp_path / 'b'}",
+    ]
     assert brokers[0].closed
     assert not brokers[1].closed
 

@@ -57,7 +57,7 @@ class StubBroker:
 def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """configure(text) -> (addon, tctx, broker): the addon running on a config of that text."""
     broker = StubBroker()
-    monkeypatch.setattr(addon_module, "open_broker", lambda settings, lock_lease: broker)
+    monkeypatch.setattr(addon_module, "open_broker", lambda store, lock_lease: broker)
     addon = OAuth2Backend()
     with taddons.context(addon) as tctx:
 

@@ -12,10 +12,11 @@ from broker_fakes import settle
 from mitmproxy import exceptions
 
 from mitm_oauth2.commands import OAuth2Commands
-from mitm_oauth2.config.file import BackendConfig
+from mitm_oauth2.config.backend import BackendConfig
 from mitm_oauth2.config.hosts import parse_host_pattern
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.tokens.broker import TokenBroker
+from mitm_oauth2.tokens.status import BackendStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -24,6 +25,12 @@ pytestmark = pytest.mark.anyio
 class Running:
     broker: TokenBroker | None
     backends: tuple[BackendConfig, ...]
+
+    def statuses(self) -> list[tuple[str, BackendStatus]]:
+        broker = self.broker
+        if broker is None:
+            return []
+        return [(b.name, broker.status(b.grant, store_ok=True)) for b in self.backends]
 
 
 @pytest.fixture

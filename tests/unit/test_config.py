@@ -11,8 +11,8 @@ from config_helpers import backend
 from config_helpers import load
 from config_helpers import refused
 
-from mitm_oauth2.config.file import load_config
 from mitm_oauth2.config.hosts import HostPattern
+from mitm_oauth2.config.watch import read_config
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.errors import ConfigError
 
@@ -63,7 +63,7 @@ def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
 
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.toml: cannot read"):
-        load_config(tmp_path / "missing.toml", environ={})
+        _ = read_config(tmp_path / "missing.toml", environ={}).config
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from config_helpers import backend
 from config_helpers import refused
 from config_helpers import write
 
-from mitm_oauth2.config.file import load_config
+from mitm_oauth2.config.watch import read_config
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_secret_errors(tmp_path: Path, overrides: dict[str, Any], key: str, word
 def test_secret_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MITM_OAUTH2_TEST_SECRET", "from-env")
     path = write(tmp_path, backend(client_secret=None, client_secret_env="MITM_OAUTH2_TEST_SECRET"))
-    (api,) = load_config(path).backends  # os.environ when no mapping is given
+    (api,) = read_config(path).config.backends  # os.environ when no mapping is given
     assert api.grant.credentials.client_secret.reveal() == "from-env"
 
 
@@ -58,7 +58,7 @@ def test_secret_file_relative_to_config(
     (folder / "secret.txt").write_bytes(content.encode())
     path = write(folder, backend(client_secret=None, client_secret_file="secret.txt"))
     monkeypatch.chdir(tmp_path)  # a path relative to the working directory would miss the file
-    (api,) = load_config(path, environ={}).backends
+    (api,) = read_config(path, environ={}).config.backends
     assert api.grant.credentials.client_secret.reveal() == expected
 
 
@@ -76,5 +76,5 @@ def test_secret_file_absolute_path(tmp_path: Path) -> None:
     config_dir = tmp_path / "conf"
     config_dir.mkdir()
     path = write(config_dir, backend(client_secret=None, client_secret_file=str(secret_file)))
-    (api,) = load_config(path, environ={}).backends
+    (api,) = read_config(path, environ={}).config.backends
     assert api.grant.credentials.client_secret.reveal() == "abs-secret"

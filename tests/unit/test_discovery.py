@@ -10,6 +10,7 @@ import httpx
 import jwt
 import pytest
 import trustme
+from broker_fakes import FakeClock
 from client_helpers import GOOD
 from client_helpers import SECRET
 from client_helpers import Recorder
@@ -195,31 +196,23 @@ async def test_mtls_alias_only_for_mtls(document, mtls: bool, expected: str) -> 
     assert await discover(serve({RFC8414: document}), mtls=mtls) == expected
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_metadata_is_cached_until_the_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock()
     discovery = Discovery(clock=clock)
     handler = serve({RFC8414: metadata(**ALIASES)})
     assert await discover(handler, discovery=discovery) == ENDPOINT
     assert await discover(handler, discovery=discovery, mtls=True) == MTLS_ENDPOINT
-    clock.now += METADATA_TTL - 1
+    clock.advance(METADATA_TTL - 1)
     assert await discover(handler, discovery=discovery) == ENDPOINT
     assert urls(handler) == [RFC8414]  # one fetch served all three
     handler.answer = serve({RFC8414: metadata(token_endpoint=MTLS_ENDPOINT)}).answer
-    clock.now += 1
+    clock.advance(1)
     assert await discover(handler, discovery=discovery) == MTLS_ENDPOINT
     assert urls(handler) == [RFC8414, RFC8414]
 
 
 async def test_cache_is_per_issuer_and_failures_are_not_cached() -> None:
-    discovery = Discovery(clock=Clock())
+    discovery = Discovery(clock=FakeClock())
     other = "https://as.test/tenant2"
     handler = serve({RFC8414: metadata()})
     with pytest.raises(TokenError):

@@ -13,35 +13,45 @@ from mitmproxy.test import taddons
 
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.metrics import MetricsEndpoint
+from mitm_oauth2.tokens.status import BackendCounters
+from mitm_oauth2.tokens.status import BackendStatus
+from mitm_oauth2.tokens.status import TokenPlace
 
 STATUS = {
-    "billing": {
-        "token": "memory",
-        "token_left_s": 3000.5,
-        "fetches": 2,
-        "cache_hits": 40,
-        "replays": 1,
-        "failures": {"invalid_client": 3, "http_503": 1},
-        "last_error": "token endpoint answered HTTP 401 with error 'invalid_client'",
-        "store_ok": True,
-    },
-    "orders": {
-        "token": "none",
-        "fetches": 0,
-        "cache_hits": 0,
-        "replays": 0,
-        "failures": {},
-        "store_ok": False,
-    },
-    "stock": {  # another process's token, in the store: not held here
-        "token": "store",
-        "token_left_s": 1200.0,
-        "fetches": 0,
-        "cache_hits": 0,
-        "replays": 0,
-        "failures": {},
-        "store_ok": True,
-    },
+    "billing": BackendStatus(
+        token=TokenPlace.MEMORY,
+        renewing=False,
+        token_age_s=599.5,
+        token_left_s=3000.5,
+        store="token cache /tmp/c",
+        store_ok=True,
+        counters=BackendCounters(
+            fetches=2,
+            cache_hits=40,
+            replays=1,
+            failures={"invalid_client": 3, "http_503": 1},
+            last_error="token endpoint answered HTTP 401 with error 'invalid_client'",
+        ),
+    ),
+    "orders": BackendStatus(
+        token=TokenPlace.NONE,
+        renewing=False,
+        token_age_s=None,
+        token_left_s=None,
+        store="token cache /tmp/c",
+        store_ok=False,
+        counters=BackendCounters(),
+    ),
+    # another process's token, in the store: not held here
+    "stock": BackendStatus(
+        token=TokenPlace.STORE,
+        renewing=False,
+        token_age_s=2400.0,
+        token_left_s=1200.0,
+        store="token cache /tmp/c",
+        store_ok=True,
+        counters=BackendCounters(),
+    ),
 }
 
 

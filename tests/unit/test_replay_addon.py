@@ -36,7 +36,7 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
     """An addon configured for api.test with a stub broker, and a fake client playback that
     runs each copy through the addon's hooks the way the proxy would."""
     broker = StubBroker()
-    monkeypatch.setattr(addon_module, "open_broker", lambda settings, lock_lease: broker)
+    monkeypatch.setattr(addon_module, "open_broker", lambda store, lock_lease: broker)
     extra = getattr(request, "param", "")
     path = tmp_path / "backends.toml"
     path.write_text(CONFIG.format(extra=extra), encoding="utf-8")

@@ -5,23 +5,26 @@ from __future__ import annotations
 import json
 
 import pytest
+from broker_fakes import FakeClock
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.addons.clientplayback import ClientPlayback
 from mitmproxy.test import taddons
 from mitmproxy.test import tflow
 from replay_fakes import INVALID
-from replay_fakes import Clock
 from replay_fakes import Playback
 from replay_fakes import StubBroker
 from replay_fakes import answer
 from replay_fakes import rejected_flow
 from replay_fakes import replays_with
+from replay_fakes import respond
 
 from mitm_oauth2 import replay as replay_module
-from mitm_oauth2.config.file import BackendConfig
+from mitm_oauth2.config.backend import BackendConfig
 from mitm_oauth2.model.errors import ReplayError
 from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.replay import PASSED
+from mitm_oauth2.replay import Outcome
 from mitm_oauth2.replay import Replays
 
 
@@ -34,7 +37,7 @@ def backend(make_grant) -> BackendConfig:
 async def test_replay_gives_the_caller_the_replayed_answer(backend: BackendConfig) -> None:
     broker, playback = StubBroker(), Playback(answer(200, content=b"accepted"))
     f = rejected_flow(INVALID)
-    await replays_with(playback).on_response(f, backend, broker)
+    await respond(replays_with(playback), f, backend, broker)
     assert broker.calls == [("invalidate", "tok-1"), ("token", None)]
     (replay,) = playback.started
     assert replay.id != f.id
@@ -43,7 +46,11 @@ async def test_replay_gives_the_caller_the_replayed_answer(backend: BackendConfi
     assert replay.request.headers == f.request.headers
     assert f.response is not None
     assert (f.response.status_code, f.response.content) == (200, b"accepted")
-    assert f.metadata["oauth2"] == {"backend": "api", "replayed": True}
+    assert f.metadata["oauth2"] == {
+        "backend": "api",
+        "replayed": True,
+        "source": "renewed after 401",
+    }
     assert replay.metadata["oauth2"]["replay_of"] == f.id
     for flow in (f, replay):  # saved with the flow: JSON-safe, and no token in it
         assert "tok-" not in json.dumps(flow.metadata)
@@ -53,12 +60,12 @@ async def test_replay_gives_the_caller_the_replayed_answer(backend: BackendConfi
 async def test_second_401_goes_to_the_caller_and_that_token_is_not_evicted_again(
     backend: BackendConfig,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     broker = StubBroker()
     playback = Playback(answer(401, 'Bearer error="invalid_token", error_description="again"'))
     replays = replays_with(playback, clock)
     f = rejected_flow(INVALID)
-    await replays.on_response(f, backend, broker)
+    await respond(replays, f, backend, broker)
     assert f.response is not None
     assert f.response.headers["WWW-Authenticate"].endswith('"again"')  # the replay's answer
     assert len(playback.started) == 1
@@ -66,14 +73,14 @@ async def test_second_401_goes_to_the_caller_and_that_token_is_not_evicted_again
     # playback's fake proxy did not inject tok-2 into the copy, so the copy carried tok-1:
     # the "fresh" token is the one the replay sent, whatever it is.
     later = rejected_flow(INVALID, token="tok-1")
-    await replays.on_response(later, backend, broker)
+    await respond(replays, later, backend, broker)
     assert later.metadata["oauth2"]["no_replay"] == "a fresh token was rejected just before"
     assert len(playback.started) == 1
     assert broker.calls == [("invalidate", "tok-1"), ("token", None)]
 
-    clock.now += replay_module.REJECTED_FRESH_COOLDOWN  # then it may be evicted again
+    clock.advance(replay_module.REJECTED_FRESH_COOLDOWN)  # then it may be evicted again
     playback.outcomes.append(answer(200))
-    await replays.on_response(rejected_flow(INVALID), backend, broker)
+    await respond(replays, rejected_flow(INVALID), backend, broker)
     assert len(playback.started) == 2
 
 
@@ -83,12 +90,16 @@ async def test_not_rejected_or_switched_off_nothing_happens(make_grant) -> None:
     replays = replays_with(playback)
     on = BackendConfig(name="api", hosts=(), grant=make_grant())
     off = BackendConfig(name="api", hosts=(), grant=make_grant(), retry_on_401=False)
-    await replays.on_response(rejected_flow(status=403), on, broker)
-    await replays.on_response(rejected_flow('Bearer error="invalid_request"'), on, broker)
-    await replays.on_response(rejected_flow(INVALID), off, broker)
     no_token = rejected_flow(INVALID)
     del no_token.request.headers["Authorization"]
-    await replays.on_response(no_token, on, broker)
+    for f, backend in [
+        (rejected_flow(status=403), on),
+        (rejected_flow('Bearer error="invalid_request"'), on),
+        (rejected_flow(INVALID), off),
+        (no_token, on),
+    ]:
+        assert await respond(replays, f, backend, broker) is PASSED
+        assert f.metadata["oauth2"] == {"backend": "api"}
     assert broker.calls == []
     assert playback.started == []
 
@@ -98,7 +109,7 @@ async def test_streamed_body_evicts_but_is_not_replayed(backend: BackendConfig) 
     broker, playback = StubBroker(), Playback()
     f = rejected_flow(INVALID)
     f.request.stream = True
-    await replays_with(playback).on_response(f, backend, broker)
+    await respond(replays_with(playback), f, backend, broker)
     assert broker.calls == [("invalidate", "tok-1")]
     assert playback.started == []
     assert f.response is not None
@@ -111,8 +122,8 @@ async def test_no_fresh_token_is_returned_for_the_caller_to_refuse(backend: Back
     broker, playback = StubBroker(), Playback()
     broker.error = TokenError("token endpoint unreachable")
     f = rejected_flow(INVALID)
-    failed = await replays_with(playback).on_response(f, backend, broker)
-    assert failed is broker.error
+    outcome = await replays_with(playback).on_response(f, backend, broker)
+    assert outcome == Outcome(no_token=broker.error)
     assert playback.started == []
     assert [call for call, _ in broker.calls] == ["invalidate", "token"]
 
@@ -126,7 +137,7 @@ async def test_failed_replay_leaves_the_401(backend: BackendConfig, outcome, err
     broker, playback = StubBroker(), Playback(outcome)
     replays = replays_with(playback, timeout=0.05)
     f = rejected_flow(INVALID)
-    await replays.on_response(f, backend, broker)
+    await respond(replays, f, backend, broker)
     assert f.response is not None
     assert f.response.status_code == 401
     assert f.metadata["oauth2"]["replayed"] is True
@@ -140,7 +151,7 @@ async def test_replay_given_up_on_while_queued_is_killed_when_it_runs(
 ) -> None:
     playback = Playback(None)
     replays = replays_with(playback, timeout=0.01)
-    await replays.on_response(rejected_flow(INVALID), backend, StubBroker())
+    await respond(replays, rejected_flow(INVALID), backend, StubBroker())
     (late,) = playback.started
     late.live = True  # clientplayback finally sends it
     replays.drop_abandoned(late)
@@ -157,7 +168,7 @@ async def test_replay_that_cannot_start(backend: BackendConfig) -> None:
         raise ReplayError("mitmproxy's clientplayback addon is not loaded")
 
     f = rejected_flow(INVALID)
-    await Replays(start=refuse).on_response(f, backend, StubBroker())
+    await respond(Replays(start=refuse), f, backend, StubBroker())
     assert f.response is not None
     assert f.response.status_code == 401
     assert f.metadata["oauth2"] == {

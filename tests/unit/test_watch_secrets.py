@@ -17,6 +17,7 @@ from watch_helpers import toml
 
 from mitm_oauth2.config import watch
 from mitm_oauth2.config.watch import ConfigWatcher
+from mitm_oauth2.model.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
 
@@ -60,13 +61,25 @@ async def test_secret_file_named_by_a_new_toml_is_watched(following, recorder: R
     assert recorder.secrets() == [SECRET_B, SECRET_A]
 
 
-def test_secret_files_are_resolved_next_to_the_toml(tmp_path: Path) -> None:
+def test_the_files_a_config_names_are_followed_resolved_next_to_the_toml(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "x.toml"
+    relative = path.parent / "s" / "a.secret"
+    absolute = tmp_path / "abs" / "b.secret"
+    for file in (relative, absolute):
+        file.parent.mkdir(parents=True)
+        file.write_text(SECRET_A)
     text = toml("s/a.secret", secret_key="client_secret_file")
-    text += toml("/abs/b.secret", secret_key="client_secret_file").replace('"api"', '"b"')
-    text += toml()  # an inline secret: no file
-    assert watch.secret_files(text, tmp_path / "x.toml") == [
-        tmp_path / "s" / "a.secret",
-        Path("/abs/b.secret"),
-    ]
-    assert watch.secret_files("[[backend", tmp_path / "x.toml") == []
-    assert watch.secret_files("backend = 3", tmp_path / "x.toml") == []
+    text += toml(str(absolute), secret_key="client_secret_file").replace("api", "b")
+    text += toml().replace("api", "c")  # an inline secret: no file
+    path.write_text(text)
+    snapshot = watch.read_config(path, environ={})
+    assert [backend.name for backend in snapshot.config.backends] == ["api", "b", "c"]
+    assert [file for file, _ in snapshot.stamp] == [path, relative, absolute]
+
+
+def test_a_missing_file_is_followed_so_that_its_arrival_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(toml("a.secret", secret_key="client_secret_file"))
+    snapshot = watch.read_config(path, environ={})
+    assert isinstance(snapshot.outcome, ConfigError)
+    assert snapshot.stamp[1:] == ((tmp_path / "a.secret", None),)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
 import httpx
 
+from ..model.clock import Clock
+from ..model.clock import SystemClock
 from ..model.errors import TokenError
 from ..model.net import is_loopback
 from ..model.net import printable
@@ -35,8 +35,8 @@ def metadata_urls(issuer: str) -> list[str]:
 class Discovery:
     """Token endpoints by issuer, from metadata kept for METADATA_TTL seconds."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._known: dict[str, tuple[dict[str, object], float]] = {}
 
     async def token_endpoint(self, http: httpx.AsyncClient, issuer: str, *, mtls: bool) -> str:
@@ -56,7 +56,7 @@ class Discovery:
 
     async def _metadata(self, http: httpx.AsyncClient, issuer: str) -> dict[str, object]:
         known = self._known.get(issuer)
-        if known is not None and self._clock() - known[1] < METADATA_TTL:
+        if known is not None and self._clock.monotonic() - known[1] < METADATA_TTL:
             return known[0]
         failures = []
         for url in metadata_urls(issuer):
@@ -70,7 +70,7 @@ class Discovery:
                 found = printable(str(metadata.get("issuer")), 100)
                 failures.append(f"{url}: names issuer {found!r}, not {issuer!r}")
                 continue
-            self._known[issuer] = (metadata, self._clock())
+            self._known[issuer] = (metadata, self._clock.monotonic())
             return metadata
         raise TokenError("discovery failed: " + "; ".join(failures))
 

@@ -34,7 +34,7 @@ DEFAULT_MAX_TOKEN_AGE = 3600.0
 DEFAULT_HEADER = "Authorization"
 DEFAULT_HEADER_FORMAT = "Bearer {token}"
 SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
-# Keys naming files the configuration depends on (watched for changes while running).
+# Keys naming files the configuration depends on (the watcher follows them while running).
 FILE_KEYS = (
     "client_secret_file",
     "private_key_file",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +15,6 @@ from .hosts import DEFAULT_PORTS
 from .hosts import HostPattern
 from .table import TableReader
 from .table import did_you_mean
-from .table import reason
-
-__all__ = ["BackendConfig", "Config", "ConfigError", "load_config", "parse_config"]
 
 # (host, wildcard, port, path prefix): the requests one `hosts` entry of a backend claims.
 _Slot = tuple[str, bool, int | None, str]
@@ -29,17 +26,14 @@ class Config:
     backends: tuple[BackendConfig, ...]
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Reads and validates a config file; raises ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the configuration file ({reason(e)})") from e
-    return parse_config(text, str(path), os.environ if environ is None else environ)
-
-
-def parse_config(text: str, path: str, environ: Mapping[str, str]) -> Config:
+def parse_config(
+    text: str,
+    path: str,
+    environ: Mapping[str, str],
+    named: Callable[[Path], None] = lambda file: None,
+) -> Config:
+    """Validates the text of a config file; raises ConfigError. `named` hears of every file
+    the backends name (secrets, keys, certificates, CA bundles) before it is read."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -61,7 +55,7 @@ def parse_config(text: str, path: str, environ: Mapping[str, str]) -> Config:
     for index, table in enumerate(tables, start=1):
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: backend #{index}: must be a table ([[backend]])")
-        backend = parse_backend(TableReader(path, index, table, environ))
+        backend = parse_backend(TableReader(path, index, table, environ, named))
         if backend.name in seen_names:
             raise ConfigError(f"{path}: backend '{backend.name}': key 'name': used twice")
         seen_names.add(backend.name)

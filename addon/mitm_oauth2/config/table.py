@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,15 +19,24 @@ MAX_SECONDS = 366 * 24 * 3600.0
 
 
 class TableReader:
-    """Reads keys of one table; remembers which were read, so leftovers are unknown keys."""
+    """Reads keys of one table; remembers which were read, so leftovers are unknown keys.
+
+    `named` hears of every file a key names, before it is read (the watcher stats it then).
+    """
 
     def __init__(
-        self, path: str, index: int, table: dict[str, Any], environ: Mapping[str, str]
+        self,
+        path: str,
+        index: int,
+        table: dict[str, Any],
+        environ: Mapping[str, str],
+        named: Callable[[Path], None],
     ) -> None:
         self.path = path
         self.label = f"backend #{index}"
         self.table = table
         self.environ = environ
+        self.named = named
         self.base_dir = Path(path).parent
 
     def error(self, key: str, problem: str) -> ConfigError:
@@ -110,6 +120,7 @@ class TableReader:
     def file(self, key: str) -> Path:
         """A readable file; relative paths are relative to the config file's folder."""
         path = self.base_dir / Path(self.string(key)).expanduser()
+        self.named(path)
         try:
             with path.open("rb"):
                 pass

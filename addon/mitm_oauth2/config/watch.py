@@ -12,14 +12,12 @@ import asyncio
 import logging
 import os
 import time
-import tomllib
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.errors import ConfigError
-from .backend import FILE_KEYS
 from .file import Config
 from .file import parse_config
 
@@ -74,32 +72,19 @@ def read_config(path: Path, environ: Mapping[str, str] | None = None) -> Snapsho
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         error = ConfigError(f"{path}: cannot read the configuration file ({reason})")
         return Snapshot(path, ((path, state),), taken_ns, error)
-    stamp = ((path, state), *((file, file_state(file)) for file in secret_files(text, path)))
+    # The files it names, as the parser meets them (up to an error: one that a change of
+    # those files can fix comes from a file already named).
+    stamp = [(path, state)]
     try:
         config: Config | ConfigError = parse_config(
-            text, str(path), os.environ if environ is None else environ
+            text,
+            str(path),
+            os.environ if environ is None else environ,
+            lambda file: stamp.append((file, file_state(file))),
         )
     except ConfigError as e:
         config = e
-    return Snapshot(path, stamp, taken_ns, config)
-
-
-def secret_files(text: str, path: Path) -> list[Path]:
-    """The files a configuration names (secrets, keys, certificates, CA bundles), resolved like
-    config_table.TableReader.file (relative to the TOML file's folder). Invalid TOML names none:
-    there is nothing to apply anyway."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return []
-    tables = document.get("backend")
-    files: list[Path] = []
-    for table in tables if isinstance(tables, list) else []:
-        for key in FILE_KEYS:
-            value = table.get(key) if isinstance(table, dict) else None
-            if isinstance(value, str) and value.strip():
-                files.append(path.parent / Path(value).expanduser())
-    return files
+    return Snapshot(path, tuple(stamp), taken_ns, config)
 
 
 def file_state(path: Path) -> FileState:

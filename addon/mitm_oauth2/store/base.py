@@ -26,12 +26,6 @@ class TokenStore(Protocol):
 
     where: str  # what operators know it by, for log lines (never a password)
 
-    @property
-    def failing(self) -> bool:
-        """True while tokens are kept in this process because the store fails (the guard's
-        state; a raw store raises instead, so it never says so)."""
-        ...
-
     async def load(self, grant: TokenGrant) -> Token | None: ...
 
     async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None: ...

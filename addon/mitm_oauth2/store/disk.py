@@ -39,7 +39,6 @@ class DiskTokenStore:
         self.where = f"token cache {directory}"
         self.directory = directory
         self._codec = codec
-        self.failing = False
         # Random per directory unless the operator's store key sets it (see TokenCodec).
         if codec.hmac_key is None:
             self._cache.add(_HMAC_KEY_ENTRY, secrets.token_bytes(32))

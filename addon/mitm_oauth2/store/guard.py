@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..model.background import in_background
 from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import TokenGrant
@@ -27,9 +28,6 @@ DEFAULT_TIMEOUT = 0.5
 OPEN_TIMEOUT = 5.0
 # How long a failed store is left alone before a call tries it again; calls in between use memory.
 DEFAULT_RETRY_INTERVAL = 2.0
-
-# Strong references to background tasks, which the event loop itself only holds weakly.
-_background: set[asyncio.Future[None]] = set()
 
 
 class GuardedStore:
@@ -67,9 +65,7 @@ class GuardedStore:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        opening = asyncio.ensure_future(self._call("open", _opened, OPEN_TIMEOUT))
-        _background.add(opening)
-        opening.add_done_callback(_background.discard)
+        in_background(self._call("open", _opened, OPEN_TIMEOUT))
 
     @property
     def failing(self) -> bool:
@@ -174,6 +170,4 @@ def _close_when_opened(opening: asyncio.Task[TokenStore]) -> None:
     """A store whose opening outlived the guard is closed as soon as it exists."""
     if opening.cancelled() or opening.exception() is not None:
         return
-    closing = asyncio.ensure_future(opening.result().aclose())
-    _background.add(closing)
-    closing.add_done_callback(_background.discard)
+    in_background(opening.result().aclose())

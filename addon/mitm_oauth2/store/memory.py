@@ -13,7 +13,6 @@ class MemoryTokenStore:
     store is out: the broker's single flight already makes one request per process."""
 
     where = "this process's memory"
-    failing = False
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or SystemClock()

@@ -43,7 +43,6 @@ class RedisTokenStore:
         self._redis = client
         self.where = where
         self._codec = codec
-        self.failing = False
         self._hmac_key = codec.hmac_key
         self._keys: dict[TokenGrant, str] = {}
         self._delete_if_unchanged = client.register_script(_DELETE_IF_UNCHANGED)

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..model.background import in_background
 from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import ClientCredentials
@@ -27,7 +28,9 @@ from .policy import FailureMemory
 from .policy import expiry_skew
 from .policy import safety_margin
 from .policy import token_lifetime
+from .status import BackendStatus
 from .status import Counters
+from .status import TokenPlace
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +41,6 @@ DEFAULT_LOCK_LEASE = 15.0
 # How often the store is read for backends without a token here, so that `status` can tell a
 # token another process put there; a read of the disk cache or Redis, not a token request.
 STORE_LOOK_INTERVAL = 5.0
-
-# Strong references to connection-closing tasks, which the event loop itself only holds weakly.
-_closing: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -151,28 +151,33 @@ class TokenBroker:
         if stored is not None and stored.access_token == access_token:
             self._stored[grant] = None
 
-    def status(self, grant: TokenGrant) -> dict[str, object]:
-        """The backend's token, counters and store, JSON-safe (for `oauth.status`).
+    def status(self, grant: TokenGrant, *, store_ok: bool) -> BackendStatus:
+        """The backend's token, counters and store (for `oauth.status` and the metrics);
+        `store_ok` is the guard's word on the store, which the wiring holds.
 
-        `token` says where a valid token is: "memory" (this process serves it), "store" (another
-        process put it in the store; this one takes it at its next request), "none". The store
-        is known from this process's last read of it (see `look_after`), so that this stays a
-        synchronous answer, as commands must be.
+        The store is known from this process's last read of it (see `look_after`), so that this
+        stays a synchronous answer, as commands must be.
         """
-        status: dict[str, object] = {"token": "none", "renewing": grant in self._inflight}
-        status |= {"store": self._store.where, "store_ok": not self._store.failing}
         now = self._clock.monotonic()
-        held, where = self._valid(grant), "memory"
+        held, place = self._valid(grant), TokenPlace.MEMORY
         stored = self._stored.get(grant)
         if held is None and stored is not None:
             placed = self._place(stored, grant)  # as the next request would take it
             if now < placed.usable_until:
-                held, where = placed, "store"
+                held, place = placed, TokenPlace.STORE
+        age = left = None
         if held is not None:
-            status["token"] = where
-            status["token_age_s"] = round(now - (held.expires_at - held.token.lifetime), 1)
-            status["token_left_s"] = round(held.usable_until - now, 1)
-        return status | self.counters.of(grant.backend).as_dict()
+            age = round(now - (held.expires_at - held.token.lifetime), 1)
+            left = round(held.usable_until - now, 1)
+        return BackendStatus(
+            token=place if held is not None else TokenPlace.NONE,
+            renewing=grant in self._inflight,
+            token_age_s=age,
+            token_left_s=left,
+            store=self._store.where,
+            store_ok=store_ok,
+            counters=self.counters.of(grant.backend),
+        )
 
     def look_after(self, grants: tuple[TokenGrant, ...]) -> None:
         """Reads the store now and every STORE_LOOK_INTERVAL for those of `grants` that have no
@@ -222,15 +227,11 @@ class TokenBroker:
             self._looking.cancel()
             self._looking = None
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop, so no connection or store was ever opened
-        for closing in (
-            loop.create_task(self._endpoint.aclose()),
-            loop.create_task(self._store.aclose()),
-        ):
-            _closing.add(closing)
-            closing.add_done_callback(_closing.discard)
+        in_background(self._endpoint.aclose())
+        in_background(self._store.aclose())
 
     def _valid(self, grant: TokenGrant) -> _Held | None:
         held = self._held.get(grant)

@@ -1,12 +1,19 @@
-"""Per-backend counters behind `oauth.status`: JSON-safe, never a token or a secret."""
+"""What the broker tells of a backend, for `oauth.status` and the metrics: never a token or a
+secret, only where the token is, its timings, and counters."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import enum
 from dataclasses import dataclass
 from dataclasses import field
 
 from ..model.errors import TokenError
+
+
+class TokenPlace(enum.StrEnum):
+    MEMORY = "memory"  # this process serves it
+    STORE = "store"  # another process put it in the store; this one takes it at its next request
+    NONE = "none"
 
 
 @dataclass
@@ -22,9 +29,6 @@ class BackendCounters:
         self.failures[cause] = self.failures.get(cause, 0) + 1
         self.last_error = error.cause
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
 
 class Counters:
     def __init__(self) -> None:
@@ -32,3 +36,36 @@ class Counters:
 
     def of(self, backend: str) -> BackendCounters:
         return self._by_backend.setdefault(backend, BackendCounters())
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """One backend's token, counters and store, as the broker knows them now."""
+
+    token: TokenPlace
+    renewing: bool
+    token_age_s: float | None  # None when there is no valid token
+    token_left_s: float | None
+    store: str  # what operators know the store by (never a password)
+    store_ok: bool  # False while tokens are kept in this process because the store fails
+    counters: BackendCounters
+
+    def to_json(self) -> dict[str, object]:
+        """The flat JSON object `oauth.status` prints for the backend."""
+        report: dict[str, object] = {
+            "token": self.token.value,
+            "renewing": self.renewing,
+            "store": self.store,
+            "store_ok": self.store_ok,
+        }
+        if self.token_age_s is not None:
+            report["token_age_s"] = self.token_age_s
+            report["token_left_s"] = self.token_left_s
+        counters = self.counters
+        return report | {
+            "fetches": counters.fetches,
+            "cache_hits": counters.cache_hits,
+            "replays": counters.replays,
+            "failures": dict(counters.failures),
+            "last_error": counters.last_error,
+        }
