@@ -125,7 +125,7 @@ class ClientCredentials:
     def identity(self) -> list[object]:
         """Everything that decides which token is issued, order-insensitive where the request is.
 
-        Contains secret material: only ever fed to a keyed hash (see store.derive_cache_key).
+        Contains secret material: only ever fed to a keyed hash (see store.base.derive_cache_key).
         """
         return [
             self.token_url,

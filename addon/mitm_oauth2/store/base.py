@@ -1,7 +1,7 @@
 """Where tokens outlive the process and are shared: the store interface and the cache key.
 
-Implementations: `store_disk` (one machine), `store_redis` (a fleet), `store_memory` (the
-fallback while either fails); `store_guard` puts timeouts and that fallback around them.
+Implementations: `disk` (one machine), `redis` (a fleet), `memory` (the
+fallback while either fails); `guard` puts timeouts and that fallback around them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _KEY_VERSION = "v1"
 class TokenStore(Protocol):
     """Persists tokens per grant, and the lease lock that makes one process ask for a token.
 
-    A raw store raises when it fails; `store_guard.GuardedStore` turns that into a fallback, so
+    A raw store raises when it fails; `guard.GuardedStore` turns that into a fallback, so
     what the broker holds never fails a request.
     """
 
