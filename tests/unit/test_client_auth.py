@@ -88,7 +88,7 @@ def decode(assertion: str, key: Any, algorithm: str, audience: str) -> dict[str,
 def test_private_key_jwt_assertion(keys, algorithm: str) -> None:
     key = keys[algorithm]
     before = int(time.time())
-    auth = authenticate(signed(key, algorithm), TOKEN_URL)
+    auth = authenticate(signed(key, algorithm), TOKEN_URL, now=time.time())
     assertion = auth.form["client_assertion"]
     header = jwt.get_unverified_header(assertion)
     assert header["alg"] == algorithm
@@ -103,7 +103,9 @@ def test_private_key_jwt_assertion(keys, algorithm: str) -> None:
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
 def test_assertion_does_not_verify_with_another_key(keys, algorithm: str) -> None:
-    assertion = authenticate(signed(keys[algorithm], algorithm), TOKEN_URL).form["client_assertion"]
+    assertion = authenticate(signed(keys[algorithm], algorithm), TOKEN_URL, now=time.time()).form[
+        "client_assertion"
+    ]
     other = (
         rsa.generate_private_key(65537, 2048)
         if algorithm == "RS256"
@@ -114,7 +116,9 @@ def test_assertion_does_not_verify_with_another_key(keys, algorithm: str) -> Non
 
 
 def test_kid_header_when_key_id_is_set(keys) -> None:
-    auth = authenticate(signed(keys["ES256"], "ES256", key_id="key-2024"), TOKEN_URL)
+    auth = authenticate(
+        signed(keys["ES256"], "ES256", key_id="key-2024"), TOKEN_URL, now=time.time()
+    )
     assert jwt.get_unverified_header(auth.form["client_assertion"])["kid"] == "key-2024"
 
 
@@ -148,7 +152,9 @@ def test_audience_can_be_the_issuer(keys, method: AuthMethod) -> None:
         key = key.public_key()
     else:
         creds, key, algorithm = credentials(method, **fields), SECRET.encode(), "HS256"
-    assertion = authenticate(creds, "https://idp.test/discovered/token").form["client_assertion"]
+    assertion = authenticate(creds, "https://idp.test/discovered/token", now=time.time()).form[
+        "client_assertion"
+    ]
     assert decode(assertion, key, algorithm, ISSUER)["aud"] == ISSUER
     with pytest.raises(jwt.InvalidAudienceError):
         decode(assertion, key, algorithm, "https://idp.test/discovered/token")
@@ -157,12 +163,12 @@ def test_audience_can_be_the_issuer(keys, method: AuthMethod) -> None:
 def test_default_audience_is_the_endpoint_used_even_with_an_issuer(keys) -> None:
     creds = signed(keys["ES256"], "ES256", token_url=None, issuer=ISSUER)
     endpoint = "https://idp.test/discovered/token"
-    assertion = authenticate(creds, endpoint).form["client_assertion"]
+    assertion = authenticate(creds, endpoint, now=time.time()).form["client_assertion"]
     assert decode(assertion, keys["ES256"].public_key(), "ES256", endpoint)["aud"] == endpoint
 
 
 def test_client_secret_jwt_is_hs256_over_the_secret() -> None:
-    auth = authenticate(credentials(AuthMethod.CLIENT_SECRET_JWT), TOKEN_URL)
+    auth = authenticate(credentials(AuthMethod.CLIENT_SECRET_JWT), TOKEN_URL, now=time.time())
     assertion = auth.form["client_assertion"]
     assert jwt.get_unverified_header(assertion)["alg"] == "HS256"
     claims = decode(assertion, SECRET.encode(), "HS256", TOKEN_URL)
@@ -259,7 +265,7 @@ def client_cert(tmp_path_factory: pytest.TempPathFactory) -> TlsIdentity:
 
 
 def test_tls_client_auth_sends_only_the_client_id() -> None:
-    auth = authenticate(credentials(AuthMethod.TLS_CLIENT_AUTH), TOKEN_URL)
+    auth = authenticate(credentials(AuthMethod.TLS_CLIENT_AUTH), TOKEN_URL, now=time.time())
     assert (auth.headers, auth.form, auth.secrets) == ({}, {"client_id": CLIENT_ID}, ())
 
 

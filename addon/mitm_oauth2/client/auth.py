@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 from dataclasses import dataclass
 from dataclasses import field
@@ -72,7 +71,7 @@ def client_assertion(credentials: ClientCredentials, token_endpoint: str, now: f
 
 
 def authenticate(
-    credentials: ClientCredentials, token_endpoint: str, now: float | None = None
+    credentials: ClientCredentials, token_endpoint: str, now: float
 ) -> ClientAuthentication:
     method = credentials.auth_method
     client_id = credentials.client_id
@@ -92,7 +91,7 @@ def authenticate(
     if method is AuthMethod.TLS_CLIENT_AUTH:
         # RFC 8705 §2: the certificate authenticates; client_id says which client it is.
         return ClientAuthentication(form={"client_id": client_id})
-    assertion = client_assertion(credentials, token_endpoint, time.time() if now is None else now)
+    assertion = client_assertion(credentials, token_endpoint, now)
     hmac_key = credentials.client_secret  # client_secret_jwt signs with the secret
     return ClientAuthentication(
         form={

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..model.clock import Clock
+from ..model.clock import SystemClock
 from ..model.credentials import AuthMethod
 from ..model.credentials import ClientCredentials
 from ..model.credentials import TokenTransport
@@ -98,10 +100,13 @@ def _parse_expires_in(value: Any) -> float | None:
 class TokenClient:
     """Asks token endpoints for tokens; one connection pool per distinct token transport."""
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, *, transport: httpx.AsyncBaseTransport | None = None, clock: Clock | None = None
+    ) -> None:
         self._transport = transport  # tests inject a mock; production uses httpx's own
+        self._clock = clock or SystemClock()
         self._pools: dict[TokenTransport, httpx.AsyncClient] = {}
-        self._discovery = Discovery()
+        self._discovery = Discovery(self._clock)
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
@@ -126,7 +131,7 @@ class TokenClient:
         if credentials.resources:
             form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
         form.update(credentials.extra_params)
-        auth = authenticate(credentials, endpoint)
+        auth = authenticate(credentials, endpoint, now=self._clock.wall())
         form.update(auth.form)
         headers = {**dict(credentials.token_headers), "Accept": "application/json", **auth.headers}
         status, body, retry_after = await self._post(
