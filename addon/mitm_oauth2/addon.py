@@ -24,7 +24,6 @@ from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
 from .destination import Destination
-from .exposure import ExposureWarning
 from .metrics import MetricsEndpoint
 from .model.errors import ConfigError
 from .model.errors import TokenError
@@ -33,6 +32,7 @@ from .problem import token_unavailable
 from .replay import Replays
 from .startup import fatal_at_startup
 from .startup import unknown_options
+from .startup import warn_if_exposed
 from .store.guard import GuardedStore
 from .store_options import StoreOptions
 from .tokens.broker import DEFAULT_LOCK_LEASE
@@ -78,7 +78,7 @@ class OAuth2Backend:
         self.watcher = ConfigWatcher(self._reload)
         self.metrics = MetricsEndpoint(self.statuses)
         # mitmproxy loads nested addons with this one
-        self.addons = [OAuth2Commands(self), self.metrics, ExposureWarning(), StoreOptions()]
+        self.addons = [OAuth2Commands(self), self.metrics, StoreOptions()]
 
     def load(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
@@ -112,6 +112,7 @@ class OAuth2Backend:
 
     @fatal_at_startup
     def configure(self, updated: Set[str]) -> None:
+        warn_if_exposed(updated)
         if "oauth2_config" in updated:
             # Options of ours that nothing declared are still deferred once we are loaded.
             unknown = unknown_options(ctx.options.deferred, ctx.options.keys())

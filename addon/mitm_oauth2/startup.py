@@ -1,5 +1,5 @@
 """Start-up: a bad option or configuration stops mitmdump or mitmweb with one line that says what
-to change, before the proxy listens.
+to change, before the proxy listens; a proxy that listens beyond loopback is warned about.
 
 mitmproxy loads a `-s` script after its first start-up check, logs an error from its configure
 hook with a traceback, and exits only once the proxy listens. While mitmproxy's ErrorCheck still
@@ -20,6 +20,7 @@ from mitmproxy import ctx
 from mitmproxy import exceptions
 
 from .config.table import did_you_mean
+from .model.net import is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +63,18 @@ def unknown_options(deferred: Iterable[str], known: Iterable[str]) -> str | None
     listed = ", ".join(f"'{name}'{did_you_mean(name, ours)}" for name in unknown)
     plural = "s" if len(unknown) > 1 else ""
     return f"unknown option{plural} {listed}: no such option in mitmproxy or this addon"
+
+
+def warn_if_exposed(updated: Set[str]) -> None:
+    """Whoever reaches a proxy that listens beyond loopback uses the backends with its tokens."""
+    if "listen_host" not in updated:
+        return
+    listen_host = ctx.options.listen_host
+    if listen_host and is_loopback(listen_host):
+        return
+    where = listen_host or "every interface"
+    logger.warning(
+        "oauth2: the proxy listens on %s: anyone who can connect to it uses the backends with "
+        "its tokens; use --listen-host 127.0.0.1 unless that is intended",
+        where,
+    )
