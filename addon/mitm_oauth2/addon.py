@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable
 from collections.abc import Set
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from .startup import warn_if_exposed
 from .store.guard import GuardedStore
 from .store_options import StoreOptions
 from .tokens.broker import DEFAULT_LOCK_LEASE
+from .tokens.broker import Issued
 from .tokens.broker import TokenBroker
 from .tokens.status import BackendStatus
 
@@ -208,14 +210,16 @@ class OAuth2Backend:
         self.cache_dir, self.store_options = cache_dir, options
         logger.info("oauth2: tokens kept in the %s", settings.where)
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        # Synchronous while a valid token is in memory (the hot path: no coroutine per flow);
+        # mitmproxy awaits what a hook returns, so only a request that must wait gets one.
         if flow.response or flow.error or not flow.live or self.broker is None:
-            return
+            return None
         request = flow.request
         backend = self.router.match(request.host, request.port, request.scheme, request.path)
         if backend is None:
             self._note_near_miss(request)
-            return
+            return None
         story.matched(flow, backend.name)
         where = Destination(
             request.host,
@@ -228,20 +232,39 @@ class OAuth2Backend:
         if refusal is not None:
             logger.warning("backend %s: %s", backend.name, refusal.problem.detail)
             self._refuse(flow, refusal.problem, refusal.cause)
-            return
+            return None
         try:
-            issue = await self.broker.issue(backend.grant)
-        except TokenError as e:
-            self._refuse(flow, token_unavailable(backend.name, e), e.cause)
+            issue = self.broker.issue_held(backend.grant)
+        except Exception as e:
+            self._failed(flow, backend, e)
+            return None
+        if issue is None:
+            return self._issue_and_inject(flow, backend, self.broker)
+        self._inject(flow, backend, issue)
+        return None
+
+    async def _issue_and_inject(
+        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
+    ) -> None:
+        try:
+            issue = await broker.issue(backend.grant)
+        except Exception as e:
+            self._failed(flow, backend, e)
             return
-        except Exception as e:  # a bug must fail closed: never forward without the token
-            logger.exception("backend %s: unexpected failure getting a token", backend.name)
-            error = TokenError(f"internal error ({type(e).__name__})")
-            self._refuse(flow, token_unavailable(backend.name, error), error.cause)
-            return
+        self._inject(flow, backend, issue)
+
+    def _failed(self, flow: http.HTTPFlow, backend: BackendConfig, e: Exception) -> None:
+        if not isinstance(e, TokenError):  # a bug must fail closed: never forward without it
+            logger.error("backend %s: unexpected failure getting a token", backend.name, exc_info=e)
+            e = TokenError(f"internal error ({type(e).__name__})")
+        self._refuse(flow, token_unavailable(backend.name, e), e.cause)
+
+    @staticmethod
+    def _inject(flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
         # Replaces whatever the caller sent under that name (every copy of the header). HTTP/2
         # and 3 want names in lower case; mitmproxy would fix it and log so for each request.
         story.issued(flow, backend.name, issue)
+        request = flow.request
         name = backend.header.lower() if request.is_http2 or request.is_http3 else backend.header
         request.headers[name] = backend.header_format.replace("{token}", issue.token.access_token)
 
@@ -267,24 +290,30 @@ class OAuth2Backend:
         # A replay given up on while queued must not reach the backend after its caller's answer.
         self.replays.drop_abandoned(flow)
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        # Synchronous unless a 401 may mean our token was rejected (a coroutine only then).
         if self.replays.settle(flow):
-            return  # one of our replays: the request waiting for it takes its answer
+            return None  # one of our replays: the request waiting for it takes its answer
         if flow.error or not flow.live or self.broker is None:
-            return
+            return None
         if flow.response is None or flow.response.status_code != 401:
-            return  # only a 401 may mean our token was rejected
+            return None
         backend = self._backend_of(flow)
         if backend is None:
-            return
-        outcome = await self.replays.on_response(flow, backend, self.broker)
+            return None
+        return self._after_401(flow, backend, self.broker)
+
+    async def _after_401(
+        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
+    ) -> None:
+        outcome = await self.replays.on_response(flow, backend, broker)
         if outcome.no_token is not None:
             cause = f"token rejected (401), no fresh one: {outcome.no_token.cause}"
             self._refuse(flow, token_unavailable(backend.name, outcome.no_token), cause)
             return
         story.after_401(flow, outcome)
         if outcome.replayed:
-            self.broker.counters.of(backend.name).replays += 1
+            broker.counters.of(backend.name).replays += 1
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.replays.settle(flow)

@@ -4,6 +4,7 @@ tok-2, ... (or hangs, or fails), and a token store in memory. The fixtures are i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import TokenGrant
@@ -94,3 +95,9 @@ class MemoryStore:
 async def settle(broker: TokenBroker) -> None:
     """Lets background renewals finish (they run on the loop; the test drives the clock)."""
     await asyncio.gather(*list(broker._inflight.values()), return_exceptions=True)
+
+
+async def run_hook(result: Awaitable[None] | None) -> None:
+    """Awaits what a hook returned, as mitmproxy does: a coroutine only when it must wait."""
+    if result is not None:
+        await result

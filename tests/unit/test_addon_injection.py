@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from broker_fakes import run_hook
 from mitmproxy import addonmanager
 from mitmproxy import http
 from mitmproxy.test import taddons
@@ -44,6 +45,10 @@ class StubBroker:
     async def token(self, grant) -> Token:
         self.grants.append(grant)
         return Token(f"tok-{grant.backend}", "Bearer", issued_at=0.0, lifetime=3600.0)
+
+    def issue_held(self, grant) -> None:
+
+        return None  # as if nothing were in memory: every request goes through issue
 
     async def issue(self, grant) -> Issued:
         token = await self.token(grant)
@@ -173,7 +178,7 @@ async def test_unexpected_token_failure_fails_closed(proxy) -> None:
     broker.token = broken
     f = flow()
     with addonmanager.safecall():  # how mitmproxy runs a hook: log the exception, go on
-        await addon.requestheaders(f)
+        await run_hook(addon.requestheaders(f))
     assert f.request.headers.get_all("Authorization") == [CALLER]  # forwarded as the caller sent
     assert f.response is not None
     assert f.response.status_code == 502

@@ -44,6 +44,31 @@ async def test_reuse_then_renew_ahead_without_waiting(
     assert endpoint.calls == 2
 
 
+async def test_the_token_in_memory_is_handed_out_at_once_and_renewed_ahead(
+    broker, endpoint, clock, make_grant
+) -> None:
+    """issue_held: the proxy's synchronous path on a cache hit; None sends it to issue."""
+    grant = make_grant()
+    assert broker.issue_held(grant) is None  # nothing in memory yet
+    assert endpoint.calls == 0
+    fetched = await broker.issue(grant)
+    assert (fetched.source, fetched.token.access_token) == ("fetched", "tok-1")
+    clock.since_start(100)
+    held = broker.issue_held(grant)
+    assert held is not None
+    assert (held.source, held.token.access_token, held.age) == ("cache", "tok-1", 100.0)
+    assert not held.renewing
+    clock.since_start(3570)  # in the renewal margin: handed out, and one renewal starts
+    due = broker.issue_held(grant)
+    assert due is not None
+    assert (due.token.access_token, due.renewing) == ("tok-1", True)
+    await settle(broker)
+    assert endpoint.calls == 2
+    assert broker.status(grant, store_ok=True).counters.cache_hits == 2
+    clock.since_start(2 * 3600)  # past the renewed token's end as well
+    assert broker.issue_held(grant) is None
+
+
 async def test_a_20_second_token_is_fetched_every_10_to_20_seconds(
     broker, endpoint, clock, make_grant
 ) -> None:

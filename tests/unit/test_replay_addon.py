@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from broker_fakes import run_hook
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.test import taddons
@@ -45,14 +46,14 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
     addon.replays = Replays(start=playback, timeout=5)
 
     async def through_the_proxy(replay: http.HTTPFlow, outcome: http.Response | str) -> None:
-        await addon.requestheaders(replay)
+        await run_hook(addon.requestheaders(replay))
         addon.request(replay)
         if isinstance(outcome, str):
             replay.error = mflow.Error(outcome)
             addon.error(replay)
         else:
             replay.response = outcome
-            await addon.response(replay)
+            await run_hook(addon.response(replay))
 
     playback.finish = through_the_proxy
     with taddons.context(addon) as tctx:
@@ -63,9 +64,9 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
 async def sent_through(addon: OAuth2Backend, backend_answer: http.Response) -> http.HTTPFlow:
     request = tutils.treq(host="api.test", port=443, scheme=b"https", method=b"PUT")
     f = tflow.tflow(req=request)
-    await addon.requestheaders(f)
+    await run_hook(addon.requestheaders(f))
     f.response = backend_answer
-    await addon.response(f)
+    await run_hook(addon.response(f))
     return f
 
 
@@ -100,10 +101,10 @@ async def test_addon_gives_the_second_401_as_is(wired) -> None:
 async def test_addon_refuses_when_no_fresh_token_can_be_had(wired) -> None:
     addon, broker, playback = wired
     f = tflow.tflow(req=tutils.treq(host="api.test", port=443, scheme=b"https"))
-    await addon.requestheaders(f)
+    await run_hook(addon.requestheaders(f))
     broker.error = TokenError("token endpoint unreachable")
     f.response = answer(401, INVALID)
-    await addon.response(f)
+    await run_hook(addon.response(f))
     assert f.response.status_code == 502
     assert f.response.headers["Content-Type"] == "application/problem+json"
     assert "token endpoint unreachable" in f.response.text
@@ -142,14 +143,14 @@ async def test_addon_retry_on_401_false(wired) -> None:
 async def test_addon_leaves_other_flows_alone(wired) -> None:
     addon, broker, playback = wired
     other = tflow.tflow(resp=answer(401, INVALID))  # a host without a backend
-    await addon.requestheaders(other)
-    await addon.response(other)
+    await run_hook(addon.requestheaders(other))
+    await run_hook(addon.response(other))
     refused = tflow.tflow(resp=answer(401))  # requestheaders answered it itself
     refused.metadata["oauth2"] = {"backend": "api", "error": "token endpoint unreachable"}
-    await addon.response(refused)
+    await run_hook(addon.response(refused))
     saved = await sent_through(addon, answer(200))
     saved.live = False
     saved.response = answer(401)
-    await addon.response(saved)  # a flow loaded from a file
+    await run_hook(addon.response(saved))  # a flow loaded from a file
     assert playback.started == []
     assert ("invalidate", "tok-1") not in broker.calls

@@ -118,12 +118,21 @@ class TokenBroker:
     async def issue(self, grant: TokenGrant) -> Issued:
         """A valid token for `grant` with how it was had; raises TokenError when none can be."""
         held = self._valid(grant)
-        source = "cache"
-        if held is None:
-            self._failures.raise_if_recent(grant)
-            # A caller that goes away (client disconnect) must not cancel the others' acquisition.
-            held = await asyncio.shield(self._acquisition(grant, stale_ok=True))
-            source = "fetched" if held.fetched else "cache"
+        if held is not None:
+            return self._hand_out(grant, held, "cache")
+        self._failures.raise_if_recent(grant)
+        # A caller that goes away (client disconnect) must not cancel the others' acquisition.
+        held = await asyncio.shield(self._acquisition(grant, stale_ok=True))
+        return self._hand_out(grant, held, "fetched" if held.fetched else "cache")
+
+    def issue_held(self, grant: TokenGrant) -> Issued | None:
+        """The valid token in memory, at once (no await), or None: then `issue` gets one.
+        Needs the running loop when the token is due for renewal (it starts in the background).
+        """
+        held = self._valid(grant)
+        return None if held is None else self._hand_out(grant, held, "cache")
+
+    def _hand_out(self, grant: TokenGrant, held: _Held, source: str) -> Issued:
         now = self._clock.monotonic()
         if now >= held.renew_at:
             self._renew_in_background(grant)
