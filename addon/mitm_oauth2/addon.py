@@ -24,7 +24,7 @@ from .config.backend import BackendConfig
 from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
-from .destination import Destination
+from .destination import refusal
 from .metrics import MetricsEndpoint
 from .model.errors import ConfigError
 from .model.errors import TokenError
@@ -216,22 +216,18 @@ class OAuth2Backend:
         if flow.response or flow.error or not flow.live or self.broker is None:
             return None
         request = flow.request
-        backend = self.router.match(request.host, request.port, request.scheme, request.path)
+        host, port, scheme = request.host, request.port, request.scheme
+        backend = self.router.match(host, port, scheme, request.path)
         if backend is None:
             self._note_near_miss(request)
             return None
         story.matched(flow, backend.name)
-        where = Destination(
-            request.host,
-            request.port,
-            request.scheme,
-            request.headers.get_all("Host"),
-            request.authority,
+        refused = refusal(
+            backend, host, port, scheme, request.headers.get_all("Host"), request.authority
         )
-        refusal = where.refusal(backend)
-        if refusal is not None:
-            logger.warning("backend %s: %s", backend.name, refusal.problem.detail)
-            self._refuse(flow, refusal.problem, refusal.cause)
+        if refused is not None:
+            logger.warning("backend %s: %s", backend.name, refused.problem.detail)
+            self._refuse(flow, refused.problem, refused.cause)
             return None
         try:
             issue = self.broker.issue_held(backend.grant)

@@ -21,26 +21,27 @@ class Refusal:
     cause: str  # for the flow's comment and metadata
 
 
-@dataclass(frozen=True)
-class Destination:
-    """Where mitmproxy sends the request, and what the request itself says."""
+def refusal(
+    backend: BackendConfig,
+    host: str,
+    port: int,
+    scheme: str,
+    host_headers: list[str],
+    authority: str,
+) -> Refusal | None:
+    """Why the request may not carry `backend`'s token to where mitmproxy sends it (host, port,
+    scheme), given what it names itself (its Host headers, `:authority`); None when it may."""
+    named = misnamed(host_headers, authority, host, port, scheme)
+    if named is not None:
+        target = _target(host, port)
+        return Refusal(
+            misdirected(backend.name, named, target), f"names {named!r}, goes to {target}"
+        )
+    if scheme != "https" and not backend.allow_plain_http and not is_loopback(host):
+        return Refusal(plain_http(backend.name, _target(host, port)), "plain http")
+    return None
 
-    host: str
-    port: int
-    scheme: str
-    host_headers: list[str]
-    authority: str
 
-    def refusal(self, backend: BackendConfig) -> Refusal | None:
-        named = misnamed(self.host_headers, self.authority, self.host, self.port, self.scheme)
-        if named is not None:
-            problem = misdirected(backend.name, named, self.target)
-            return Refusal(problem, f"names {named!r}, goes to {self.target}")
-        if self.scheme != "https" and not backend.allow_plain_http and not is_loopback(self.host):
-            return Refusal(plain_http(backend.name, self.target), "plain http")
-        return None
-
-    @property
-    def target(self) -> str:
-        """`host:port` for a refusal's message; not built for the requests that pass."""
-        return str(HostPattern(self.host, self.port))
+def _target(host: str, port: int) -> str:
+    """`host:port` for a refusal's message; not built for the requests that pass."""
+    return str(HostPattern(host, port))

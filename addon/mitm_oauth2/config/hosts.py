@@ -230,7 +230,6 @@ class HostRouter(Generic[T]):
         except ValueError:
             return None
         default = DEFAULT_PORTS.get(scheme) == port
-        path = request_path(path)
         found = self._lookup(self._exact, name, port, default, path)
         if found is not None or not self._wildcard:
             return found
@@ -272,13 +271,19 @@ class HostRouter(Generic[T]):
         name: str,
         port: int,
         default: bool,
-        path: str,
+        target: str,
     ) -> T | None:
-        routes = list(table.get((name, port), ()))
+        routes = table.get((name, port))
         if default:  # `host` means the default port: its routes compete on prefix length
-            routes += table.get((name, None), ())
+            also = table.get((name, None))
+            routes = also if routes is None else routes + also if also else routes
+        if not routes:
+            return None
+        if len(routes) == 1 and routes[0][0] == "/":  # the whole host: no path to look at
+            return routes[0][1]
+        path = request_path(target)
         best: tuple[int, T] | None = None
-        for prefix, target in routes:
+        for prefix, found in routes:
             if prefix_matches(prefix, path) and (best is None or len(prefix) > best[0]):
-                best = (len(prefix), target)
+                best = (len(prefix), found)
         return None if best is None else best[1]

@@ -12,6 +12,8 @@ import os
 import random
 import uuid
 from dataclasses import dataclass
+from dataclasses import field
+from typing import NamedTuple
 from typing import Protocol
 
 from ..model.background import in_background
@@ -43,9 +45,9 @@ DEFAULT_LOCK_LEASE = 15.0
 STORE_LOOK_INTERVAL = 5.0
 
 
-@dataclass(frozen=True)
-class Issued:
-    """A token handed out, and its story for the flow that gets it (JSON-safe except `token`)."""
+class Issued(NamedTuple):
+    """A token handed out, and its story for the flow that gets it (JSON-safe except `token`).
+    A named tuple: one is made for every request, and a tuple is the cheapest to make."""
 
     token: Token
     source: str  # "cache": already here; "fetched": this request waited for a token request
@@ -70,11 +72,13 @@ class _Held:
     renew_at: float
     expires_at: float
     fetched: bool = False  # by a token request of this process, rather than from the store
+    # Served until shortly before it expires, so it does not expire on its way; computed once,
+    # as every request compares the clock with it.
+    usable_until: float = field(init=False, repr=False)
 
-    @property
-    def usable_until(self) -> float:
-        """Served until shortly before it expires, so it does not expire on its way."""
-        return self.expires_at - expiry_skew(self.token.lifetime)
+    def __post_init__(self) -> None:
+        skew = expiry_skew(self.token.lifetime)
+        object.__setattr__(self, "usable_until", self.expires_at - skew)
 
 
 class TokenBroker:
@@ -129,11 +133,17 @@ class TokenBroker:
         """The valid token in memory, at once (no await), or None: then `issue` gets one.
         Needs the running loop when the token is due for renewal (it starts in the background).
         """
-        held = self._valid(grant)
-        return None if held is None else self._hand_out(grant, held, "cache")
-
-    def _hand_out(self, grant: TokenGrant, held: _Held, source: str) -> Issued:
+        held = self._held.get(grant)
         now = self._clock.monotonic()
+        if held is None or now >= held.usable_until:
+            return None
+        return self._hand_out(grant, held, "cache", now)
+
+    def _hand_out(
+        self, grant: TokenGrant, held: _Held, source: str, now: float | None = None
+    ) -> Issued:
+        if now is None:
+            now = self._clock.monotonic()
         if now >= held.renew_at:
             self._renew_in_background(grant)
         if source == "cache":

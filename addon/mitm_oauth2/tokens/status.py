@@ -35,7 +35,10 @@ class Counters:
         self._by_backend: dict[str, BackendCounters] = {}
 
     def of(self, backend: str) -> BackendCounters:
-        return self._by_backend.setdefault(backend, BackendCounters())
+        counters = self._by_backend.get(backend)  # asked on every request: no object made then
+        if counters is None:
+            counters = self._by_backend[backend] = BackendCounters()
+        return counters
 
 
 @dataclass(frozen=True)
