@@ -145,6 +145,8 @@ def request_path(target: str) -> str:
     """The path of a request target, without query, with dot segments removed (RFC 3986 §5.2.4),
     so `/api/../admin` is matched as the `/admin` the server will serve."""
     path = target.split("?", 1)[0].split("#", 1)[0] or "/"
+    if path[0] == "/" and "%" not in path and "/." not in path:
+        return path  # nothing to decode or remove: what follows would give it back unchanged
     # %2e is a dot too (RFC 3986 §6.2.2.2): "/a/%2e%2e/b" is "/b" to a normalising server.
     path = re.sub("%2[eE]", ".", path)
     segments: list[str] = []
