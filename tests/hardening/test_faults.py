@@ -14,26 +14,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_rig import report_output
-from fault_rig import start_proxy
-from fault_scenarios import DEFAULT_KNOBS
-from fault_scenarios import SECRET
-from fault_scenarios import Bench
-from fault_scenarios import Fault
-from fault_scenarios import accepted
-from fault_scenarios import backend_rejects_always
-from fault_scenarios import backend_rejects_revoked
-from fault_scenarios import fake
-from fault_scenarios import refused
-from fault_scenarios import refused_then_recovers
-from fault_scenarios import served
-from fault_scenarios import served_until_expiry
-from faulty_idp import FaultyIdp
-from faulty_idp import TlsFaults
-from faulty_idp import refused_port
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import Proxy
+
+from tests.hardening.fault_scenarios import DEFAULT_KNOBS
+from tests.hardening.fault_scenarios import SECRET
+from tests.hardening.fault_scenarios import Bench
+from tests.hardening.fault_scenarios import Fault
+from tests.hardening.fault_scenarios import accepted
+from tests.hardening.fault_scenarios import backend_rejects_always
+from tests.hardening.fault_scenarios import backend_rejects_revoked
+from tests.hardening.fault_scenarios import fake
+from tests.hardening.fault_scenarios import refused
+from tests.hardening.fault_scenarios import refused_then_recovers
+from tests.hardening.fault_scenarios import served
+from tests.hardening.fault_scenarios import served_until_expiry
+from tests.hardening.faulty_idp import FaultyIdp
+from tests.hardening.faulty_idp import TlsFaults
+from tests.hardening.faulty_idp import refused_port
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.fixtures import report_output
+from tests.support.proxies import Proxy
+from tests.support.proxies import launch
 
 FAULTS = [
     pytest.param(
@@ -179,21 +180,21 @@ def config(servers: DevServersProcess, idp: FaultyIdp) -> str:
 def bench(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    hardening_tls: TlsFiles,
-    hardening_confdir: Path,
+    tls_ca: TlsFiles,
+    mitm_confdir: Path,
 ) -> Iterator[Bench]:
     directory = tmp_path_factory.mktemp("faults")
     servers = DevServersProcess(clients=dict.fromkeys(NAMES, SECRET), cwd=directory)
     report_output(request, servers)
-    (directory / "trusted-ca.pem").write_bytes(hardening_tls.ca_cert.read_bytes())
-    idp = FaultyIdp(TlsFaults.make(directory, hardening_tls.ca, hardening_tls.ca_cert))
+    (directory / "trusted-ca.pem").write_bytes(tls_ca.ca_cert.read_bytes())
+    idp = FaultyIdp(TlsFaults.make(directory, tls_ca.ca, tls_ca.ca_cert))
     proxy: Proxy | None = None
     try:
-        proxy = start_proxy(
-            directory,
-            hardening_confdir,
-            hardening_tls.ca_cert,
+        proxy = launch(
             config(servers, idp),
+            config_path=directory / "backends.toml",
+            confdir=mitm_confdir,
+            upstream_ca=tls_ca.ca_cert,
             name="mitmdump (faults)",
         )
         report_output(request, proxy)

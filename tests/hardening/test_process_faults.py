@@ -18,17 +18,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fault_rig import assert_served
-from fault_rig import count_lines
-from fault_rig import poll
-from fault_rig import report_output
-from fault_rig import start_proxy
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import Proxy
 
 from mitm_oauth2.devservers import KNOBS
+from tests.hardening.fault_rig import assert_served
+from tests.hardening.fault_rig import count_lines
+from tests.hardening.fault_rig import poll
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.fixtures import report_output
+from tests.support.proxies import Proxy
+from tests.support.proxies import launch
 
 DEFAULT_KNOBS = {name: default for name, (default, _) in KNOBS.items()}
 SECRET_FILE = "api.secret"
@@ -62,13 +62,13 @@ def killed_while_fetching(bench: Bench, name: str, fault: Fault) -> None:
     for the IdP; a restart on the same cache directory answers every request with a valid
     token after exactly one token request, once the dead holder's lock lease (2 s) ran out."""
     toml = bench.servers.backend_toml("api")
-    proxy = start_proxy(
-        bench.directory / name,
-        bench.confdir,
-        bench.upstream_ca,
+    proxy = launch(
         toml,
         "--set",
         "oauth2_lock_lease=2",
+        config_path=bench.directory / name / "backends.toml",
+        confdir=bench.confdir,
+        upstream_ca=bench.upstream_ca,
         name=f"mitmdump ({name})",
     )
     report_output(bench.request, proxy)
@@ -218,8 +218,8 @@ FAULTS = [
 def bench(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    hardening_tls: TlsFiles,
-    hardening_confdir: Path,
+    tls_ca: TlsFiles,
+    mitm_confdir: Path,
 ) -> Iterator[Bench]:
     directory = tmp_path_factory.mktemp("process-faults")
     servers = DevServersProcess(cwd=directory)
@@ -230,17 +230,17 @@ def bench(
         config_dir.mkdir()
         (config_dir / SECRET_FILE).write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
         toml = servers.backend_toml("api", client_secret=None, client_secret_file=SECRET_FILE)
-        proxy = start_proxy(
-            config_dir,
-            hardening_confdir,
-            hardening_tls.ca_cert,
+        proxy = launch(
             toml,
             "--set",
             "termlog_verbosity=debug",
+            config_path=config_dir / "backends.toml",
+            confdir=mitm_confdir,
+            upstream_ca=tls_ca.ca_cert,
             name="mitmdump (config faults)",
         )
         report_output(request, proxy)
-        yield Bench(servers, directory, hardening_confdir, hardening_tls.ca_cert, proxy, request)
+        yield Bench(servers, directory, mitm_confdir, tls_ca.ca_cert, proxy, request)
     finally:
         if proxy is not None:
             proxy.stop()

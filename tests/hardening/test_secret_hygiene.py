@@ -33,26 +33,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_rig import report_output
-from fault_rig import start_proxy
-from harness import DevServersProcess
-from harness import TlsFiles
-from hygiene_run import VERBOSE
-from hygiene_run import Run
-from hygiene_run import cache_contents
-from hygiene_run import config
-from hygiene_run import flow_writings
-from hygiene_run import scenario
-from key_material import make_key_pair
-from mitmweb import free_port
-from proxies import Proxy
-from secret_forms import CLIENTS
-from secret_forms import DUMPED_HEADER
-from secret_forms import SECRET_POST
-from secret_forms import SENT_TO_SERVER
-from secret_forms import TOKEN_PREFIX
-from secret_forms import Credentials
-from secret_forms import credentials
+
+from mitm_oauth2.testing import free_port
+from tests.hardening.hygiene_run import VERBOSE
+from tests.hardening.hygiene_run import Run
+from tests.hardening.hygiene_run import cache_contents
+from tests.hardening.hygiene_run import config
+from tests.hardening.hygiene_run import flow_writings
+from tests.hardening.hygiene_run import scenario
+from tests.hardening.secret_forms import CLIENTS
+from tests.hardening.secret_forms import DUMPED_HEADER
+from tests.hardening.secret_forms import SECRET_POST
+from tests.hardening.secret_forms import SENT_TO_SERVER
+from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.hardening.secret_forms import Credentials
+from tests.hardening.secret_forms import credentials
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.fixtures import report_output
+from tests.support.key_material import make_key_pair
+from tests.support.proxies import Proxy
+from tests.support.proxies import launch
 
 
 @dataclass
@@ -71,8 +72,8 @@ class Evidence:
 def evidence(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    hardening_tls: TlsFiles,
-    hardening_confdir: Path,
+    tls_ca: TlsFiles,
+    mitm_confdir: Path,
 ) -> Iterator[Evidence]:
     directory = tmp_path_factory.mktemp("hygiene")
     keys = make_key_pair(directory, "rsa")
@@ -85,15 +86,15 @@ def evidence(
         config_dir.mkdir()
         (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
         flows_file, metrics_port = directory / "flows.mitm", free_port()
-        proxy = start_proxy(
-            config_dir,
-            hardening_confdir,
-            hardening_tls.ca_cert,
+        proxy = launch(
             config(servers, keys.private_key),
             *VERBOSE,
             *("--set", f"save_stream_file={flows_file}"),
             *("--set", f"oauth2_metrics_port={metrics_port}"),
             *("-s", str(Path(__file__).with_name("command_probe.py"))),
+            config_path=config_dir / "backends.toml",
+            confdir=mitm_confdir,
+            upstream_ca=tls_ca.ca_cert,
             name="mitmdump (hygiene)",
         )
         report_output(request, proxy)

@@ -16,8 +16,9 @@ import venv
 from pathlib import Path
 
 import httpx
-from harness import DevServersProcess
-from procs import subprocess_env
+
+from tests.support.devservers import DevServersProcess
+from tests.support.procs import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 

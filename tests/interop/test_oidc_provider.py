@@ -11,20 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import toml_backend
-from oidc_harness import BASIC_CLIENT_ID
-from oidc_harness import BASIC_SECRET
-from oidc_harness import EC_JWT_CLIENT_ID
-from oidc_harness import JWT_SECRET
-from oidc_harness import POST_CLIENT_ID
-from oidc_harness import POST_SECRET
-from oidc_harness import RSA_JWT_CLIENT_ID
-from oidc_harness import SCOPE
-from oidc_harness import SECRET_JWT_CLIENT_ID
-from oidc_harness import ApiBackend
-from oidc_harness import InteropKeys
-from oidc_harness import OidcProvider
-from proxies import MitmdumpFactory
+
+from tests.interop.oidc_harness import BASIC_CLIENT_ID
+from tests.interop.oidc_harness import BASIC_SECRET
+from tests.interop.oidc_harness import EC_JWT_CLIENT_ID
+from tests.interop.oidc_harness import JWT_SECRET
+from tests.interop.oidc_harness import POST_CLIENT_ID
+from tests.interop.oidc_harness import POST_SECRET
+from tests.interop.oidc_harness import RSA_JWT_CLIENT_ID
+from tests.interop.oidc_harness import SCOPE
+from tests.interop.oidc_harness import SECRET_JWT_CLIENT_ID
+from tests.interop.oidc_harness import ApiBackend
+from tests.interop.oidc_harness import InteropKeys
+from tests.interop.oidc_harness import OidcProvider
+from tests.support.devservers import toml_backend
+from tests.support.proxies import ProxyFactory
 
 
 def config(
@@ -63,7 +64,7 @@ def assert_served(
 
 
 def served_through_the_proxy(
-    provider: OidcProvider, backend: ApiBackend, mitmdump: MitmdumpFactory, **fields: str
+    provider: OidcProvider, backend: ApiBackend, mitmdump: ProxyFactory, **fields: str
 ) -> None:
     """One request through mitmdump configured with `fields`: served with a fresh, valid token."""
     before = provider.grants()
@@ -84,7 +85,7 @@ def served_through_the_proxy(
 def test_shared_secret_methods(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     method: str,
     client_id: str,
     secret: str,
@@ -106,7 +107,7 @@ def test_shared_secret_methods(
 def test_private_key_jwt(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     interop_keys: InteropKeys,
     key: str,
     algorithm: str,
@@ -129,7 +130,7 @@ def test_private_key_jwt(
 
 
 def test_resource_indicator(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """RFC 8707 `resource` sent by the addon, accepted by the provider for its API."""
     before = oidc_provider.grants()
@@ -148,7 +149,7 @@ def test_resource_indicator(
 
 
 def test_discovery_with_client_secret_basic(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """`issuer` instead of `token_url`. This provider serves only OpenID discovery, so the
     addon's RFC 8414 probe gets a 404 and the OpenID document is the one used."""
@@ -169,7 +170,7 @@ def test_discovery_with_client_secret_basic(
 def test_discovery_with_private_key_jwt_for_the_issuer_audience(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     interop_keys: InteropKeys,
 ) -> None:
     before = oidc_provider.grants()
@@ -202,7 +203,7 @@ def test_discovery_with_private_key_jwt_for_the_issuer_audience(
 def test_refused_client_authentication_is_a_502_problem(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     secret: str,
     encoding: str,
     oauth_error: str,
@@ -228,7 +229,7 @@ def test_refused_client_authentication_is_a_502_problem(
 
 
 def test_one_token_per_backend_reused_across_requests(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """Two backends on one host by path prefix, each with its own client: one token each."""
     before = oidc_provider.grants()

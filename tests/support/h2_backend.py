@@ -3,17 +3,11 @@ real HTTP/2 server) on a free loopback port with the test CA's certificate, serv
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
 from pathlib import Path
 
-from harness import TlsFiles
-from procs import OutputReader
-from procs import popen
-from procs import stop_process
-
-RUNNING = re.compile(r"Running on https://127\.0\.0\.1:(\d+)")
+from tests.support.devservers import TlsFiles
+from tests.support.procs import Child
 
 
 class H2Backend:
@@ -23,21 +17,17 @@ class H2Backend:
         cmd = [
             *(sys.executable, "-m", "hypercorn", "--bind", "127.0.0.1:0"),
             *("--certfile", str(tls.server_cert), "--keyfile", str(tls.server_key)),
-            "h2_app:app",
+            "h2_app:app",  # imported from its own folder, the child's working directory
         ]
-        self.proc = popen(cmd, cwd=Path(__file__).parent, stderr=subprocess.STDOUT)
-        assert self.proc.stdout is not None
-        self._reader = OutputReader(self.proc.stdout, self.name)
-        match = self._reader.wait_for(RUNNING, timeout=15)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"hypercorn did not start:\n{self.output()}")
-        self.url = f"https://localhost:{match.group(1)}"
-        self.host = f"localhost:{match.group(1)}"
+        running = r"Running on https://127\.0\.0\.1:(\d+)"
+        self.child = Child(self.name, cmd, ready=running, timeout=15, cwd=Path(__file__).parent)
+        assert self.child.ready_match is not None
+        port = self.child.ready_match.group(1)
+        self.url = f"https://localhost:{port}"
+        self.host = f"localhost:{port}"
 
     def output(self) -> str:
-        return self._reader.text()
+        return self.child.output()
 
     def stop(self) -> None:
-        stop_process(self.proc)
-        self._reader.join()
+        self.child.stop()

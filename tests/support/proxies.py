@@ -1,141 +1,42 @@
-"""mitmdump with the addon loaded, as a child process on 127.0.0.1: its arguments, a run to
-completion (startup errors), and `Proxy`, a running instance with clients that go through it.
+"""mitmdump with the addon for the tests, always through the shipped `ProxyProcess`: `launch()`
+starts one with the tests' options and `ProxyFactory` starts numbered ones for a fixture and
+stops them all; `run_to_exit()` is the same start for a proxy that must not come up.
 
-`Proxy` runs `mitm_oauth2.testing.ProxyProcess`, the package's own harness, with the script users
-load from a checkout, addon/oauth2_backend.py (the pytest plugin's tests cover the packaged one).
+The tests load the script users load from a checkout, addon/oauth2_backend.py (the pytest
+plugin's tests cover the packaged one). `Proxy` is `ProxyProcess` plus the httpx clients the
+tests send through it.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-import ssl
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from typing import Protocol
 
 import httpx
 import pytest
-from procs import ADDON_DIR
-from procs import subprocess_env
 
-from mitm_oauth2.testing import LISTENING as LISTENING  # re-exported for mitmweb.py
 from mitm_oauth2.testing import ProxyNotReady
 from mitm_oauth2.testing import ProxyProcess
+from tests.support.procs import REPO
+from tests.support.procs import subprocess_env
 
-ADDON_SCRIPT = ADDON_DIR / "oauth2_backend.py"
+CHECKOUT_SCRIPT = REPO / "addon" / "oauth2_backend.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
 
 def create_ca(confdir: Path) -> Path:
     """mitmproxy's CA made in `confdir` now: proxies sharing the confdir never race for it."""
-    try:
-        from mitmproxy.certs import CertStore
+    from mitmproxy.certs import CertStore
 
-        CertStore.from_store(confdir, "mitmproxy", 2048)
-    except ImportError:  # pragma: no cover - mitmdump creates it on first start instead
-        pass
+    CertStore.from_store(confdir, "mitmproxy", 2048)
     return confdir
 
 
-def harness_options(*, upstream_ca: Path | None, lazy: bool, mode: str | None) -> list[str]:
-    """The tests' mitmdump options besides the addon's own (confdir, config, cache, -s)."""
-    args: list[str] = []
-    if upstream_ca is not None:
-        args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
-    if lazy:
-        args += ["--set", "connection_strategy=lazy"]
-    if mode is not None:
-        args += ["--mode", mode]
-    return args
-
-
-def mitmdump_args(
-    *,
-    config: Path,
-    confdir: Path,
-    cache_dir: Path,
-    upstream_ca: Path | None,
-    lazy: bool,
-    mode: str | None,
-    extra: tuple[str, ...] = (),
-) -> list[str]:
-    """mitmdump arguments except --listen-host/--listen-port."""
-    args = ["--set", f"confdir={confdir}"]
-    args += ["--set", f"oauth2_config={config}", "--set", f"oauth2_cache_dir={cache_dir}"]
-    args += harness_options(upstream_ca=upstream_ca, lazy=lazy, mode=mode)
-    return [*args, "-s", str(ADDON_SCRIPT), *extra]
-
-
-def run_mitmdump(args: list[str], *, cwd: Path | None, timeout: float = 30) -> tuple[int, str]:
-    """Run mitmdump to completion (startup-error tests): (exit code, stdout+stderr)."""
-    cmd = [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", "0", *args]
-    try:
-        done = subprocess.run(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=subprocess_env(),
-            cwd=cwd,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as e:  # the child has been killed by now
-        out = e.output.decode(errors="replace") if isinstance(e.output, bytes) else e.output
-        pytest.fail(f"mitmdump still running after {timeout}s:\n$ {shlex.join(cmd)}\n{out}")
-    return done.returncode, done.stdout
-
-
-class Proxy:
-    """A mitmdump child process with the addon loaded, listening on 127.0.0.1; restartable
-    (each run is a `ProxyProcess`)."""
-
-    def __init__(
-        self,
-        args: list[str],
-        *,
-        confdir: Path,
-        config_path: Path,
-        cache_dir: Path,
-        cwd: Path | None,
-        name: str = "mitmdump",
-        timeout: float = 30,
-    ) -> None:
-        """``args``: mitmdump arguments besides confdir, config, cache dir and the script."""
-        self.args = args
-        self.confdir = confdir
-        self.config_path = config_path
-        self.cache_dir = cache_dir
-        self.name = name
-        self.timeout = timeout
-        self._cwd = cwd
-        self._runs: list[ProxyProcess] = []
-        self._listen_port = 0
-
-    @property
-    def port(self) -> int:
-        return self._runs[-1].port if self._runs else 0
-
-    @property
-    def proc(self) -> subprocess.Popen[str] | None:
-        return self._runs[-1].proc if self._runs else None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ca_cert(self) -> Path:
-        """mitmproxy's public CA certificate: clients trust this to talk TLS through the proxy."""
-        return self.confdir / "mitmproxy-ca-cert.pem"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_cert))
+class Proxy(ProxyProcess):
+    """The shipped `ProxyProcess`, with httpx clients that go through it and trust its CA."""
 
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("timeout", 10)
@@ -146,54 +47,107 @@ class Proxy:
         verify = self.ssl_context()
         return httpx.AsyncClient(proxy=self.url, verify=verify, trust_env=False, **kwargs)
 
-    def start(self) -> Proxy:
-        run = ProxyProcess(
-            self.config_path,
-            *self.args,
-            confdir=self.confdir,
-            cache_dir=self.cache_dir,
-            listen_port=self._listen_port,
-            mitmdump=MITMDUMP,
-            script=ADDON_SCRIPT,
-            env=subprocess_env(),
-            cwd=self._cwd,
-            timeout=self.timeout,
-            name=self.name,
-        )
-        self._runs.append(run)
+
+def options(*, upstream_ca: Path | None, lazy: bool = True, mode: str | None = None) -> list[str]:
+    """The tests' mitmdump options besides those ProxyProcess sets (confdir, config, cache, -s):
+    trust the test CA upstream, connect upstream only when a request goes there, a mode."""
+    args: list[str] = []
+    if upstream_ca is not None:
+        args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
+    if lazy:
+        args += ["--set", "connection_strategy=lazy"]
+    if mode is not None:
+        args += ["--mode", mode]
+    return args
+
+
+def prepare(
+    config_text: str | None,
+    *extra_args: str,
+    config_path: Path,
+    confdir: Path,
+    upstream_ca: Path | None,
+    cache_dir: Path | None = None,
+    mode: str | None = None,
+    lazy: bool = True,
+    name: str = "mitmdump",
+    timeout: float = 30,
+    mitmdump: Path = MITMDUMP,
+    script: Path | None = CHECKOUT_SCRIPT,
+    env: dict[str, str] | None = None,
+) -> Proxy:
+    """A `Proxy`, not started: `config_text` written to `config_path` (None: the file is used
+    as it is, or is missing), whose folder is the
+    proxy's working directory and holds its token cache (``cache``) unless `cache_dir` is given;
+    the tests' `options()`, then `extra_args`, which override them. `mitmdump`, `script`: as
+    ProxyProcess takes them (mitmweb, say); `env`: `subprocess_env()` unless given."""
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    if config_text is not None:
+        config_path.write_text(config_text, encoding="utf-8")
+    return Proxy(
+        config_path,
+        *options(upstream_ca=upstream_ca, lazy=lazy, mode=mode),
+        *extra_args,
+        confdir=confdir,
+        cache_dir=cache_dir or config_path.parent / "cache",
+        mitmdump=mitmdump,
+        script=script,
+        env=env if env is not None else subprocess_env(),
+        cwd=config_path.parent,
+        timeout=timeout,
+        name=name,
+    )
+
+
+def start(proxy: Proxy) -> Proxy:
+    """`proxy` started, or a failed test with mitmdump's output when it does not come up."""
+    try:
+        return proxy.start()
+    except ProxyNotReady as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def launch(config_text: str, *extra_args: str, **settings: Any) -> Proxy:
+    """`prepare()` and `start()`: a running proxy, which the caller stops."""
+    return start(prepare(config_text, *extra_args, **settings))
+
+
+def run_to_exit(config_text: str | None, *extra_args: str, **settings: Any) -> tuple[int, str]:
+    """For startup-error tests: a `prepare()`d proxy started and waited for until it exits
+    (`timeout`, 30 s, for each); (exit code, output). A test fails if it is still running."""
+    proxy = prepare(config_text, *extra_args, **settings)
+    try:
+        proxy.start()
+    except ProxyNotReady:
+        pass
+    else:  # it listens: an error after that must still end it
+        assert proxy.proc is not None
         try:
-            run.start()
-        except ProxyNotReady as e:
-            pytest.fail(str(e), pytrace=False)
-        return self
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait 10 s, then kill. Returns the exit code (None if never started)."""
-        return self._runs[-1].stop() if self._runs else None
-
-    def restart(self, *, keep_port: bool = False) -> Proxy:
-        """Stop and start again with the same arguments, config file and cache directory."""
-        self.stop()
-        self._listen_port = self.port if keep_port else 0
-        return self.start()
-
-    @property
-    def returncode(self) -> int | None:
-        return self._runs[-1].returncode if self._runs else None
-
-    def wait_for_output(self, pattern: str, timeout: float = 10) -> re.Match[str]:
-        """Wait for a line of the current run matching ``pattern`` (a regex)."""
-        try:
-            return self._runs[-1].wait_for_output(pattern, timeout)
-        except TimeoutError:
-            pytest.fail(f"no output matching {pattern!r} within {timeout}s:\n{self.output()}")
-
-    def output(self) -> str:
-        """All stdout+stderr captured so far, across restarts."""
-        return "--- restarted ---\n".join(run.output() for run in self._runs)
+            proxy.proc.wait(proxy.timeout)
+        except subprocess.TimeoutExpired:
+            proxy.stop()
+            pytest.fail(f"mitmdump still running after {proxy.timeout}s:\n{proxy.output()}")
+    rc = proxy.stop()
+    assert rc is not None
+    if rc < 0:  # stopped by ProxyProcess (SIGTERM, SIGKILL): it did not exit by itself
+        pytest.fail(f"mitmdump did not exit by itself (exit code {rc}):\n{proxy.output()}")
+    return rc, proxy.output()
 
 
-class MitmdumpFactory(Protocol):
+class ProxyFactory:
+    """Starts numbered proxies (``mitmdump #N``) with their files in `directory`: config
+    ``backends-N.toml``, token cache ``cache-N`` unless one is given (made if missing);
+    `stop()` ends them all.
+    Each is added to `report` (a failed test's report shows its output)."""
+
+    def __init__(
+        self, directory: Path, *, confdir: Path, upstream_ca: Path, report: list[Any]
+    ) -> None:
+        self.directory, self.confdir, self.upstream_ca = directory, confdir, upstream_ca
+        self._report = report
+        self._started: list[Proxy] = []
+        self._counter = itertools.count(1)
+
     def __call__(
         self,
         config_toml_text: str,
@@ -202,4 +156,27 @@ class MitmdumpFactory(Protocol):
         mode: str | None = None,
         upstream_ca: bool = True,
         lazy: bool = True,
-    ) -> Proxy: ...
+    ) -> Proxy:
+        """``upstream_ca`` trusts the test CA upstream, ``lazy`` adds
+        ``connection_strategy=lazy``; ``extra_args`` come last, so ``--set`` there overrides."""
+        n = next(self._counter)
+        cache = Path(cache_dir) if cache_dir is not None else self.directory / f"cache-{n}"
+        cache.mkdir(parents=True, exist_ok=True)
+        proxy = prepare(
+            config_toml_text,
+            *extra_args,
+            config_path=self.directory / f"backends-{n}.toml",
+            confdir=self.confdir,
+            upstream_ca=self.upstream_ca if upstream_ca else None,
+            cache_dir=cache,
+            mode=mode,
+            lazy=lazy,
+            name=f"mitmdump #{n}",
+        )
+        self._started.append(proxy)
+        self._report.append(proxy)
+        return start(proxy)
+
+    def stop(self) -> None:
+        for proxy in self._started:
+            proxy.stop()

@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from broker_fakes import FakeEndpoint
-from broker_fakes import settle
 from mitmproxy import exceptions
 
 from mitm_oauth2.commands import OAuth2Commands
@@ -16,6 +14,8 @@ from mitm_oauth2.config.file import BackendConfig
 from mitm_oauth2.config.hosts import parse_host_pattern
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.tokens.broker import TokenBroker
+from tests.unit.broker_fakes import FakeEndpoint
+from tests.unit.broker_fakes import settle
 
 pytestmark = pytest.mark.anyio
 

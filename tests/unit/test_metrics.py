@@ -13,6 +13,7 @@ from mitmproxy.test import taddons
 
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.metrics import MetricsEndpoint
+from mitm_oauth2.testing import free_port
 
 STATUS = {
     "billing": {
@@ -43,12 +44,6 @@ STATUS = {
         "store_ok": True,
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(address: tuple[str, int]) -> str:

@@ -10,19 +10,19 @@ from mitmproxy import http
 from mitmproxy.addons.clientplayback import ClientPlayback
 from mitmproxy.test import taddons
 from mitmproxy.test import tflow
-from replay_fakes import INVALID
-from replay_fakes import Clock
-from replay_fakes import Playback
-from replay_fakes import StubBroker
-from replay_fakes import answer
-from replay_fakes import rejected_flow
-from replay_fakes import replays_with
 
 from mitm_oauth2 import replay as replay_module
 from mitm_oauth2.config.file import BackendConfig
 from mitm_oauth2.model.errors import ReplayError
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.replay import Replays
+from tests.unit.replay_fakes import INVALID
+from tests.unit.replay_fakes import Clock
+from tests.unit.replay_fakes import Playback
+from tests.unit.replay_fakes import StubBroker
+from tests.unit.replay_fakes import answer
+from tests.unit.replay_fakes import rejected_flow
+from tests.unit.replay_fakes import replays_with
 
 
 @pytest.fixture
