@@ -32,15 +32,29 @@ class Launcher:
             workdir, confdir=confdir, upstream_ca=tls.ca_cert, report=report
         )
 
-    def devservers(self, *, tls: bool = False) -> DevServersProcess:
-        servers = DevServersProcess(tls=self.tls if tls else None, cwd=self.workdir)
+    def devservers(
+        self, *, tls: bool = False, clients: dict[str, Any] | None = None
+    ) -> DevServersProcess:
+        servers = DevServersProcess(
+            tls=self.tls if tls else None, clients=clients, cwd=self.workdir
+        )
         self._servers.append(servers)
         self._report.append(servers)
         return servers
 
-    def proxy(self, config: str, *, mode: str | None = None, cache: Path | None = None) -> Proxy:
-        """A mitmdump on `config`, with a token cache of its own unless `cache` is given."""
-        return self._proxies(config, mode=mode, cache_dir=cache)
+    def proxy(
+        self,
+        config: str,
+        *extra_args: str,
+        mode: str | None = None,
+        cache: Path | None = None,
+        config_path: Path | None = None,
+    ) -> Proxy:
+        """A mitmdump on `config` (written to `config_path` when given), with a token cache of
+        its own unless `cache` is given; `extra_args` go to mitmdump."""
+        return self._proxies(
+            config, *extra_args, mode=mode, cache_dir=cache, config_path=config_path
+        )
 
     def stop(self) -> None:
         self._proxies.stop()

@@ -11,7 +11,6 @@ docs/operations.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -30,11 +29,8 @@ from tests.hardening.fault_scenarios import served_until_expiry
 from tests.hardening.faulty_idp import FaultyIdp
 from tests.hardening.faulty_idp import TlsFaults
 from tests.hardening.faulty_idp import refused_port
+from tests.hardening.launch import Launcher
 from tests.support.devservers import DevServersProcess
-from tests.support.devservers import TlsFiles
-from tests.support.fixtures import report_output
-from tests.support.proxies import Proxy
-from tests.support.proxies import launch
 
 FAULTS = [
     pytest.param(
@@ -177,33 +173,15 @@ def config(servers: DevServersProcess, idp: FaultyIdp) -> str:
 
 
 @pytest.fixture(scope="module")
-def bench(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    tls_ca: TlsFiles,
-    mitm_confdir: Path,
-) -> Iterator[Bench]:
-    directory = tmp_path_factory.mktemp("faults")
-    servers = DevServersProcess(clients=dict.fromkeys(NAMES, SECRET), cwd=directory)
-    report_output(request, servers)
-    (directory / "trusted-ca.pem").write_bytes(tls_ca.ca_cert.read_bytes())
-    idp = FaultyIdp(TlsFaults.make(directory, tls_ca.ca, tls_ca.ca_cert))
-    proxy: Proxy | None = None
+def bench(request: pytest.FixtureRequest, launcher: Launcher) -> Iterator[Bench]:
+    directory = launcher.workdir
+    servers = launcher.devservers(clients=dict.fromkeys(NAMES, SECRET))
+    (directory / "trusted-ca.pem").write_bytes(launcher.tls.ca_cert.read_bytes())
+    idp = FaultyIdp(TlsFaults.make(directory, launcher.tls.ca, launcher.tls.ca_cert))
     try:
-        proxy = launch(
-            config(servers, idp),
-            config_path=directory / "backends.toml",
-            confdir=mitm_confdir,
-            upstream_ca=tls_ca.ca_cert,
-            name="mitmdump (faults)",
-        )
-        report_output(request, proxy)
-        yield Bench(servers, idp, proxy)
+        yield Bench(servers, idp, launcher.proxy(config(servers, idp)))
     finally:
-        if proxy is not None:
-            proxy.stop()
         idp.stop()
-        servers.stop()
 
 
 @pytest.mark.parametrize("fault", FAULTS)

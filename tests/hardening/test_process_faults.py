@@ -12,7 +12,6 @@ import re
 import signal
 import threading
 from collections.abc import Callable
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +22,10 @@ from mitm_oauth2.devservers import KNOBS
 from tests.hardening.fault_rig import assert_served
 from tests.hardening.fault_rig import count_lines
 from tests.hardening.fault_rig import poll
+from tests.hardening.launch import Launcher
 from tests.support.devservers import DEMO_CLIENT_SECRET
 from tests.support.devservers import DevServersProcess
-from tests.support.devservers import TlsFiles
-from tests.support.fixtures import report_output
 from tests.support.proxies import Proxy
-from tests.support.proxies import launch
 
 DEFAULT_KNOBS = {name: default for name, (default, _) in KNOBS.items()}
 SECRET_FILE = "api.secret"
@@ -37,11 +34,8 @@ SECRET_FILE = "api.secret"
 @dataclass
 class Bench:
     servers: DevServersProcess
-    directory: Path
-    confdir: Path
-    upstream_ca: Path
+    launcher: Launcher  # the module's: starts the kill scenarios' proxies
     proxy: Proxy  # the one whose configuration the file faults break
-    request: pytest.FixtureRequest
 
     def arrived(self) -> int:
         """Token requests that reached the dev token server, answered or not yet."""
@@ -62,16 +56,8 @@ def killed_while_fetching(bench: Bench, name: str, fault: Fault) -> None:
     for the IdP; a restart on the same cache directory answers every request with a valid
     token after exactly one token request, once the dead holder's lock lease (2 s) ran out."""
     toml = bench.servers.backend_toml("api")
-    proxy = launch(
-        toml,
-        "--set",
-        "oauth2_lock_lease=2",
-        config_path=bench.directory / name / "backends.toml",
-        confdir=bench.confdir,
-        upstream_ca=bench.upstream_ca,
-        name=f"mitmdump ({name})",
-    )
-    report_output(bench.request, proxy)
+    config_path = bench.launcher.workdir / name / "backends.toml"
+    proxy = bench.launcher.proxy(toml, "--set", "oauth2_lock_lease=2", config_path=config_path)
     url = f"{bench.servers.backend_url}/{name}"
     stuck: threading.Thread | None = None
     try:
@@ -215,43 +201,21 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module")
-def bench(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    tls_ca: TlsFiles,
-    mitm_confdir: Path,
-) -> Iterator[Bench]:
-    directory = tmp_path_factory.mktemp("process-faults")
-    servers = DevServersProcess(cwd=directory)
-    report_output(request, servers)
-    proxy: Proxy | None = None
-    try:
-        config_dir = directory / "config-faults"
-        config_dir.mkdir()
-        (config_dir / SECRET_FILE).write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
-        toml = servers.backend_toml("api", client_secret=None, client_secret_file=SECRET_FILE)
-        proxy = launch(
-            toml,
-            "--set",
-            "termlog_verbosity=debug",
-            config_path=config_dir / "backends.toml",
-            confdir=mitm_confdir,
-            upstream_ca=tls_ca.ca_cert,
-            name="mitmdump (config faults)",
-        )
-        report_output(request, proxy)
-        yield Bench(servers, directory, mitm_confdir, tls_ca.ca_cert, proxy, request)
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        servers.stop()
+def bench(launcher: Launcher) -> Bench:
+    servers = launcher.devservers()
+    config_dir = launcher.workdir / "config-faults"
+    config_dir.mkdir()
+    (config_dir / SECRET_FILE).write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+    toml = servers.backend_toml("api", client_secret=None, client_secret_file=SECRET_FILE)
+    debug = ("--set", "termlog_verbosity=debug")
+    proxy = launcher.proxy(toml, *debug, config_path=config_dir / "backends.toml")
+    return Bench(servers, launcher, proxy)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_requests_are_answered_correctly_after(
     fault: Fault, bench: Bench, request: pytest.FixtureRequest
 ) -> None:
-    bench.request = request
     try:
         fault.scenario(bench, request.node.callspec.id, fault)
     finally:

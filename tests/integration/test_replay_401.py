@@ -52,11 +52,18 @@ def assert_no_token_in_output(servers: DevServersProcess, proxy: Proxy) -> None:
     assert all(token not in output for token in tokens_seen(servers))
 
 
+def saving_flows(
+    servers: DevServersProcess, mitmdump: ProxyFactory, directory: Path
+) -> tuple[Proxy, Path]:
+    """A proxy for `config_for(servers)` that saves its flows to the file it returns too."""
+    saved = directory / "flows.mitm"
+    return mitmdump(config_for(servers), "--set", f"save_stream_file={saved}"), saved
+
+
 def test_revoked_token_one_replay_of_a_post_with_its_body(
     devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
-    saved = tmp_path / "flows.mitm"
-    proxy = mitmdump(config_for(devservers), "--set", f"save_stream_file={saved}")
+    proxy, saved = saving_flows(devservers, mitmdump, tmp_path)
     url = f"{devservers.backend_url}/orders?id=7"
     with proxy.client() as client:
         assert client.post(url, content=b"warm-up").status_code == 200
@@ -95,8 +102,7 @@ def test_revoked_token_one_replay_of_a_post_with_its_body(
 def test_rejected_token_without_a_fresh_one_is_a_refusal_marked_in_the_flow(
     devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
-    saved = tmp_path / "flows.mitm"
-    proxy = mitmdump(config_for(devservers), "--set", f"save_stream_file={saved}")
+    proxy, saved = saving_flows(devservers, mitmdump, tmp_path)
     url = f"{devservers.backend_url}/orders"
     with proxy.client() as client:
         assert client.get(url).status_code == 200

@@ -64,11 +64,17 @@ def assert_served(
 
 
 def served_through_the_proxy(
-    provider: OidcProvider, backend: ApiBackend, mitmdump: ProxyFactory, **fields: str
+    provider: OidcProvider,
+    backend: ApiBackend,
+    mitmdump: ProxyFactory,
+    *,
+    discovery: bool = False,
+    **fields: str,
 ) -> None:
-    """One request through mitmdump configured with `fields`: served with a fresh, valid token."""
+    """One request through mitmdump configured with `fields` (and `discovery`, see `config`):
+    served with a fresh, valid token."""
     before = provider.grants()
-    proxy = mitmdump(config(provider, backend, **fields))
+    proxy = mitmdump(config(provider, backend, discovery=discovery, **fields))
     answer = get(proxy, f"{backend.url}/things/1")
     assert_served(answer, provider, backend, fields["client_id"], before)
 
@@ -133,19 +139,15 @@ def test_resource_indicator(
     oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """RFC 8707 `resource` sent by the addon, accepted by the provider for its API."""
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            client_id=POST_CLIENT_ID,
-            client_secret=POST_SECRET,
-            auth_method="client_secret_post",
-            resource=oidc_provider.resource,
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        client_id=POST_CLIENT_ID,
+        client_secret=POST_SECRET,
+        auth_method="client_secret_post",
+        resource=oidc_provider.resource,
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, POST_CLIENT_ID, before)
 
 
 def test_discovery_with_client_secret_basic(
@@ -153,18 +155,14 @@ def test_discovery_with_client_secret_basic(
 ) -> None:
     """`issuer` instead of `token_url`. This provider serves only OpenID discovery, so the
     addon's RFC 8414 probe gets a 404 and the OpenID document is the one used."""
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            discovery=True,
-            client_id=BASIC_CLIENT_ID,
-            client_secret=BASIC_SECRET,
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        discovery=True,
+        client_id=BASIC_CLIENT_ID,
+        client_secret=BASIC_SECRET,
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, BASIC_CLIENT_ID, before)
 
 
 def test_discovery_with_private_key_jwt_for_the_issuer_audience(
@@ -173,21 +171,17 @@ def test_discovery_with_private_key_jwt_for_the_issuer_audience(
     mitmdump: ProxyFactory,
     interop_keys: InteropKeys,
 ) -> None:
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            discovery=True,
-            client_id=RSA_JWT_CLIENT_ID,
-            auth_method="private_key_jwt",
-            private_key_file=str(interop_keys.rsa.path),
-            key_id=interop_keys.rsa.kid,
-            assertion_audience="issuer",
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        discovery=True,
+        client_id=RSA_JWT_CLIENT_ID,
+        auth_method="private_key_jwt",
+        private_key_file=str(interop_keys.rsa.path),
+        key_id=interop_keys.rsa.kid,
+        assertion_audience="issuer",
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, RSA_JWT_CLIENT_ID, before)
 
 
 @pytest.mark.parametrize(

@@ -156,16 +156,18 @@ class ProxyFactory:
         mode: str | None = None,
         upstream_ca: bool = True,
         lazy: bool = True,
+        config_path: Path | None = None,
     ) -> Proxy:
         """``upstream_ca`` trusts the test CA upstream, ``lazy`` adds
-        ``connection_strategy=lazy``; ``extra_args`` come last, so ``--set`` there overrides."""
+        ``connection_strategy=lazy``; ``extra_args`` come last, so ``--set`` there overrides.
+        ``config_path``: where the config goes instead (files it names beside it)."""
         n = next(self._counter)
         cache = Path(cache_dir) if cache_dir is not None else self.directory / f"cache-{n}"
         cache.mkdir(parents=True, exist_ok=True)
         proxy = prepare(
             config_toml_text,
             *extra_args,
-            config_path=self.directory / f"backends-{n}.toml",
+            config_path=config_path or self.directory / f"backends-{n}.toml",
             confdir=self.confdir,
             upstream_ca=self.upstream_ca if upstream_ca else None,
             cache_dir=cache,
