@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mitm_oauth2.testing import free_port
 from tests.hardening.fault_scenarios import DEFAULT_KNOBS
 from tests.hardening.fault_scenarios import SECRET
 from tests.hardening.fault_scenarios import Bench
@@ -28,7 +29,6 @@ from tests.hardening.fault_scenarios import served
 from tests.hardening.fault_scenarios import served_until_expiry
 from tests.hardening.faulty_idp import FaultyIdp
 from tests.hardening.faulty_idp import TlsFaults
-from tests.hardening.faulty_idp import refused_port
 from tests.hardening.launch import Launcher
 from tests.support.devservers import DevServersProcess
 
@@ -36,7 +36,8 @@ FAULTS = [
     pytest.param(
         Fault(
             refused,
-            token_url=lambda servers, idp: f"http://127.0.0.1:{refused_port()}/token",
+            # a port free a moment ago: nothing listens there, the connection is refused
+            token_url=lambda servers, idp: f"http://127.0.0.1:{free_port()}/token",
             cause="cannot connect to token endpoint",
             attempts=None,
         ),
