@@ -63,10 +63,10 @@ set_web_defaults() {
     fi
 }
 
-# Which Redis server and Node.js the tests and the benchmark use: scripts/bench_lib/programs.py,
+# Which Redis server and Node.js the tests and the benchmark use: tests/support/programs.py,
 # the one rule (real ones on PATH first, else those of the test extra's packages). Needs the venv.
 programs() {
-    PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" "$VENV/bin/python" -m bench_lib.programs "$@"
+    (cd "$ROOT" && "$VENV/bin/python" -m tests.support.programs "$@")
 }
 
 # The interop tests' third-party authorization server (npm's oidc-provider), installed from

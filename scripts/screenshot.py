@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import httpx
 
 from mitm_oauth2.devservers import DEFAULT_CLIENTS
 from mitm_oauth2.testing import OutputReader
+from mitm_oauth2.testing import free_port
 from mitm_oauth2.testing import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,12 +69,6 @@ class Child:
     def stop(self) -> None:
         stop_process(self.proc)
         self._output.join()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, token_url: str, port: str) -> None:

@@ -1,21 +1,14 @@
-"""Shared pytest configuration for unit and integration tests."""
+"""Shared pytest configuration for all the suites: tests/support's fixtures and the anyio backend.
+
+``tests`` and its folders are packages: pytest imports them under ``tests.`` from the checkout,
+so the suites share tests/support by importing it (``mitm_oauth2`` is installed, editable).
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# Make ``import mitm_oauth2`` work without installing the package.
-ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
-if str(ADDON_DIR) not in sys.path:
-    sys.path.insert(0, str(ADDON_DIR))
-# ``import bench_lib.programs``: which Redis server and Node.js to start, the benchmark's rule.
-# Appended, so that scripts/'s top-level modules shadow none of the tests' helpers.
-SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
-if str(SCRIPTS_DIR) not in sys.path:
-    sys.path.append(str(SCRIPTS_DIR))
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture(scope="session")

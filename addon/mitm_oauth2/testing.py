@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -103,6 +104,15 @@ class OutputReader:
         self._thread.join(timeout)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port of ``host`` that is free now, for a server that must be told its port (one
+    that takes port 0 and reports the one it got is better: no other process can take that)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def stop_process(proc: subprocess.Popen[str], timeout: float = 10) -> int:
     """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit code."""
     if proc.poll() is None:
@@ -125,7 +135,10 @@ class ProxyProcess:
     (mitmproxy's CA, made on the first start in it) and ``cache_dir`` (the token cache). Relative
     paths are taken from the current directory, not ``cwd``. ``listen_port=0`` lets the
     kernel pick a free port; ``port`` says which once ``start()`` returns. ``env`` replaces
-    ``os.environ`` for the child. One process per instance: start it once, stop it once.
+    ``os.environ`` for the child. ``mitmdump`` is the program to run: mitmdump by default,
+    mitmweb, or a wrapper that takes mitmdump's arguments; ``script=None`` when that wrapper
+    loads the addon itself. ``restart()`` stops the process and starts it again on the same
+    files; ``stop()`` ends it for good.
     """
 
     def __init__(
@@ -137,7 +150,7 @@ class ProxyProcess:
         workdir: StrPath | None = None,
         listen_port: int = 0,
         mitmdump: StrPath | None = None,
-        script: StrPath = ADDON_SCRIPT,
+        script: StrPath | None = ADDON_SCRIPT,
         env: Mapping[str, str] | None = None,
         cwd: StrPath | None = None,
         timeout: float = 30,
@@ -157,22 +170,27 @@ class ProxyProcess:
             self.config_path = Path(config).absolute()
         self.confdir = Path(confdir).absolute() if confdir else self._dir() / "confdir"
         self.cache_dir = Path(cache_dir).absolute() if cache_dir else self._dir() / "cache"
-        self.command = [
-            executable,
-            *("--listen-host", "127.0.0.1", "--listen-port", str(listen_port)),
+        self._executable = executable
+        self._options = [
             *("--set", f"confdir={self.confdir}"),
             *("--set", f"oauth2_config={self.config_path}"),
             *("--set", f"oauth2_cache_dir={self.cache_dir}"),
-            *("-s", str(script)),
+            *(("-s", str(script)) if script is not None else ()),
             *extra_args,
         ]
+        self.command = self._command(listen_port)
         self._env = dict(os.environ if env is None else env)
         self._env["PYTHONUNBUFFERED"] = "1"  # log lines arrive as they happen, not at exit
         self._env.setdefault("PYTHONIOENCODING", "utf-8")
         self._cwd = cwd
         self._output: OutputReader | None = None
+        self._earlier = ""  # the output of the runs before a restart
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+
+    def _command(self, listen_port: int) -> list[str]:
+        listen = ("--listen-host", "127.0.0.1", "--listen-port", str(listen_port))
+        return [self._executable, *listen, *self._options]
 
     def _dir(self) -> Path:
         if self._workdir is not None:
@@ -223,15 +241,32 @@ class ProxyProcess:
     def stop(self, timeout: float = 10) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` s; deletes the temporary directory.
         Returns the exit code (None if never started). Safe to call more than once."""
+        rc = self._end(timeout)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        return rc
+
+    def _end(self, timeout: float) -> int | None:
         rc = None
         if self.proc is not None:
             rc = stop_process(self.proc, timeout)
         if self._output is not None:
             self._output.join()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
         return rc
+
+    def restart(self, *, keep_port: bool = False, timeout: float = 10) -> Self:
+        """Stop mitmdump (as ``stop()`` does) and start it again with the same command line:
+        the same config file, confdir and token cache (what a restart of a deployed proxy
+        keeps). ``keep_port`` listens on the same port again, else on a new free one.
+        ``output()`` keeps the output of the earlier runs. Raises ProxyNotReady as ``start()``."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        self._end(timeout)
+        self._earlier = f"{self.output()}--- restarted ---\n"
+        self.command = self._command(self.port if keep_port else 0)
+        self.proc, self._output, self.port = None, None, 0
+        return self.start()
 
     def __enter__(self) -> Self:
         return self if self.proc is not None else self.start()
@@ -273,12 +308,12 @@ class ProxyProcess:
         return None if self.proc is None else self.proc.poll()
 
     def output(self) -> str:
-        """mitmdump's stdout and stderr so far."""
-        return "" if self._output is None else self._output.text()
+        """mitmdump's stdout and stderr so far (every run's, after a restart)."""
+        return self._earlier + ("" if self._output is None else self._output.text())
 
     def wait_for_output(self, pattern: str | re.Pattern[str], timeout: float = 10) -> re.Match[str]:
-        """The first line of output matching ``pattern`` (a regex); TimeoutError if none
-        arrives within ``timeout`` s or mitmdump exits first."""
+        """The first line of output of the current run matching ``pattern`` (a regex);
+        TimeoutError if none arrives within ``timeout`` s or mitmdump exits first."""
         regex = re.compile(pattern)
         match = None if self._output is None else self._output.wait_for(regex, timeout)
         if match is None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from tests.support.programs import MissingProgram
+
 from .drive import require_ok
 from .drive import run_job
 from .procs import BenchError
 from .procs import Redis
-from .programs import MissingProgram
 from .report import Figure
 from .rig import Rig
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,14 +24,15 @@ from mitm_oauth2.testing import ADDON_SCRIPT
 from mitm_oauth2.testing import STARTUP_ERROR
 from mitm_oauth2.testing import OutputReader
 from mitm_oauth2.testing import find_mitmdump
+from mitm_oauth2.testing import free_port
 from mitm_oauth2.testing import stop_process
-
-from . import programs
+from tests.support import programs
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0  # seconds: a loaded 2-core machine starting four mitmdumps at once
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
+CHECKOUT = SCRIPTS_DIR.parent
 
 
 class BenchError(RuntimeError):
@@ -50,20 +50,12 @@ S = TypeVar("S", bound=Stoppable)
 
 def child_env() -> dict[str, str]:
     """This environment without proxy variables (every byte stays on loopback), with bench_lib
-    importable."""
+    (and the tests' support, for its programs) importable."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SCRIPTS_DIR), env.get("PYTHONPATH")) if p)
+    paths = (str(SCRIPTS_DIR), str(CHECKOUT), env.get("PYTHONPATH"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def free_port() -> int:
-    """A port the kernel calls free now (another process could take it before us: unlikely on
-    loopback within the next second, and a start that fails says so)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Child:

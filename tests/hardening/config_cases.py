@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from config_helpers import SECRET
-from config_helpers import backend
 
 from mitm_oauth2.config.watch import read_config
 from mitm_oauth2.model.errors import ConfigError
+from tests.support.config_helpers import SECRET
+from tests.support.config_helpers import backend
 
 ENV = {"API_SECRET": SECRET, "BLANK": "  \t"}
 Write = Callable[[Path], Path]  # writes the case's files into a folder; the config's path

@@ -1,5 +1,5 @@
-"""Helpers the hardening tests share: module-scoped mitmdump processes, crowds of requests,
-bounded polling and what a correct refusal looks like (RFC 9457 problem, nothing forwarded)."""
+"""Helpers the hardening tests share: crowds of requests, bounded polling and what a correct
+refusal looks like (RFC 9457 problem, nothing forwarded)."""
 
 from __future__ import annotations
 
@@ -7,54 +7,18 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from typing import TypeVar
 
 import httpx
 import pytest
-from harness import DevServersProcess
-from proxies import Proxy
-from proxies import harness_options
 
 from mitm_oauth2.problem import CONTENT_TYPE
 from mitm_oauth2.problem import TOKEN_UNAVAILABLE
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
 
-PROCESSES = pytest.StashKey[list[Any]]()
 T = TypeVar("T")
-
-
-def report_output(request: pytest.FixtureRequest, process: Any) -> None:
-    """Adds `process` (anything with `name` and `output()`) to the failure report of every
-    test under `request.node` (a module, for a module-scoped fixture); see conftest."""
-    request.node.stash.setdefault(PROCESSES, []).append(process)
-
-
-def start_proxy(
-    directory: Path,
-    confdir: Path,
-    upstream_ca: Path,
-    config_text: str,
-    *extra_args: str,
-    name: str = "mitmdump",
-    cache_dir: Path | None = None,
-) -> Proxy:
-    """The real mitmdump with the addon (tests/integration's `Proxy`), its config file and
-    cache directory in `directory`; the caller stops it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "backends.toml"
-    config.write_text(config_text, encoding="utf-8")
-    cache = cache_dir or directory / "cache"
-    options = harness_options(upstream_ca=upstream_ca, lazy=True, mode=None)
-    proxy = Proxy(
-        [*options, *extra_args],
-        confdir=confdir,
-        config_path=config,
-        cache_dir=cache,
-        cwd=directory,
-        name=name,
-    )
-    return proxy.start()
 
 
 def crowd(proxy: Proxy, urls: list[str], timeout: float = 20) -> list[httpx.Response]:

@@ -12,16 +12,16 @@ from dataclasses import field
 from typing import Any
 
 import httpx
-from fault_rig import assert_problem
-from fault_rig import assert_served
-from fault_rig import backend_seen
-from fault_rig import crowd
-from fault_rig import poll
-from faulty_idp import FaultyIdp
-from harness import DevServersProcess
-from proxies import Proxy
 
 from mitm_oauth2.devservers import KNOBS
+from tests.hardening.fault_rig import assert_problem
+from tests.hardening.fault_rig import assert_served
+from tests.hardening.fault_rig import backend_seen
+from tests.hardening.fault_rig import crowd
+from tests.hardening.fault_rig import poll
+from tests.hardening.faulty_idp import FaultyIdp
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
 
 SECRET = "fault-table secret"
 DEFAULT_KNOBS = {name: default for name, (default, _) in KNOBS.items()}

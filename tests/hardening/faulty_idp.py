@@ -149,10 +149,3 @@ class FaultyIdp:
     def stop(self) -> None:
         for listener in self._listeners.values():
             listener.stop()
-
-
-def refused_port() -> int:
-    """A loopback port nothing listens on (bound a moment ago, then closed): connection refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

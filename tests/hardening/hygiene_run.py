@@ -11,19 +11,19 @@ from typing import Any
 
 import diskcache
 import httpx
-from fault_rig import crowd
-from fault_rig import poll
-from fault_rig import wait_for_lines
-from harness import DevServersProcess
 from mitmproxy import io as mitmproxy_io
 from mitmproxy.http import HTTPFlow
-from proxies import Proxy
-from secret_forms import SECRET_BASIC
-from secret_forms import SECRET_HS
-from secret_forms import TOKEN_PREFIX
 
 from mitm_oauth2.devservers import KNOBS
 from mitm_oauth2.problem import CONTENT_TYPE
+from tests.hardening.fault_rig import crowd
+from tests.hardening.fault_rig import poll
+from tests.hardening.fault_rig import wait_for_lines
+from tests.hardening.secret_forms import SECRET_BASIC
+from tests.hardening.secret_forms import SECRET_HS
+from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
 
 PROBE = "http://commands.probe.invalid"
 DEFAULT_KNOBS = {name: default for name, (default, _) in KNOBS.items()}

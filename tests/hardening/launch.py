@@ -1,11 +1,10 @@
-"""The processes and clients the hardening tables share: the integration harness's devservers
-and mitmdump, started once per module, plus a raw client that sends exactly the bytes a case
-needs (header case, several Host headers, odd request targets) and a recording loopback server
-that plays the upstream proxy in front of host names that do not resolve."""
+"""The processes and clients the hardening tables share: the dev servers and mitmdump (the
+suites' own, from tests/support), started once per module, plus a raw client that sends exactly
+the bytes a case needs (header case, several Host headers, odd request targets) and a recording
+loopback server that plays the upstream proxy in front of host names that do not resolve."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import ssl
@@ -15,54 +14,50 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import Proxy
-from proxies import harness_options
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
 
 
 class Launcher:
-    """Starts dev servers and proxies for one module; `stop()` ends them all."""
+    """Starts dev servers and proxies for one module; `stop()` ends them all. Each is added to
+    `report` (a failed test's report shows its output)."""
 
-    def __init__(self, workdir: Path, tls: TlsFiles, confdir: Path) -> None:
-        self.workdir, self.tls, self.confdir = workdir, tls, confdir
+    def __init__(self, workdir: Path, tls: TlsFiles, confdir: Path, report: list[Any]) -> None:
+        self.workdir, self.tls = workdir, tls
+        self._report = report
         self._servers: list[DevServersProcess] = []
-        self._proxies: list[Proxy] = []
-        self._counter = itertools.count(1)
+        self._proxies = ProxyFactory(
+            workdir, confdir=confdir, upstream_ca=tls.ca_cert, report=report
+        )
 
-    def devservers(self, *, tls: bool = False) -> DevServersProcess:
-        servers = DevServersProcess(tls=self.tls if tls else None, cwd=self.workdir)
+    def devservers(
+        self, *, tls: bool = False, clients: dict[str, Any] | None = None
+    ) -> DevServersProcess:
+        servers = DevServersProcess(
+            tls=self.tls if tls else None, clients=clients, cwd=self.workdir
+        )
         self._servers.append(servers)
+        self._report.append(servers)
         return servers
 
-    def proxy(self, config: str, *, mode: str | None = None, cache: Path | None = None) -> Proxy:
-        """A mitmdump on `config`, with a token cache of its own unless `cache` is given."""
-        n = next(self._counter)
-        path = self.workdir / f"backends-{n}.toml"
-        path.write_text(config, encoding="utf-8")
-        if cache is None:
-            cache = self.workdir / f"cache-{n}"
-            cache.mkdir()
-        options = harness_options(upstream_ca=self.tls.ca_cert, lazy=True, mode=mode)
-        proxy = Proxy(
-            options,
-            confdir=self.confdir,
-            config_path=path,
-            cache_dir=cache,
-            cwd=self.workdir,
-            name=f"mitmdump #{n}",
+    def proxy(
+        self,
+        config: str,
+        *extra_args: str,
+        mode: str | None = None,
+        cache: Path | None = None,
+        config_path: Path | None = None,
+    ) -> Proxy:
+        """A mitmdump on `config` (written to `config_path` when given), with a token cache of
+        its own unless `cache` is given; `extra_args` go to mitmdump."""
+        return self._proxies(
+            config, *extra_args, mode=mode, cache_dir=cache, config_path=config_path
         )
-        self._proxies.append(proxy)
-        return proxy.start()
-
-    def outputs(self) -> list[tuple[str, str]]:
-        return [(p.name, p.output()) for p in self._proxies] + [
-            (s.name, s.output()) for s in self._servers
-        ]
 
     def stop(self) -> None:
-        for proxy in self._proxies:
-            proxy.stop()
+        self._proxies.stop()
         for servers in self._servers:
             servers.stop()
 
@@ -93,21 +88,31 @@ def raw_request(proxy_port: int, data: bytes) -> tuple[int, dict[str, str], byte
         return parse_response(_read_all(sock))
 
 
+def _tunnel(proxy: Proxy, host: str, port: int) -> socket.socket:
+    """A connection to the proxy on which CONNECT host:port was answered 200."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    reply = b""
+    while b"\r\n\r\n" not in reply and (chunk := sock.recv(4096)):
+        reply += chunk
+    if not reply.startswith(b"HTTP/1.1 200"):
+        sock.close()
+        raise AssertionError(f"CONNECT {host}:{port} was answered {reply!r}")
+    return sock
+
+
 def raw_tunnel_request(
     proxy: Proxy, host: str, port: int, data: bytes, *, sni: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """CONNECT host:port through the proxy, TLS with the proxy's CA (SNI `sni`, default `host`),
     then send `data` as it is; the answer is read until the connection closes."""
-    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    with sock:
-        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            reply += sock.recv(4096)
-        assert reply.startswith(b"HTTP/1.1 200"), reply
-        with proxy.ssl_context().wrap_socket(sock, server_hostname=sni or host) as tls:
-            tls.sendall(data)
-            return parse_response(_read_all(tls))
+    context = proxy.ssl_context()
+    with (
+        _tunnel(proxy, host, port) as sock,
+        context.wrap_socket(sock, server_hostname=sni or host) as tls,
+    ):
+        tls.sendall(data)
+        return parse_response(_read_all(tls))
 
 
 class RecordingServer(ThreadingHTTPServer):
@@ -174,12 +179,7 @@ def raw_h2_request(
     import h2.connection
     import h2.events
 
-    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    with sock:
-        sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            reply += sock.recv(4096)
+    with _tunnel(proxy, host, port) as sock:
         context = proxy.ssl_context()
         context.set_alpn_protocols(["h2"])
         with context.wrap_socket(sock, server_hostname=host) as tls:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
-from harness import basic_auth
+from tests.support.devservers import basic_auth
 
 TOKEN_PREFIX = "HYGTOK"
 SECRET_BASIC = "HygBasic-s3cr3t: +%&/="

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_cases import API
-from config_cases import TOP
-from config_cases import Write
-from config_cases import assert_refused
-from config_cases import toml
-from config_cases import two
-from config_helpers import backend
+
+from tests.hardening.config_cases import API
+from tests.hardening.config_cases import TOP
+from tests.hardening.config_cases import Write
+from tests.hardening.config_cases import assert_refused
+from tests.hardening.config_cases import toml
+from tests.hardening.config_cases import two
+from tests.support.config_helpers import backend
 
 BAD_INPUTS = [
     # Wrong types.

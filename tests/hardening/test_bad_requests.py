@@ -15,11 +15,12 @@ import json
 from collections.abc import Callable
 
 import pytest
-from harness import DevServersProcess
-from launch import Launcher
-from launch import raw_h2_request
-from launch import raw_tunnel_request
-from proxies import Proxy
+
+from tests.hardening.launch import Launcher
+from tests.hardening.launch import raw_h2_request
+from tests.hardening.launch import raw_tunnel_request
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
 
 pytestmark = pytest.mark.integration
 

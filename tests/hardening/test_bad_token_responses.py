@@ -16,13 +16,13 @@ import json
 from typing import Any
 
 import pytest
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersProcess
-from harness import token_id
-from launch import Launcher
-from proxies import Proxy
 
 from mitm_oauth2.client.http import MAX_RESPONSE_BYTES
+from tests.hardening.launch import Launcher
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import token_id
+from tests.support.proxies import Proxy
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import diskcache
 import pytest
-from harness import DevServersProcess
-from launch import Launcher
-from proxies import Proxy
+
+from tests.hardening.launch import Launcher
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -18,7 +17,7 @@ def table_sizes() -> tuple[int, int]:
     """(len of every BAD_INPUTS, len of every FAULTS) over tests/hardening/test_*.py."""
     bad_inputs = faults = 0
     for path in sorted(HERE.glob("test_*.py")):
-        module = sys.modules.get(path.stem) or importlib.import_module(path.stem)
+        module = importlib.import_module(f"tests.hardening.{path.stem}")
         bad_inputs += len(getattr(module, "BAD_INPUTS", ()))
         faults += len(getattr(module, "FAULTS", ()))
     return bad_inputs, faults

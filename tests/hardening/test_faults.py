@@ -11,35 +11,33 @@ docs/operations.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from fault_rig import report_output
-from fault_rig import start_proxy
-from fault_scenarios import DEFAULT_KNOBS
-from fault_scenarios import SECRET
-from fault_scenarios import Bench
-from fault_scenarios import Fault
-from fault_scenarios import accepted
-from fault_scenarios import backend_rejects_always
-from fault_scenarios import backend_rejects_revoked
-from fault_scenarios import fake
-from fault_scenarios import refused
-from fault_scenarios import refused_then_recovers
-from fault_scenarios import served
-from fault_scenarios import served_until_expiry
-from faulty_idp import FaultyIdp
-from faulty_idp import TlsFaults
-from faulty_idp import refused_port
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import Proxy
+
+from mitm_oauth2.testing import free_port
+from tests.hardening.fault_scenarios import DEFAULT_KNOBS
+from tests.hardening.fault_scenarios import SECRET
+from tests.hardening.fault_scenarios import Bench
+from tests.hardening.fault_scenarios import Fault
+from tests.hardening.fault_scenarios import accepted
+from tests.hardening.fault_scenarios import backend_rejects_always
+from tests.hardening.fault_scenarios import backend_rejects_revoked
+from tests.hardening.fault_scenarios import fake
+from tests.hardening.fault_scenarios import refused
+from tests.hardening.fault_scenarios import refused_then_recovers
+from tests.hardening.fault_scenarios import served
+from tests.hardening.fault_scenarios import served_until_expiry
+from tests.hardening.faulty_idp import FaultyIdp
+from tests.hardening.faulty_idp import TlsFaults
+from tests.hardening.launch import Launcher
+from tests.support.devservers import DevServersProcess
 
 FAULTS = [
     pytest.param(
         Fault(
             refused,
-            token_url=lambda servers, idp: f"http://127.0.0.1:{refused_port()}/token",
+            # a port free a moment ago: nothing listens there, the connection is refused
+            token_url=lambda servers, idp: f"http://127.0.0.1:{free_port()}/token",
             cause="cannot connect to token endpoint",
             attempts=None,
         ),
@@ -176,33 +174,15 @@ def config(servers: DevServersProcess, idp: FaultyIdp) -> str:
 
 
 @pytest.fixture(scope="module")
-def bench(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    hardening_tls: TlsFiles,
-    hardening_confdir: Path,
-) -> Iterator[Bench]:
-    directory = tmp_path_factory.mktemp("faults")
-    servers = DevServersProcess(clients=dict.fromkeys(NAMES, SECRET), cwd=directory)
-    report_output(request, servers)
-    (directory / "trusted-ca.pem").write_bytes(hardening_tls.ca_cert.read_bytes())
-    idp = FaultyIdp(TlsFaults.make(directory, hardening_tls.ca, hardening_tls.ca_cert))
-    proxy: Proxy | None = None
+def bench(request: pytest.FixtureRequest, launcher: Launcher) -> Iterator[Bench]:
+    directory = launcher.workdir
+    servers = launcher.devservers(clients=dict.fromkeys(NAMES, SECRET))
+    (directory / "trusted-ca.pem").write_bytes(launcher.tls.ca_cert.read_bytes())
+    idp = FaultyIdp(TlsFaults.make(directory, launcher.tls.ca, launcher.tls.ca_cert))
     try:
-        proxy = start_proxy(
-            directory,
-            hardening_confdir,
-            hardening_tls.ca_cert,
-            config(servers, idp),
-            name="mitmdump (faults)",
-        )
-        report_output(request, proxy)
-        yield Bench(servers, idp, proxy)
+        yield Bench(servers, idp, launcher.proxy(config(servers, idp)))
     finally:
-        if proxy is not None:
-            proxy.stop()
         idp.stop()
-        servers.stop()
 
 
 @pytest.mark.parametrize("fault", FAULTS)

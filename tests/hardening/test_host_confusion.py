@@ -21,13 +21,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import DevServersProcess
-from harness import token_id
-from harness import toml_backend
-from launch import Launcher
-from launch import RecordingServer
-from launch import raw_request
-from proxies import Proxy
+
+from tests.hardening.launch import Launcher
+from tests.hardening.launch import RecordingServer
+from tests.hardening.launch import raw_request
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import token_id
+from tests.support.devservers import toml_backend
+from tests.support.proxies import Proxy
 
 pytestmark = pytest.mark.integration
 

@@ -12,23 +12,20 @@ import re
 import signal
 import threading
 from collections.abc import Callable
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from fault_rig import assert_served
-from fault_rig import count_lines
-from fault_rig import poll
-from fault_rig import report_output
-from fault_rig import start_proxy
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import Proxy
 
 from mitm_oauth2.devservers import KNOBS
+from tests.hardening.fault_rig import assert_served
+from tests.hardening.fault_rig import count_lines
+from tests.hardening.fault_rig import poll
+from tests.hardening.launch import Launcher
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
 
 DEFAULT_KNOBS = {name: default for name, (default, _) in KNOBS.items()}
 SECRET_FILE = "api.secret"
@@ -37,11 +34,8 @@ SECRET_FILE = "api.secret"
 @dataclass
 class Bench:
     servers: DevServersProcess
-    directory: Path
-    confdir: Path
-    upstream_ca: Path
+    launcher: Launcher  # the module's: starts the kill scenarios' proxies
     proxy: Proxy  # the one whose configuration the file faults break
-    request: pytest.FixtureRequest
 
     def arrived(self) -> int:
         """Token requests that reached the dev token server, answered or not yet."""
@@ -62,16 +56,8 @@ def killed_while_fetching(bench: Bench, name: str, fault: Fault) -> None:
     for the IdP; a restart on the same cache directory answers every request with a valid
     token after exactly one token request, once the dead holder's lock lease (2 s) ran out."""
     toml = bench.servers.backend_toml("api")
-    proxy = start_proxy(
-        bench.directory / name,
-        bench.confdir,
-        bench.upstream_ca,
-        toml,
-        "--set",
-        "oauth2_lock_lease=2",
-        name=f"mitmdump ({name})",
-    )
-    report_output(bench.request, proxy)
+    config_path = bench.launcher.workdir / name / "backends.toml"
+    proxy = bench.launcher.proxy(toml, "--set", "oauth2_lock_lease=2", config_path=config_path)
     url = f"{bench.servers.backend_url}/{name}"
     stuck: threading.Thread | None = None
     try:
@@ -215,43 +201,21 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module")
-def bench(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    hardening_tls: TlsFiles,
-    hardening_confdir: Path,
-) -> Iterator[Bench]:
-    directory = tmp_path_factory.mktemp("process-faults")
-    servers = DevServersProcess(cwd=directory)
-    report_output(request, servers)
-    proxy: Proxy | None = None
-    try:
-        config_dir = directory / "config-faults"
-        config_dir.mkdir()
-        (config_dir / SECRET_FILE).write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
-        toml = servers.backend_toml("api", client_secret=None, client_secret_file=SECRET_FILE)
-        proxy = start_proxy(
-            config_dir,
-            hardening_confdir,
-            hardening_tls.ca_cert,
-            toml,
-            "--set",
-            "termlog_verbosity=debug",
-            name="mitmdump (config faults)",
-        )
-        report_output(request, proxy)
-        yield Bench(servers, directory, hardening_confdir, hardening_tls.ca_cert, proxy, request)
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        servers.stop()
+def bench(launcher: Launcher) -> Bench:
+    servers = launcher.devservers()
+    config_dir = launcher.workdir / "config-faults"
+    config_dir.mkdir()
+    (config_dir / SECRET_FILE).write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+    toml = servers.backend_toml("api", client_secret=None, client_secret_file=SECRET_FILE)
+    debug = ("--set", "termlog_verbosity=debug")
+    proxy = launcher.proxy(toml, *debug, config_path=config_dir / "backends.toml")
+    return Bench(servers, launcher, proxy)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_requests_are_answered_correctly_after(
     fault: Fault, bench: Bench, request: pytest.FixtureRequest
 ) -> None:
-    bench.request = request
     try:
         fault.scenario(bench, request.node.callspec.id, fault)
     finally:

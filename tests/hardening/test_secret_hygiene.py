@@ -27,32 +27,28 @@ the store itself; here they are checked after real use by mitmdump.
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_rig import report_output
-from fault_rig import start_proxy
-from harness import DevServersProcess
-from harness import TlsFiles
-from hygiene_run import VERBOSE
-from hygiene_run import Run
-from hygiene_run import cache_contents
-from hygiene_run import config
-from hygiene_run import flow_writings
-from hygiene_run import scenario
-from key_material import make_key_pair
-from mitmweb import free_port
-from proxies import Proxy
-from secret_forms import CLIENTS
-from secret_forms import DUMPED_HEADER
-from secret_forms import SECRET_POST
-from secret_forms import SENT_TO_SERVER
-from secret_forms import TOKEN_PREFIX
-from secret_forms import Credentials
-from secret_forms import credentials
+
+from mitm_oauth2.testing import free_port
+from tests.hardening.hygiene_run import VERBOSE
+from tests.hardening.hygiene_run import Run
+from tests.hardening.hygiene_run import cache_contents
+from tests.hardening.hygiene_run import config
+from tests.hardening.hygiene_run import flow_writings
+from tests.hardening.hygiene_run import scenario
+from tests.hardening.launch import Launcher
+from tests.hardening.secret_forms import CLIENTS
+from tests.hardening.secret_forms import DUMPED_HEADER
+from tests.hardening.secret_forms import SECRET_POST
+from tests.hardening.secret_forms import SENT_TO_SERVER
+from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.hardening.secret_forms import Credentials
+from tests.hardening.secret_forms import credentials
+from tests.support.key_material import make_key_pair
 
 
 @dataclass
@@ -68,61 +64,45 @@ class Evidence:
 
 
 @pytest.fixture(scope="module")
-def evidence(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    hardening_tls: TlsFiles,
-    hardening_confdir: Path,
-) -> Iterator[Evidence]:
-    directory = tmp_path_factory.mktemp("hygiene")
+def evidence(launcher: Launcher) -> Evidence:
+    directory = launcher.workdir
     keys = make_key_pair(directory, "rsa")
     clients: dict[str, Any] = {**CLIENTS, "hyg-rs": {"public_key": keys.public_key.read_text()}}
-    servers = DevServersProcess(clients=clients, cwd=directory)
-    report_output(request, servers)
-    proxy: Proxy | None = None
+    servers = launcher.devservers(clients=clients)
+    config_dir = directory / "proxy"
+    config_dir.mkdir()
+    (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
+    flows_file, metrics_port = directory / "flows.mitm", free_port()
+    proxy = launcher.proxy(
+        config(servers, keys.private_key),
+        *VERBOSE,
+        *("--set", f"save_stream_file={flows_file}"),
+        *("--set", f"oauth2_metrics_port={metrics_port}"),
+        *("-s", str(Path(__file__).with_name("command_probe.py"))),
+        config_path=config_dir / "backends.toml",
+    )
+    run = Run(servers, proxy)
     try:
-        config_dir = directory / "proxy"
-        config_dir.mkdir()
-        (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
-        flows_file, metrics_port = directory / "flows.mitm", free_port()
-        proxy = start_proxy(
-            config_dir,
-            hardening_confdir,
-            hardening_tls.ca_cert,
-            config(servers, keys.private_key),
-            *VERBOSE,
-            *("--set", f"save_stream_file={flows_file}"),
-            *("--set", f"oauth2_metrics_port={metrics_port}"),
-            *("-s", str(Path(__file__).with_name("command_probe.py"))),
-            name="mitmdump (hygiene)",
-        )
-        report_output(request, proxy)
-        run = Run(servers, proxy)
-        try:
-            scenario(run, metrics_port)
-        finally:
-            run.client.close()
-            proxy.stop()  # flushes the flows file
-        keys_text, cache_files = cache_contents(proxy.cache_dir, directory)
-        tokens = [
-            r["authorization"][0].removeprefix("Bearer ")
-            for r in servers.backend_requests()
-            if r["authorization"]
-        ]
-        found = credentials(keys.private_key)
-        found.tokens |= {t.encode() for t in tokens}
-        written = {
-            "problem bodies": b"\n".join(run.problems),
-            "flow metadata, comments and markers": flow_writings(flows_file),
-            "command output": b"\n".join(run.commands),
-            "Prometheus metrics": b"\n".join(run.metrics),
-            "cache keys": keys_text,
-        }
-        yield Evidence(found, proxy.output(), written, cache_files, proxy.cache_dir, tokens)
+        scenario(run, metrics_port)
     finally:
-        if proxy is not None:
-            proxy.stop()
-        servers.stop()
+        run.client.close()
+        proxy.stop()  # flushes the flows file
+    keys_text, cache_files = cache_contents(proxy.cache_dir, directory)
+    tokens = [
+        r["authorization"][0].removeprefix("Bearer ")
+        for r in servers.backend_requests()
+        if r["authorization"]
+    ]
+    found = credentials(keys.private_key)
+    found.tokens |= {t.encode() for t in tokens}
+    written = {
+        "problem bodies": b"\n".join(run.problems),
+        "flow metadata, comments and markers": flow_writings(flows_file),
+        "command output": b"\n".join(run.commands),
+        "Prometheus metrics": b"\n".join(run.metrics),
+        "cache keys": keys_text,
+    }
+    return Evidence(found, proxy.output(), written, cache_files, proxy.cache_dir, tokens)
 
 
 @pytest.mark.parametrize(

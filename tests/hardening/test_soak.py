@@ -8,8 +8,8 @@ import re
 import subprocess
 import sys
 
-from procs import REPO
-from procs import subprocess_env
+from tests.support.procs import REPO
+from tests.support.procs import subprocess_env
 
 
 def test_short_soak_gives_no_wrong_answer_and_reports_rss_and_fds() -> None:

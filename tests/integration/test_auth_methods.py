@@ -16,17 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import TlsFiles
-from harness import toml_backend
-from key_material import KeyPair
-from key_material import issue_client_cert
-from key_material import make_key_pair
-from proxies import MitmdumpFactory
-from proxies import Proxy
+
+from tests.support.devservers import DEMO_CLIENT_ID
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.devservers import toml_backend
+from tests.support.key_material import KeyPair
+from tests.support.key_material import issue_client_cert
+from tests.support.key_material import make_key_pair
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
 
 RAW_SECRET = "Unreserved-only_secret.1~"  # form encoding leaves it as is
 LITERAL_SECRET = "pa!ss*word(1)'"  # form encoding changes it: %21 %2A %28 %29 %27
@@ -114,7 +115,7 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_each_auth_method_gets_the_caller_a_200(
-    method: str, servers: DevServersProcess, mitmdump: MitmdumpFactory, keys: Keys
+    method: str, servers: DevServersProcess, mitmdump: ProxyFactory, keys: Keys
 ) -> None:
     fields, expected = METHODS[method]
     if fields.get("auth_method") == "private_key_jwt":
@@ -145,7 +146,7 @@ def test_each_auth_method_gets_the_caller_a_200(
 
 
 def test_basic_encoding_is_what_the_config_says_no_probing(
-    servers: DevServersProcess, mitmdump: MitmdumpFactory
+    servers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     """A server that takes Basic credentials literally: raw works, the RFC encoding is refused,
     and the proxy does not try the other style behind the user's back."""
@@ -187,7 +188,7 @@ def mtls_backend(servers: DevServersProcess, tls: TlsFiles, cert_dir: Path, cn: 
 
 
 def test_tls_client_auth(
-    mtls_servers: DevServersProcess, mitmdump: MitmdumpFactory, tls_ca: TlsFiles, tmp_path: Path
+    mtls_servers: DevServersProcess, mitmdump: ProxyFactory, tls_ca: TlsFiles, tmp_path: Path
 ) -> None:
     assert mtls_servers.token_url.startswith("https://")
     proxy = mitmdump(mtls_backend(mtls_servers, tls_ca, tmp_path, "mtls-client"))
@@ -204,7 +205,7 @@ def test_tls_client_auth(
 
 
 def test_tls_client_auth_with_a_certificate_of_another_client_is_refused(
-    mtls_servers: DevServersProcess, mitmdump: MitmdumpFactory, tls_ca: TlsFiles, tmp_path: Path
+    mtls_servers: DevServersProcess, mitmdump: ProxyFactory, tls_ca: TlsFiles, tmp_path: Path
 ) -> None:
     proxy = mitmdump(mtls_backend(mtls_servers, tls_ca, tmp_path, "someone-else"))
     with proxy.client() as client:
@@ -222,7 +223,7 @@ def test_tls_client_auth_with_a_certificate_of_another_client_is_refused(
 
 
 def test_a_client_certificate_rotated_in_place_is_used_for_the_next_token(
-    mtls_servers: DevServersProcess, mitmdump: MitmdumpFactory, tls_ca: TlsFiles, tmp_path: Path
+    mtls_servers: DevServersProcess, mitmdump: ProxyFactory, tls_ca: TlsFiles, tmp_path: Path
 ) -> None:
     live = tmp_path / "live"
     live.mkdir()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from procs import subprocess_env
+from tests.support.procs import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("1", "1c", "2a", "2b", "3a", "3b", "4a", "4b", "4c", "5", "6", "6c")

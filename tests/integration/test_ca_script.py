@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import DevServersProcess
-from procs import CURL
-from procs import subprocess_env
-from proxies import MitmdumpFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.procs import CURL
+from tests.support.procs import subprocess_env
+from tests.support.proxies import ProxyFactory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def ca_exports(confdir: Path) -> dict[str, str]:
 
 
 def test_exports_make_curl_trust_the_proxy(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory, mitm_confdir: Path
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory, mitm_confdir: Path
 ) -> None:
     exports = ca_exports(mitm_confdir)
     assert set(exports) == {

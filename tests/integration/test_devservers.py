@@ -9,14 +9,15 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import TlsFiles
-from harness import basic_auth
-from harness import token_id
-from procs import subprocess_env
+
+from tests.support.devservers import DEMO_CLIENT_ID
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.devservers import basic_auth
+from tests.support.devservers import token_id
+from tests.support.procs import subprocess_env
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,14 @@ import httpx
 import jwt
 import pytest
 import trustme
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import TlsFiles
-from key_material import KeyPair
-from key_material import issue_client_cert
-from key_material import make_key_pair
-from procs import subprocess_env
+
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.key_material import KeyPair
+from tests.support.key_material import issue_client_cert
+from tests.support.key_material import make_key_pair
+from tests.support.procs import subprocess_env
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GRANT = {"grant_type": "client_credentials"}

@@ -5,12 +5,13 @@ redacted, and no line of httpx's own at the default verbosity."""
 from __future__ import annotations
 
 import pytest
-from harness import DevServersProcess
-from proxies import MitmdumpFactory
+
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import ProxyFactory
 
 
 def test_wrong_token_url_names_the_url_and_the_key(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     wrong = devservers.token_url.replace("/token", "/oauth/token")
     proxy = mitmdump(devservers.backend_toml(token_url=wrong + "?tenant=a"))
@@ -34,7 +35,7 @@ def test_wrong_token_url_names_the_url_and_the_key(
     ],
 )
 def test_invalid_client_says_to_check_id_and_secret_and_redacts_plainly(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, secret: str, described: str
+    devservers: DevServersProcess, mitmdump: ProxyFactory, secret: str, described: str
 ) -> None:
     proxy = mitmdump(devservers.backend_toml(client_secret=secret))
     with proxy.client() as client:

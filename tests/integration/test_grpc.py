@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import MitmdumpFactory
+
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.proxies import ProxyFactory
 
 METHOD = "/demo.Echo/WhoAmI"
 
@@ -49,7 +50,7 @@ def grpc_port(tls_ca: TlsFiles) -> Iterator[int]:
 def test_grpc_calls_through_the_proxy_carry_the_token(
     devservers: DevServersProcess,
     grpc_port: int,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     monkeypatch: pytest.MonkeyPatch,
     via: str,
     lazy: bool,

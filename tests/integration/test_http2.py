@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from h2_backend import H2Backend
-from harness import DevServersProcess
-from proxies import MitmdumpFactory
+
+from tests.support.devservers import DevServersProcess
+from tests.support.h2_backend import H2Backend
+from tests.support.proxies import ProxyFactory
 
 
 @pytest.mark.parametrize("client_http2", [True, False], ids=["h2-client", "h1-client"])
 def test_the_token_reaches_an_http2_backend_without_a_warning_per_request(
     devservers: DevServersProcess,
     h2_backend: H2Backend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     client_http2: bool,
 ) -> None:
     config = devservers.backend_toml("orders", hosts=[h2_backend.host])

@@ -7,15 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import TlsFiles
-from harness import toml_backend
-from key_material import issue_client_cert
-from key_material import make_key_pair
-from proxies import MitmdumpFactory
+from tests.support.devservers import DEMO_CLIENT_ID
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.devservers import toml_backend
+from tests.support.key_material import issue_client_cert
+from tests.support.key_material import make_key_pair
+from tests.support.proxies import ProxyFactory
 
 RFC8414 = "/.well-known/oauth-authorization-server"
 OPENID = "/.well-known/openid-configuration"
@@ -33,7 +33,7 @@ def backend(servers: DevServersProcess, **fields: Any) -> str:
 
 
 def test_rfc8414_metadata_gives_the_token_endpoint(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(backend(devservers))
     with proxy.client() as client:
@@ -45,7 +45,7 @@ def test_rfc8414_metadata_gives_the_token_endpoint(
 
 
 def test_openid_configuration_when_rfc8414_is_missing(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(metadata_rfc8414=False)
     proxy = mitmdump(backend(devservers))
@@ -60,7 +60,7 @@ def test_openid_configuration_when_rfc8414_is_missing(
 
 
 def test_metadata_of_another_issuer_is_refused_with_a_problem(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(metadata_issuer="https://impostor.example")
     proxy = mitmdump(backend(devservers))
@@ -81,7 +81,7 @@ def test_metadata_of_another_issuer_is_refused_with_a_problem(
 
 
 def test_missing_metadata_is_a_problem_naming_both_urls(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(metadata_rfc8414=False, metadata_openid=False)
     proxy = mitmdump(backend(devservers))
@@ -95,7 +95,7 @@ def test_missing_metadata_is_a_problem_naming_both_urls(
 
 
 def test_private_key_jwt_with_the_issuer_as_audience(
-    devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers_factory: DevServersFactory, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
     pair = make_key_pair(tmp_path, "ec")
     servers = devservers_factory(clients={"jwt": {"public_key": pair.public_key.read_text()}})
@@ -120,7 +120,7 @@ def test_private_key_jwt_with_the_issuer_as_audience(
 
 def test_tls_client_auth_uses_the_mtls_endpoint_alias(
     devservers_factory: DevServersFactory,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     tls_ca: TlsFiles,
     tmp_path: Path,
 ) -> None:

@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import DevServersProcess
-from procs import REPO
-from procs import until
-from proxies import MitmdumpFactory
-from proxies import Proxy
 
 from mitm_oauth2.tokens.broker import STORE_LOOK_INTERVAL
+from tests.support.devservers import DevServersProcess
+from tests.support.procs import REPO
+from tests.support.procs import until
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
 
 # A test-only script that runs the command a request names: GET http://commands.probe.invalid/NAME
 COMMAND_PROBE = REPO / "tests" / "hardening" / "command_probe.py"
@@ -39,7 +39,7 @@ async def crowd(proxies: list[Proxy], url: str, per_proxy: int) -> list[int]:
 
 @pytest.mark.anyio
 async def test_200_callers_at_cold_start_with_a_slow_idp_make_one_token_request(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(delay=0.5)
     proxy = mitmdump(devservers.backend_toml("ledger"))
@@ -50,7 +50,7 @@ async def test_200_callers_at_cold_start_with_a_slow_idp_make_one_token_request(
 
 @pytest.mark.anyio
 async def test_four_processes_on_one_cache_dir_make_one_token_request(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
     devservers.configure(delay=0.5)
     shared = tmp_path / "shared-cache"
@@ -61,7 +61,7 @@ async def test_four_processes_on_one_cache_dir_make_one_token_request(
 
 
 def test_four_processes_renew_once_per_lifetime_not_once_each(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
     # A 4 s token is renewed 2 s into its life; 4 processes driven for 10 s share each renewal.
     devservers.configure(expires_in=4)
@@ -85,7 +85,7 @@ def test_four_processes_renew_once_per_lifetime_not_once_each(
 
 
 def test_idp_retry_after_means_503_and_no_token_request_before_it_elapses(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(status=503, body="busy", retry_after=30)
     proxy = mitmdump(devservers.backend_toml("ledger"))
@@ -99,7 +99,7 @@ def test_idp_retry_after_means_503_and_no_token_request_before_it_elapses(
 
 
 def test_permanent_idp_error_is_not_retried_per_request(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(devservers.backend_toml("ledger", client_secret="wrong"))
     with proxy.client() as client:
@@ -111,7 +111,7 @@ def test_permanent_idp_error_is_not_retried_per_request(
 
 
 def test_idp_outage_keeps_serving_the_valid_token(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     # A 6 s token enters its renewal window at 3 s; the IdP is down from then on.
     devservers.configure(expires_in=6)
@@ -136,7 +136,7 @@ def test_idp_outage_keeps_serving_the_valid_token(
 
 
 def test_sigkilled_lock_holder_delays_the_others_at_most_its_lease(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
     devservers.configure(delay=5)  # the holder is still waiting for its token when killed
     shared = tmp_path / "shared-cache"
@@ -185,7 +185,7 @@ def _status(proxy: Proxy, backend: str) -> dict[str, Any]:
 
 
 def test_status_tells_a_token_another_process_put_in_the_shared_cache(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
     shared = tmp_path / "shared-cache"
     config = devservers.backend_toml("ledger")

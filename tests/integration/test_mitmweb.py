@@ -18,27 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DevServersProcess
-from mitmweb import NEEDS_TOKEN
-from mitmweb import Mitmweb
-from procs import ADDON_DIR
-from procs import REPO
-from procs import subprocess_env
-from procs import until
+
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import toml_backend
+from tests.support.fixtures import report_output
+from tests.support.mitmweb import NEEDS_TOKEN
+from tests.support.mitmweb import Mitmweb
+from tests.support.procs import REPO
+from tests.support.procs import subprocess_env
+from tests.support.procs import until
 
 StartMitmweb = Callable[[str], Mitmweb]
 REFUSED = "\N{BLACK CIRCLE}"  # ●, how mitmweb's API and UI show the ":default:" marker
 FINGERPRINT = re.compile(r"^[0-9a-f]{12}$")
-
-
-def _register_for_failure_report(request: pytest.FixtureRequest, process: Mitmweb) -> None:
-    """Show mitmweb's output in the report of a failed test, as conftest does for its own
-    processes (its `_register`); skipped if that conftest is not there."""
-    here = Path(__file__).with_name("conftest.py")
-    for plugin in request.config.pluginmanager.get_plugins():
-        if getattr(plugin, "__file__", None) == str(here) and hasattr(plugin, "_register"):
-            plugin._register(request, process)
-            return
 
 
 @pytest.fixture
@@ -49,27 +41,11 @@ def start_mitmweb(
     started: list[Mitmweb] = []
 
     def start(config_toml_text: str) -> Mitmweb:
-        config = tmp_path / "backends.toml"
-        config.write_text(config_toml_text, encoding="utf-8")
-        cache = tmp_path / "cache"
-        cache.mkdir(exist_ok=True)
         web = Mitmweb(
-            [
-                "--set",
-                f"confdir={mitm_confdir}",
-                "--set",
-                f"oauth2_config={config}",
-                "--set",
-                f"oauth2_cache_dir={cache}",
-                "--set",
-                "connection_strategy=lazy",
-                "-s",
-                str(ADDON_DIR / "oauth2_backend.py"),
-            ],
-            cwd=tmp_path,
+            config_toml_text, config_path=tmp_path / "backends.toml", confdir=mitm_confdir
         )
         started.append(web)
-        _register_for_failure_report(request, web)
+        report_output(request, web)
         return web.start()
 
     yield start
@@ -235,12 +211,21 @@ def test_scripts_web_shows_the_comment_column(
 ) -> None:
     """scripts/web adds the Comment column after mitmweb's own, unless web_columns is given."""
     web = Mitmweb(
-        ["--set", f"confdir={mitm_confdir}", *args],
-        cwd=tmp_path,
-        program=[str(REPO / "scripts" / "web")],
+        toml_backend(
+            name="api",
+            hosts=["api.test"],
+            token_url="https://login.test/token",
+            client_id="c",
+            client_secret="s",
+        ),
+        *args,
+        config_path=tmp_path / "backends.toml",
+        confdir=mitm_confdir,
+        program=REPO / "scripts" / "web",
+        script=None,  # scripts/web loads the addon itself
         env=subprocess_env(OAUTH2_VENV=sys.prefix),  # this interpreter's environment
     )
-    _register_for_failure_report(request, web)
+    report_output(request, web)
     try:
         web.start()
         assert web.api is not None

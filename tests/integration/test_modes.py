@@ -13,12 +13,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import toml_backend
-from proxies import MitmdumpFactory
+
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import ProxyFactory
 
 
 @dataclass
@@ -28,23 +26,25 @@ class Route:
     url: str
 
 
-def _proxy_route(tls: bool) -> Callable[[DevServersFactory, MitmdumpFactory], Route]:
-    def make(start_servers: DevServersFactory, mitmdump: MitmdumpFactory) -> Route:
+def _proxy_route(tls: bool) -> Callable[[DevServersFactory, ProxyFactory], Route]:
+    def make(start_servers: DevServersFactory, mitmdump: ProxyFactory) -> Route:
         servers = start_servers(tls=tls)
         port = servers.backend_host.rsplit(":", 1)[1]
         host = f"localhost:{port}"  # the name the test certificate is issued for
-        proxy = mitmdump(config(servers, host))
+        proxy = mitmdump(servers.backend_toml("api", hosts=[host]))
         scheme = "https" if tls else "http"
         return Route(servers, proxy.client(), f"{scheme}://{host}")
 
     return make
 
 
-def _reverse_route(start_servers: DevServersFactory, mitmdump: MitmdumpFactory) -> Route:
+def _reverse_route(start_servers: DevServersFactory, mitmdump: ProxyFactory) -> Route:
     servers = start_servers(tls=True)
     port = servers.backend_host.rsplit(":", 1)[1]
     backend = f"https://localhost:{port}"
-    proxy = mitmdump(config(servers, f"localhost:{port}"), mode=f"reverse:{backend}")
+    proxy = mitmdump(
+        servers.backend_toml("api", hosts=[f"localhost:{port}"]), mode=f"reverse:{backend}"
+    )
     return Route(servers, httpx.Client(trust_env=False, timeout=10), proxy.url)
 
 
@@ -55,21 +55,11 @@ ROUTES = {
 }
 
 
-def config(servers: DevServersProcess, host: str) -> str:
-    return toml_backend(
-        name="api",
-        hosts=[host],
-        token_url=servers.token_url,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
-    )
-
-
 @pytest.fixture(params=sorted(ROUTES))
 def route(
     request: pytest.FixtureRequest,
     devservers_factory: DevServersFactory,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
 ) -> Iterator[Route]:
     made = ROUTES[request.param](devservers_factory, mitmdump)
     with made.client:

@@ -5,23 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersProcess
-from harness import TlsFiles
-from harness import toml_backend
-from procs import curl
-from proxies import MitmdumpFactory
 
-
-def https_config(servers: DevServersProcess, host: str) -> str:
-    return toml_backend(
-        name="secure",
-        hosts=[host],
-        token_url=servers.token_url,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=DEMO_CLIENT_SECRET,
-    )
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.procs import curl
+from tests.support.proxies import ProxyFactory
 
 
 def backend_port(servers: DevServersProcess) -> str:
@@ -29,10 +17,10 @@ def backend_port(servers: DevServersProcess) -> str:
 
 
 def test_https_through_connect_with_httpx(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     port = backend_port(devservers_tls)
-    proxy = mitmdump(https_config(devservers_tls, f"localhost:{port}"))
+    proxy = mitmdump(devservers_tls.backend_toml("secure", hosts=[f"localhost:{port}"]))
     with proxy.client() as client:
         answers = [client.post(f"https://localhost:{port}/pay", content=b"{}") for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200], answers[0].text
@@ -41,10 +29,10 @@ def test_https_through_connect_with_httpx(
 
 
 def test_https_through_connect_with_curl(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     port = backend_port(devservers_tls)
-    proxy = mitmdump(https_config(devservers_tls, f"localhost:{port}"))
+    proxy = mitmdump(devservers_tls.backend_toml("secure", hosts=[f"localhost:{port}"]))
     done = curl(
         "--cacert", str(proxy.ca_cert), "-x", proxy.url, "-H", "Authorization: Basic Zm9vOmJhcg==",
         f"https://localhost:{port}/pay",
@@ -57,11 +45,13 @@ def test_https_through_connect_with_curl(
 
 @pytest.mark.parametrize("strategy", ["eager", "lazy"])
 def test_https_no_token_means_502_and_no_request_reaches_the_backend(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory, strategy: str
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory, strategy: str
 ) -> None:
     devservers_tls.configure(down=True)
     port = backend_port(devservers_tls)
-    proxy = mitmdump(https_config(devservers_tls, f"localhost:{port}"), lazy=strategy == "lazy")
+    proxy = mitmdump(
+        devservers_tls.backend_toml("secure", hosts=[f"localhost:{port}"]), lazy=strategy == "lazy"
+    )
     with proxy.client() as client:
         answer = client.post(f"https://localhost:{port}/pay", content=b"secret order")
     assert answer.status_code == 502
@@ -71,11 +61,11 @@ def test_https_no_token_means_502_and_no_request_reaches_the_backend(
 
 
 def test_https_backend_on_another_port_is_not_matched(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory, tls_ca: TlsFiles
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory, tls_ca: TlsFiles
 ) -> None:
     """An entry without a port means 443 for https: the test backend's port does not match."""
     port = backend_port(devservers_tls)
-    proxy = mitmdump(https_config(devservers_tls, "localhost"))
+    proxy = mitmdump(devservers_tls.backend_toml("secure", hosts=["localhost"]))
     with proxy.client() as client:
         answer = client.get(f"https://localhost:{port}/pay")
     assert answer.status_code == 401

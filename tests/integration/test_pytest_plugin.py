@@ -16,15 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 import requests
-from harness import DevServersProcess
-from harness import TlsFiles
-from procs import CURL
-from procs import subprocess_env
 
 import mitm_oauth2.pytest_plugin
 from mitm_oauth2.pytest_plugin import OAuth2ProxyFactory
 from mitm_oauth2.testing import ProxyNotReady
 from mitm_oauth2.testing import ProxyProcess
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.procs import CURL
+from tests.support.procs import subprocess_env
 
 pytest_plugins = ["pytester"]
 

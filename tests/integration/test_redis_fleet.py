@@ -7,17 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import DevServersProcess
-from harness import TlsFiles
-from proxies import MitmdumpFactory
-from proxies import Proxy
-from redis_server import RedisServer
-from test_lifecycle import crowd
-from test_lifecycle import kill_while_asking_for_a_token
+
+from tests.integration.test_lifecycle import crowd
+from tests.integration.test_lifecycle import kill_while_asking_for_a_token
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
+from tests.support.redis_server import RedisServer
 
 
 def fleet(
-    mitmdump: MitmdumpFactory, devservers: DevServersProcess, redis: RedisServer, *extra: str
+    mitmdump: ProxyFactory, devservers: DevServersProcess, redis: RedisServer, *extra: str
 ) -> list[Proxy]:
     """Three proxies on one Redis, each with a disk cache of its own (the default one)."""
     toml = devservers.backend_toml("ledger")
@@ -49,7 +50,7 @@ def token_requests_while(devservers: DevServersProcess, action) -> tuple[int, fl
 
 @pytest.mark.anyio
 async def test_three_proxies_at_cold_start_make_one_token_request(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, redis_server: RedisServer
+    devservers: DevServersProcess, mitmdump: ProxyFactory, redis_server: RedisServer
 ) -> None:
     devservers.configure(delay=0.5)
     proxies = fleet(mitmdump, devservers, redis_server)
@@ -68,7 +69,7 @@ async def test_three_proxies_at_cold_start_make_one_token_request(
 
 
 def test_three_proxies_renew_once_per_lifetime_not_once_each(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, redis_server: RedisServer
+    devservers: DevServersProcess, mitmdump: ProxyFactory, redis_server: RedisServer
 ) -> None:
     # A 4 s token is renewed 2 s into its life: one renewal per 2 s for the whole fleet, where
     # three separate caches would make three.
@@ -82,7 +83,7 @@ def test_three_proxies_renew_once_per_lifetime_not_once_each(
 
 
 def test_redis_killed_fails_no_request_and_sharing_resumes_when_it_is_back(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, redis_server: RedisServer
+    devservers: DevServersProcess, mitmdump: ProxyFactory, redis_server: RedisServer
 ) -> None:
     devservers.configure(expires_in=4)
     proxies = fleet(mitmdump, devservers, redis_server)
@@ -111,7 +112,7 @@ def test_redis_killed_fails_no_request_and_sharing_resumes_when_it_is_back(
 
 
 def test_a_hanging_redis_costs_requests_nothing_but_its_timeout(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, redis_server: RedisServer
+    devservers: DevServersProcess, mitmdump: ProxyFactory, redis_server: RedisServer
 ) -> None:
     devservers.configure(expires_in=4)
     proxies = fleet(mitmdump, devservers, redis_server, "--set", "oauth2_store_timeout=200")
@@ -131,7 +132,7 @@ def test_a_hanging_redis_costs_requests_nothing_but_its_timeout(
 
 def test_a_killed_lock_holder_lets_another_proxy_refresh_after_its_lease(
     devservers: DevServersProcess,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     redis_server: RedisServer,
     tmp_path: Path,
 ) -> None:
@@ -151,7 +152,7 @@ def test_a_killed_lock_holder_lets_another_proxy_refresh_after_its_lease(
 
 def test_rediss_with_password_and_store_key_shares_sealed_tokens(
     devservers: DevServersProcess,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     tls_ca: TlsFiles,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

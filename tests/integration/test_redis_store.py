@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-from redis_server import RedisServer
 
 from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import Secret
@@ -14,6 +13,7 @@ from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.codec import TokenCodec
 from mitm_oauth2.store.redis import RedisTokenStore
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 

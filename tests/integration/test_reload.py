@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersFactory
-from harness import DevServersProcess
-from proxies import MitmdumpFactory
-from proxies import Proxy
+
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
 
 RELOAD_TIMEOUT = 15  # the watcher polls once a second; generous for a loaded CI machine
 
@@ -46,7 +47,7 @@ def reloaded(proxy: Proxy) -> str:
 
 
 def test_new_credentials_in_the_file_fetch_a_new_token(
-    devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory
+    devservers_factory: DevServersFactory, mitmdump: ProxyFactory
 ) -> None:
     secret_b = "the b secret: % + &"
     servers = devservers_factory(clients={"client-a": "secret-a", "client-b": secret_b})
@@ -70,7 +71,7 @@ def test_new_credentials_in_the_file_fetch_a_new_token(
 
 
 def test_broken_file_keeps_the_last_good_config_until_fixed(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     good = devservers.backend_toml("orders")
     # debug output shows each re-read of the broken file, so the test can wait for one
@@ -106,7 +107,7 @@ def test_broken_file_keeps_the_last_good_config_until_fixed(
 
 
 def test_rotated_secret_file_is_used_at_once(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
     """The secret file changes, the TOML does not: the next token request uses the new secret
     (here a wrong one, so the token server refuses it and the caller gets 502, proof that the

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersProcess
-from harness import toml_backend
 from mitmproxy import http
 from mitmproxy import io
-from proxies import MitmdumpFactory
-from proxies import Proxy
+
+from tests.support.devservers import DEMO_CLIENT_ID
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import toml_backend
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
 
 INVALID_TOKEN = 'Bearer error="invalid_token", error_description="The access token expired"'
 
@@ -51,11 +52,18 @@ def assert_no_token_in_output(servers: DevServersProcess, proxy: Proxy) -> None:
     assert all(token not in output for token in tokens_seen(servers))
 
 
+def saving_flows(
+    servers: DevServersProcess, mitmdump: ProxyFactory, directory: Path
+) -> tuple[Proxy, Path]:
+    """A proxy for `config_for(servers)` that saves its flows to the file it returns too."""
+    saved = directory / "flows.mitm"
+    return mitmdump(config_for(servers), "--set", f"save_stream_file={saved}"), saved
+
+
 def test_revoked_token_one_replay_of_a_post_with_its_body(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
-    saved = tmp_path / "flows.mitm"
-    proxy = mitmdump(config_for(devservers), "--set", f"save_stream_file={saved}")
+    proxy, saved = saving_flows(devservers, mitmdump, tmp_path)
     url = f"{devservers.backend_url}/orders?id=7"
     with proxy.client() as client:
         assert client.post(url, content=b"warm-up").status_code == 200
@@ -92,10 +100,9 @@ def test_revoked_token_one_replay_of_a_post_with_its_body(
 
 
 def test_rejected_token_without_a_fresh_one_is_a_refusal_marked_in_the_flow(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, tmp_path: Path
+    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
 ) -> None:
-    saved = tmp_path / "flows.mitm"
-    proxy = mitmdump(config_for(devservers), "--set", f"save_stream_file={saved}")
+    proxy, saved = saving_flows(devservers, mitmdump, tmp_path)
     url = f"{devservers.backend_url}/orders"
     with proxy.client() as client:
         assert client.get(url).status_code == 200
@@ -121,7 +128,7 @@ def test_rejected_token_without_a_fresh_one_is_a_refusal_marked_in_the_flow(
 
 @pytest.mark.parametrize("challenge", [INVALID_TOKEN, None])
 def test_backend_that_keeps_rejecting_gets_one_replay_and_the_caller_the_second_401(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, challenge: str | None
+    devservers: DevServersProcess, mitmdump: ProxyFactory, challenge: str | None
 ) -> None:
     devservers.configure(backend_status=401, backend_challenge=challenge)
     proxy = mitmdump(config_for(devservers))
@@ -152,7 +159,7 @@ def test_backend_that_keeps_rejecting_gets_one_replay_and_the_caller_the_second_
     ],
 )
 def test_answers_that_do_not_reject_the_token_are_not_retried(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory, status: int, challenge: str
+    devservers: DevServersProcess, mitmdump: ProxyFactory, status: int, challenge: str
 ) -> None:
     devservers.configure(backend_status=status, backend_challenge=challenge)
     proxy = mitmdump(config_for(devservers))
@@ -167,7 +174,7 @@ def test_answers_that_do_not_reject_the_token_are_not_retried(
 
 
 def test_retry_on_401_false_gives_the_caller_the_401(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(config_for(devservers, retry_on_401=False))
     with proxy.client() as client:
@@ -181,7 +188,7 @@ def test_retry_on_401_false_gives_the_caller_the_401(
 
 
 def test_streamed_request_body_is_not_replayed_but_the_token_is_evicted(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(config_for(devservers), "--set", "stream_large_bodies=1k")
     url = f"{devservers.backend_url}/upload"
@@ -197,7 +204,7 @@ def test_streamed_request_body_is_not_replayed_but_the_token_is_evicted(
 
 
 def test_upstream_mode_replay_goes_through_the_upstream_proxy(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     upstream = mitmdump(config_for(devservers, host="elsewhere.test"))  # adds no token here
     proxy = mitmdump(config_for(devservers), mode=f"upstream:{upstream.url}")
@@ -216,7 +223,7 @@ def test_upstream_mode_replay_goes_through_the_upstream_proxy(
 
 
 def test_https_through_connect_replay_uses_mitmproxys_upstream_tls_settings(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     """The backend's certificate is trusted only through ssl_verify_upstream_trusted_ca."""
     port = devservers_tls.backend_host.rsplit(":", 1)[1]
@@ -237,7 +244,7 @@ def test_https_through_connect_replay_uses_mitmproxys_upstream_tls_settings(
 
 @pytest.mark.anyio
 async def test_concurrent_rejections_share_one_fresh_token(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(config_for(devservers))
     url = f"{devservers.backend_url}/orders"

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersProcess
-from harness import toml_backend
-from proxies import MitmdumpFactory
-from proxies import Proxy
+
+from tests.support.devservers import DEMO_CLIENT_ID
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import toml_backend
+from tests.support.proxies import Proxy
+from tests.support.proxies import ProxyFactory
 
 RELOAD_TIMEOUT = 15  # the watcher polls once a second
 PARAMS: dict[str, Any] = {
@@ -41,7 +42,7 @@ def backend(servers: DevServersProcess, **fields: Any) -> str:
 
 
 def test_all_token_request_parameters_arrive(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(backend(devservers, **PARAMS))
     with proxy.client() as client:
@@ -88,7 +89,7 @@ CHANGES = {
 
 @pytest.mark.parametrize("key", sorted(CHANGES))
 def test_a_changed_parameter_in_the_live_config_fetches_a_new_token(
-    key: str, devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    key: str, devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(backend(devservers, **PARAMS))
     url = f"{devservers.backend_url}/orders"

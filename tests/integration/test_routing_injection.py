@@ -8,14 +8,15 @@ import json
 from typing import Any
 
 import pytest
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import toml_backend
-from procs import curl
-from proxies import MitmdumpFactory
+
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import toml_backend
+from tests.support.procs import curl
+from tests.support.proxies import ProxyFactory
 
 
-def test_custom_header_and_format(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
+def test_custom_header_and_format(devservers: DevServersProcess, mitmdump: ProxyFactory) -> None:
     devservers.configure(backend_header="X-Api-Key")  # the backend wants the bare token there
     proxy = mitmdump(devservers.backend_toml(header="X-Api-Key", header_format="{token}"))
     with proxy.client() as client:
@@ -32,7 +33,7 @@ def test_custom_header_and_format(devservers: DevServersProcess, mitmdump: Mitmd
 
 
 def test_bearer_in_any_case_is_sent_as_bearer(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(token_type="bearer")
     proxy = mitmdump(devservers.backend_toml())
@@ -45,7 +46,7 @@ def test_bearer_in_any_case_is_sent_as_bearer(
 
 @pytest.mark.parametrize("token_type", ["DPoP", "mac", "N_A"])
 def test_token_types_other_than_bearer_fail_closed(
-    token_type: str, devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    token_type: str, devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     devservers.configure(token_type=token_type)
     proxy = mitmdump(devservers.backend_toml())
@@ -63,7 +64,7 @@ CLIENTS = {"client-a": "secret a", "client-b": "secret b", "client-admin": "secr
 
 @pytest.fixture
 def routed(
-    devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory
+    devservers_factory: DevServersFactory, mitmdump: ProxyFactory
 ) -> tuple[DevServersProcess, str]:
     """One backend host split by path: /a, /a/admin (longer prefix) and /b, own clients each."""
     servers = devservers_factory(clients=CLIENTS)
@@ -142,7 +143,7 @@ def test_percent_encoded_dot_segments_are_routed_like_plain_ones(
 
 
 def test_a_near_miss_is_told_once_per_host_and_port(
-    devservers: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     """`hosts = ["localhost"]` means ports 80 and 443: a request to another port of localhost
     passes untouched, and the log says once which backend nearly took it and what to change."""

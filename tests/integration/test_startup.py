@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import toml_backend
-from proxies import mitmdump_args
-from proxies import run_mitmdump
+
+from tests.support.devservers import toml_backend
+from tests.support.proxies import run_to_exit
 
 GOOD = {
     "name": "billing",
@@ -110,14 +110,8 @@ def test_toml_syntax_error_names_the_line(
 
 def test_missing_config_file(tmp_path: Path, mitm_confdir: Path) -> None:
     missing = tmp_path / "nope.toml"
-    args = mitmdump_args(
-        config=missing,
-        confdir=mitm_confdir,
-        cache_dir=tmp_path / "cache",
-        upstream_ca=None,
-        lazy=True,
-        mode=None,
+    returncode, output = run_to_exit(
+        None, config_path=missing, confdir=mitm_confdir, upstream_ca=None
     )
-    returncode, output = run_mitmdump(args, cwd=tmp_path)
     assert returncode != 0
     the_one_line(output, f"{missing}: cannot read the configuration file")

@@ -4,17 +4,17 @@ and `token_proxy`."""
 
 from __future__ import annotations
 
-from harness import DEMO_CLIENT_ID
-from harness import DEMO_CLIENT_SECRET
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import TlsFiles
-from harness import toml_backend
-from proxies import MitmdumpFactory
+from tests.support.devservers import DEMO_CLIENT_ID
+from tests.support.devservers import DEMO_CLIENT_SECRET
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.devservers import toml_backend
+from tests.support.proxies import ProxyFactory
 
 
 def test_https_token_endpoint_trusted_through_token_ca_bundle(
-    devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory, tls_ca: TlsFiles
+    devservers_factory: DevServersFactory, mitmdump: ProxyFactory, tls_ca: TlsFiles
 ) -> None:
     servers = devservers_factory(token_tls=True)
     assert servers.token_url.startswith("https://127.0.0.1:")
@@ -27,7 +27,7 @@ def test_https_token_endpoint_trusted_through_token_ca_bundle(
 
 
 def test_without_token_ca_bundle_the_private_ca_is_not_trusted(
-    devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory
+    devservers_factory: DevServersFactory, mitmdump: ProxyFactory
 ) -> None:
     """mitmproxy's own upstream trust (ssl_verify_upstream_trusted_ca = the test CA here) is not
     the token call's: without token_ca_bundle the handshake fails, nothing is sent."""
@@ -44,7 +44,7 @@ def test_without_token_ca_bundle_the_private_ca_is_not_trusted(
     assert servers.backend_requests() == []
 
 
-def test_token_timeout(devservers: DevServersProcess, mitmdump: MitmdumpFactory) -> None:
+def test_token_timeout(devservers: DevServersProcess, mitmdump: ProxyFactory) -> None:
     devservers.configure(delay=30)  # far beyond the timeout; the answer never matters
     proxy = mitmdump(devservers.backend_toml(token_timeout=0.5))
     with proxy.client(timeout=20) as client:
@@ -56,7 +56,7 @@ def test_token_timeout(devservers: DevServersProcess, mitmdump: MitmdumpFactory)
 
 
 def test_token_proxy_carries_the_token_call(
-    devservers_factory: DevServersFactory, mitmdump: MitmdumpFactory
+    devservers_factory: DevServersFactory, mitmdump: ProxyFactory
 ) -> None:
     servers = devservers_factory()
     # A second mitmdump as the forward proxy for token calls; its own config names no backend

@@ -8,28 +8,29 @@ from __future__ import annotations
 import json
 import subprocess
 
-import procs
 import pytest
-from harness import DevServersProcess
-from procs import REPO
-from procs import subprocess_env
-from proxies import MitmdumpFactory
+
+from tests.support.devservers import DevServersProcess
+from tests.support.procs import REPO
+from tests.support.procs import node
+from tests.support.procs import subprocess_env
+from tests.support.proxies import ProxyFactory
 
 INTEROP = REPO / "tests" / "interop"
 SCRIPT = INTEROP / "undici_fetch.mjs"
 
 
 def test_undici_fetch_through_the_proxy_gets_the_token(
-    devservers_tls: DevServersProcess, mitmdump: MitmdumpFactory
+    devservers_tls: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
-    node = procs.node()
+    node_js = node()
     if not (INTEROP / "node_modules" / "undici" / "package.json").is_file():
         pytest.fail(f"undici is not installed: run `npm ci` in {INTEROP}", pytrace=False)
     proxy = mitmdump(devservers_tls.backend_toml())
     urls = [f"{devservers_tls.backend_url}/orders/{n}" for n in range(3)]
     env = subprocess_env(HTTPS_PROXY=proxy.url, NODE_EXTRA_CA_CERTS=str(proxy.ca_cert))
     done = subprocess.run(
-        [node, str(SCRIPT), *urls],
+        [node_js, str(SCRIPT), *urls],
         capture_output=True,
         text=True,
         env=env,

@@ -9,15 +9,16 @@ import asyncio
 import json
 
 import pytest
-from h2_backend import H2Backend
-from harness import DevServersProcess
-from proxies import MitmdumpFactory
 from websockets.asyncio.client import connect
+
+from tests.support.devservers import DevServersProcess
+from tests.support.h2_backend import H2Backend
+from tests.support.proxies import ProxyFactory
 
 
 @pytest.mark.anyio
 async def test_each_websocket_handshake_carries_the_token_and_messages_flow_both_ways(
-    devservers: DevServersProcess, h2_backend: H2Backend, mitmdump: MitmdumpFactory
+    devservers: DevServersProcess, h2_backend: H2Backend, mitmdump: ProxyFactory
 ) -> None:
     config = devservers.backend_toml("events", hosts=[h2_backend.host])
     proxy = mitmdump(config)

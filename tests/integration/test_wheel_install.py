@@ -7,17 +7,17 @@ file (which, unlike this environment's site directory, does not carry the editab
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import sysconfig
-import threading
 import venv
 from pathlib import Path
 
 import httpx
-from harness import DevServersProcess
-from procs import subprocess_env
+
+from tests.support.devservers import DevServersProcess
+from tests.support.procs import Child
+from tests.support.procs import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,30 +77,23 @@ def test_wheel_runs_in_a_fresh_environment(
     assert script.startswith(str(site)), script  # the installed copy, not this checkout
     config = tmp_path / "backends.toml"
     config.write_text(devservers.backend_toml("orders"))
-    proxy = subprocess.Popen(
+    proxy = Child(
+        "mitmdump (installed wheel)",
         [
             str(python), "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()",
             "--listen-host", "127.0.0.1", "--listen-port", "0",
             "--set", f"confdir={mitm_confdir}", "--set", f"oauth2_config={config}",
             "--set", f"oauth2_cache_dir={tmp_path / 'cache'}", "-s", script,
         ],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=fresh_env(),
+        ready=r"proxy listening at .*:(\d+)",
+        timeout=60,
+        env=fresh_env(),
     )  # fmt: skip
-    watchdog = threading.Timer(60, proxy.kill)  # bounds the wait for the listening line
-    watchdog.start()
     try:
-        assert proxy.stdout is not None
-        port = None
-        for line in proxy.stdout:  # bounded: mitmdump prints this line within seconds or exits
-            match = re.search(r"proxy listening at .*:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-                break
-        assert port is not None, "mitmdump with the installed addon did not start"
+        assert proxy.ready_match is not None
+        port = int(proxy.ready_match.group(1))
         with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False, timeout=10) as client:
             assert client.get(f"{devservers.backend_url}/orders").status_code == 200
         assert devservers.token_requests() == 1
     finally:
-        watchdog.cancel()
-        proxy.terminate()
-        proxy.wait(timeout=10)
+        proxy.stop()

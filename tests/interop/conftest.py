@@ -10,56 +10,21 @@ Fixtures:
                              oidc_harness.clients()
   api_backend     function  ApiBackend: a resource server on 127.0.0.1 that introspects every
                              bearer token it is sent at oidc_provider
-  mitmdump        function  the real mitmdump with the addon: tests/integration's fixture
+The real mitmdump (``mitmdump``) and the report of a failed test's processes are tests/support's.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-INTEGRATION = HERE.parent / "integration"
-if str(INTEGRATION) not in sys.path:  # procs, harness, proxies: the integration helpers
-    sys.path.insert(0, str(INTEGRATION))
-
-from oidc_harness import ApiBackend  # noqa: E402
-from oidc_harness import InteropKeys  # noqa: E402
-from oidc_harness import OidcProvider  # noqa: E402
-from oidc_harness import clients  # noqa: E402
-from oidc_harness import make_keys  # noqa: E402
-
-
-def _load_integration_conftest() -> ModuleType:
-    """tests/integration/conftest.py under a name of its own, to share its fixtures."""
-    spec = importlib.util.spec_from_file_location(
-        "interop_integration_conftest", INTEGRATION / "conftest.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_integration = _load_integration_conftest()
-# The real mitmdump with the addon, the session fixtures it needs, and the hook that adds the
-# output of every process a failed test started to its report.
-mitmdump = _integration.mitmdump
-mitm_confdir = _integration.mitm_confdir
-tls_ca = _integration.tls_ca
-pytest_runtest_makereport = _integration.pytest_runtest_makereport
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.is_relative_to(HERE):
-            item.add_marker(pytest.mark.integration)
+from tests.interop.oidc_harness import ApiBackend
+from tests.interop.oidc_harness import InteropKeys
+from tests.interop.oidc_harness import OidcProvider
+from tests.interop.oidc_harness import clients
+from tests.interop.oidc_harness import make_keys
+from tests.support.fixtures import report_output
 
 
 @pytest.fixture(scope="session")
@@ -69,17 +34,14 @@ def interop_keys(tmp_path_factory: pytest.TempPathFactory) -> InteropKeys:
 
 @pytest.fixture(scope="session")
 def oidc_provider(
-    tmp_path_factory: pytest.TempPathFactory, interop_keys: InteropKeys
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    interop_keys: InteropKeys,
 ) -> Iterator[OidcProvider]:
     provider = OidcProvider(clients(interop_keys), tmp_path_factory.mktemp("oidc-provider"))
+    report_output(request, provider)  # in the report of every failed test of the session
     yield provider
     provider.close()
-
-
-@pytest.fixture(autouse=True)
-def _report_provider_output(request: pytest.FixtureRequest, oidc_provider: OidcProvider) -> None:
-    """A failed test's report shows what the provider logged (all of the session's)."""
-    _integration._register(request, oidc_provider)
 
 
 @pytest.fixture

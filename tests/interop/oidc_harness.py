@@ -11,9 +11,6 @@ Everything listens on 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import json
-import re
-import shlex
-import subprocess
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -22,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import procs
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm
 from jwt.algorithms import RSAAlgorithm
-from procs import OutputReader
-from procs import popen
-from procs import stop_process
+
+from tests.support.procs import Child
+from tests.support.procs import node
 
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "oidc_server.mjs"
@@ -129,7 +125,6 @@ class OidcProvider:
     def __init__(
         self, client_metadata: list[dict[str, Any]], workdir: Path, timeout: float = 30
     ) -> None:
-        node = procs.node()
         if not PROVIDER_PACKAGE.is_file():
             pytest.fail(
                 f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): run "
@@ -139,21 +134,13 @@ class OidcProvider:
             )
         clients_file = workdir / "clients.json"
         clients_file.write_text(json.dumps(client_metadata, indent=1), encoding="utf-8")
-        cmd = [node, str(SERVER_SCRIPT), "--clients", str(clients_file), "--port", "0"]
-        self.proc = popen(cmd, HERE, subprocess.PIPE)
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self._stdout = OutputReader(self.proc.stdout, "oidc-provider-stdout")
-        self._stderr = OutputReader(self.proc.stderr, "oidc-provider-stderr")
-        match = self._stdout.wait_for(re.compile(r'^(\{"issuer":.*\})$'), timeout)
-        if match is None:
-            rc = self.stop()
-            pytest.fail(
-                f"oidc-provider did not start within {timeout}s (exit code {rc}):\n"
-                f"$ {shlex.join(cmd)}\n{self.output()}",
-                pytrace=False,
-            )
-        ready = json.loads(match.group(1))
+        cmd = [node(), str(SERVER_SCRIPT), "--clients", str(clients_file), "--port", "0"]
+        ready_line = r'^(\{"issuer":.*\})$'
+        self.child = Child(
+            self.name, cmd, ready=ready_line, timeout=timeout, cwd=HERE, separate_stderr=True
+        )
+        assert self.child.ready_match is not None
+        ready = json.loads(self.child.ready_match.group(1))
         self.issuer: str = ready["issuer"]
         self.token_endpoint: str = ready["token_endpoint"]
         self.introspection_endpoint: str = ready["introspection_endpoint"]
@@ -176,17 +163,11 @@ class OidcProvider:
         return result
 
     def output(self) -> str:
-        return f"--- stdout ---\n{self._stdout.text()}--- stderr ---\n{self._stderr.text()}"
-
-    def stop(self) -> int:
-        rc = stop_process(self.proc)
-        self._stdout.join()
-        self._stderr.join()
-        return rc
+        return self.child.output()
 
     def close(self) -> int:
         self.http.close()
-        return self.stop()
+        return self.child.stop()
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import toml_backend
-from oidc_harness import BASIC_CLIENT_ID
-from oidc_harness import BASIC_SECRET
-from oidc_harness import EC_JWT_CLIENT_ID
-from oidc_harness import JWT_SECRET
-from oidc_harness import POST_CLIENT_ID
-from oidc_harness import POST_SECRET
-from oidc_harness import RSA_JWT_CLIENT_ID
-from oidc_harness import SCOPE
-from oidc_harness import SECRET_JWT_CLIENT_ID
-from oidc_harness import ApiBackend
-from oidc_harness import InteropKeys
-from oidc_harness import OidcProvider
-from proxies import MitmdumpFactory
+
+from tests.interop.oidc_harness import BASIC_CLIENT_ID
+from tests.interop.oidc_harness import BASIC_SECRET
+from tests.interop.oidc_harness import EC_JWT_CLIENT_ID
+from tests.interop.oidc_harness import JWT_SECRET
+from tests.interop.oidc_harness import POST_CLIENT_ID
+from tests.interop.oidc_harness import POST_SECRET
+from tests.interop.oidc_harness import RSA_JWT_CLIENT_ID
+from tests.interop.oidc_harness import SCOPE
+from tests.interop.oidc_harness import SECRET_JWT_CLIENT_ID
+from tests.interop.oidc_harness import ApiBackend
+from tests.interop.oidc_harness import InteropKeys
+from tests.interop.oidc_harness import OidcProvider
+from tests.support.devservers import toml_backend
+from tests.support.proxies import ProxyFactory
 
 
 def config(
@@ -63,11 +64,17 @@ def assert_served(
 
 
 def served_through_the_proxy(
-    provider: OidcProvider, backend: ApiBackend, mitmdump: MitmdumpFactory, **fields: str
+    provider: OidcProvider,
+    backend: ApiBackend,
+    mitmdump: ProxyFactory,
+    *,
+    discovery: bool = False,
+    **fields: str,
 ) -> None:
-    """One request through mitmdump configured with `fields`: served with a fresh, valid token."""
+    """One request through mitmdump configured with `fields` (and `discovery`, see `config`):
+    served with a fresh, valid token."""
     before = provider.grants()
-    proxy = mitmdump(config(provider, backend, **fields))
+    proxy = mitmdump(config(provider, backend, discovery=discovery, **fields))
     answer = get(proxy, f"{backend.url}/things/1")
     assert_served(answer, provider, backend, fields["client_id"], before)
 
@@ -84,7 +91,7 @@ def served_through_the_proxy(
 def test_shared_secret_methods(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     method: str,
     client_id: str,
     secret: str,
@@ -106,7 +113,7 @@ def test_shared_secret_methods(
 def test_private_key_jwt(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     interop_keys: InteropKeys,
     key: str,
     algorithm: str,
@@ -129,64 +136,52 @@ def test_private_key_jwt(
 
 
 def test_resource_indicator(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """RFC 8707 `resource` sent by the addon, accepted by the provider for its API."""
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            client_id=POST_CLIENT_ID,
-            client_secret=POST_SECRET,
-            auth_method="client_secret_post",
-            resource=oidc_provider.resource,
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        client_id=POST_CLIENT_ID,
+        client_secret=POST_SECRET,
+        auth_method="client_secret_post",
+        resource=oidc_provider.resource,
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, POST_CLIENT_ID, before)
 
 
 def test_discovery_with_client_secret_basic(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """`issuer` instead of `token_url`. This provider serves only OpenID discovery, so the
     addon's RFC 8414 probe gets a 404 and the OpenID document is the one used."""
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            discovery=True,
-            client_id=BASIC_CLIENT_ID,
-            client_secret=BASIC_SECRET,
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        discovery=True,
+        client_id=BASIC_CLIENT_ID,
+        client_secret=BASIC_SECRET,
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, BASIC_CLIENT_ID, before)
 
 
 def test_discovery_with_private_key_jwt_for_the_issuer_audience(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     interop_keys: InteropKeys,
 ) -> None:
-    before = oidc_provider.grants()
-    proxy = mitmdump(
-        config(
-            oidc_provider,
-            api_backend,
-            discovery=True,
-            client_id=RSA_JWT_CLIENT_ID,
-            auth_method="private_key_jwt",
-            private_key_file=str(interop_keys.rsa.path),
-            key_id=interop_keys.rsa.kid,
-            assertion_audience="issuer",
-        )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        discovery=True,
+        client_id=RSA_JWT_CLIENT_ID,
+        auth_method="private_key_jwt",
+        private_key_file=str(interop_keys.rsa.path),
+        key_id=interop_keys.rsa.kid,
+        assertion_audience="issuer",
     )
-    answer = get(proxy, f"{api_backend.url}/things/1")
-    assert_served(answer, oidc_provider, api_backend, RSA_JWT_CLIENT_ID, before)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +197,7 @@ def test_discovery_with_private_key_jwt_for_the_issuer_audience(
 def test_refused_client_authentication_is_a_502_problem(
     oidc_provider: OidcProvider,
     api_backend: ApiBackend,
-    mitmdump: MitmdumpFactory,
+    mitmdump: ProxyFactory,
     secret: str,
     encoding: str,
     oauth_error: str,
@@ -228,7 +223,7 @@ def test_refused_client_authentication_is_a_502_problem(
 
 
 def test_one_token_per_backend_reused_across_requests(
-    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: MitmdumpFactory
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
 ) -> None:
     """Two backends on one host by path prefix, each with its own client: one token each."""
     before = oidc_provider.grants()

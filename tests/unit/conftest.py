@@ -7,11 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker_fakes import FakeClock
-from broker_fakes import FakeEndpoint
-from broker_fakes import MemoryStore
-from watch_helpers import Recorder
-from watch_helpers import toml
 
 from mitm_oauth2.config.watch import ConfigWatcher
 from mitm_oauth2.model.credentials import AuthMethod
@@ -20,6 +15,11 @@ from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.credentials import TokenTransport
 from mitm_oauth2.tokens.broker import TokenBroker
+from tests.unit.broker_fakes import FakeClock
+from tests.unit.broker_fakes import FakeEndpoint
+from tests.unit.broker_fakes import MemoryStore
+from tests.unit.watch_helpers import Recorder
+from tests.unit.watch_helpers import toml
 
 # RFC 6749 §2.3.1 test secret: every character the seed recipe's raw base64 gets wrong.
 SECRET = "p@ss:w+rd/%=é"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from broker_fakes import FakeClock
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.test import tflow
@@ -19,6 +18,7 @@ from mitm_oauth2.replay import Outcome
 from mitm_oauth2.replay import Replays
 from mitm_oauth2.tokens.broker import Issued
 from mitm_oauth2.tokens.status import Counters
+from tests.unit.broker_fakes import FakeClock
 
 INVALID = 'Bearer error="invalid_token"'
 

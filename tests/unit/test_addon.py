@@ -10,7 +10,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from broker_fakes import run_hook
 from mitmproxy import exceptions
 from mitmproxy import flowfilter
 from mitmproxy import http
@@ -24,6 +23,7 @@ from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.guard import GuardedStore
 from mitm_oauth2.tokens.broker import Issued
+from tests.unit.broker_fakes import run_hook
 
 SECRET = "s3cr3t-VALUE"
 GOOD = f"""

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from broker_fakes import run_hook
 from mitmproxy import addonmanager
 from mitmproxy import http
 from mitmproxy.test import taddons
@@ -17,6 +16,7 @@ from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.tokens.broker import Issued
+from tests.unit.broker_fakes import run_hook
 
 pytestmark = pytest.mark.anyio
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from broker_fakes import START
-from broker_fakes import MemoryStore
-from broker_fakes import settle
 
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.tokens.broker import TokenBroker
+from tests.unit.broker_fakes import START
+from tests.unit.broker_fakes import MemoryStore
+from tests.unit.broker_fakes import settle
 
 pytestmark = pytest.mark.anyio
 

@@ -7,10 +7,10 @@ import asyncio
 import itertools
 
 import pytest
-from broker_fakes import settle
 
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.tokens.policy import Backoff
+from tests.unit.broker_fakes import settle
 
 pytestmark = pytest.mark.anyio
 

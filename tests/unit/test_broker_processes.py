@@ -7,12 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from broker_fakes import START
-from broker_fakes import settle
 
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.store.disk import DiskTokenStore
 from mitm_oauth2.tokens.broker import TokenBroker
+from tests.unit.broker_fakes import START
+from tests.unit.broker_fakes import settle
 
 pytestmark = pytest.mark.anyio
 

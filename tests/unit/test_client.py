@@ -7,16 +7,16 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
-from client_helpers import GOOD
-from client_helpers import SECRET
-from client_helpers import Recorder
-from client_helpers import ask
-from client_helpers import form
-from client_helpers import json_answer
 
 from mitm_oauth2.client.auth import basic_credentials
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import BasicEncoding
+from tests.unit.client_helpers import GOOD
+from tests.unit.client_helpers import SECRET
+from tests.unit.client_helpers import Recorder
+from tests.unit.client_helpers import ask
+from tests.unit.client_helpers import form
+from tests.unit.client_helpers import json_answer
 
 pytestmark = pytest.mark.anyio
 

@@ -12,12 +12,6 @@ import httpx
 import jwt
 import pytest
 import trustme
-from client_helpers import GOOD
-from client_helpers import SECRET
-from client_helpers import Recorder
-from client_helpers import ask
-from client_helpers import form
-from client_helpers import json_answer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -36,6 +30,12 @@ from mitm_oauth2.model.credentials import TlsIdentity
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.credentials import TokenTransport
 from mitm_oauth2.model.errors import TokenError
+from tests.unit.client_helpers import GOOD
+from tests.unit.client_helpers import SECRET
+from tests.unit.client_helpers import Recorder
+from tests.unit.client_helpers import ask
+from tests.unit.client_helpers import form
+from tests.unit.client_helpers import json_answer
 
 TOKEN_URL = "https://idp.test/oauth/token"
 ISSUER = "https://idp.test"

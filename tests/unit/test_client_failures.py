@@ -16,17 +16,17 @@ from urllib.parse import quote_plus
 import brotli
 import httpx
 import pytest
-from client_helpers import GOOD
-from client_helpers import SECRET
-from client_helpers import Recorder
-from client_helpers import ask
-from client_helpers import form
-from client_helpers import json_answer
 
 from mitm_oauth2.client.http import MAX_RESPONSE_BYTES
 from mitm_oauth2.client.token_client import parse_retry_after
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.errors import TokenError
+from tests.unit.client_helpers import GOOD
+from tests.unit.client_helpers import SECRET
+from tests.unit.client_helpers import Recorder
+from tests.unit.client_helpers import ask
+from tests.unit.client_helpers import form
+from tests.unit.client_helpers import json_answer
 
 pytestmark = pytest.mark.anyio
 

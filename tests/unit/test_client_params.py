@@ -12,17 +12,17 @@ from typing import Any
 import httpx
 import pytest
 import trustme
-from client_helpers import GOOD
-from client_helpers import Recorder
-from client_helpers import ask
-from client_helpers import form
-from client_helpers import json_answer
 
 from mitm_oauth2.client import token_client as client_module
 from mitm_oauth2.client.token_client import TokenClient
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import TokenTransport
 from mitm_oauth2.model.errors import TokenError
+from tests.unit.client_helpers import GOOD
+from tests.unit.client_helpers import Recorder
+from tests.unit.client_helpers import ask
+from tests.unit.client_helpers import form
+from tests.unit.client_helpers import json_answer
 
 pytestmark = pytest.mark.anyio
 

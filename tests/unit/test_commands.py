@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from broker_fakes import FakeEndpoint
-from broker_fakes import settle
 from mitmproxy import exceptions
 
 from mitm_oauth2.commands import OAuth2Commands
@@ -17,6 +15,8 @@ from mitm_oauth2.config.hosts import parse_host_pattern
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.tokens.broker import TokenBroker
 from mitm_oauth2.tokens.status import BackendStatus
+from tests.unit.broker_fakes import FakeEndpoint
+from tests.unit.broker_fakes import settle
 
 pytestmark = pytest.mark.anyio
 

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_helpers import SECRET
-from config_helpers import backend
-from config_helpers import load
-from config_helpers import refused
 
 from mitm_oauth2.config.hosts import HostPattern
 from mitm_oauth2.config.watch import read_config
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.errors import ConfigError
+from tests.support.config_helpers import SECRET
+from tests.support.config_helpers import backend
+from tests.support.config_helpers import load
+from tests.support.config_helpers import refused
 
 
 def test_full_example(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_helpers import backend
-from config_helpers import load
-from config_helpers import refused
+
+from tests.support.config_helpers import backend
+from tests.support.config_helpers import load
+from tests.support.config_helpers import refused
 
 
 def test_same_host_in_two_backends(tmp_path: Path) -> None:

@@ -10,10 +10,6 @@ from typing import Any
 
 import pytest
 import trustme
-from config_helpers import SECRET
-from config_helpers import backend
-from config_helpers import load
-from config_helpers import refused
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -22,6 +18,10 @@ from mitm_oauth2.model.credentials import AssertionAudience
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import BasicEncoding
 from mitm_oauth2.model.credentials import TlsIdentity
+from tests.support.config_helpers import SECRET
+from tests.support.config_helpers import backend
+from tests.support.config_helpers import load
+from tests.support.config_helpers import refused
 
 NO_SECRET = {"client_secret": None}
 PKJ = {"auth_method": "private_key_jwt", "client_secret": None, "private_key_file": "rsa.pem"}

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import trustme
-from config_helpers import backend
-from config_helpers import load
-from config_helpers import refused
 
 from mitm_oauth2.model.credentials import TokenTransport
+from tests.support.config_helpers import backend
+from tests.support.config_helpers import load
+from tests.support.config_helpers import refused
 
 
 def table(key: str, values: dict[str, Any]) -> str:

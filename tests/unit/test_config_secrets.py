@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from config_helpers import ENV
-from config_helpers import SECRET
-from config_helpers import backend
-from config_helpers import refused
-from config_helpers import write
 
 from mitm_oauth2.config.watch import read_config
+from tests.support.config_helpers import ENV
+from tests.support.config_helpers import SECRET
+from tests.support.config_helpers import backend
+from tests.support.config_helpers import refused
+from tests.support.config_helpers import write
 
 
 @pytest.mark.parametrize(

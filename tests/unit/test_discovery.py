@@ -10,11 +10,6 @@ import httpx
 import jwt
 import pytest
 import trustme
-from broker_fakes import FakeClock
-from client_helpers import GOOD
-from client_helpers import SECRET
-from client_helpers import Recorder
-from client_helpers import form
 
 from mitm_oauth2.client.discovery import METADATA_TTL
 from mitm_oauth2.client.discovery import Discovery
@@ -27,6 +22,11 @@ from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import TlsIdentity
 from mitm_oauth2.model.credentials import TokenTransport
 from mitm_oauth2.model.errors import TokenError
+from tests.unit.broker_fakes import FakeClock
+from tests.unit.client_helpers import GOOD
+from tests.unit.client_helpers import SECRET
+from tests.unit.client_helpers import Recorder
+from tests.unit.client_helpers import form
 
 pytestmark = pytest.mark.anyio
 

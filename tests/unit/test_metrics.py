@@ -13,6 +13,7 @@ from mitmproxy.test import taddons
 
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.metrics import MetricsEndpoint
+from mitm_oauth2.testing import free_port
 from mitm_oauth2.tokens.status import BackendCounters
 from mitm_oauth2.tokens.status import BackendStatus
 from mitm_oauth2.tokens.status import TokenPlace
@@ -53,12 +54,6 @@ STATUS = {
         counters=BackendCounters(),
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(address: tuple[str, int]) -> str:

@@ -1,4 +1,4 @@
-"""bench_lib.programs: which Redis server and Node.js the tests and the benchmark start.
+"""tests.support.programs: which Redis server and Node.js the tests and the benchmark start.
 
 Real ones on PATH first (redis-server before valkey-server), else the packaged ones of the test
 extra; a missing one is an error that names what to install."""
@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_lib import programs
+
+from tests.support import programs
 
 
 def fake(directory: Path, *names: str) -> Path:

@@ -5,21 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from broker_fakes import run_hook
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.test import taddons
 from mitmproxy.test import tflow
 from mitmproxy.test import tutils
-from replay_fakes import INVALID
-from replay_fakes import Playback
-from replay_fakes import StubBroker
-from replay_fakes import answer
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.replay import Replays
+from tests.unit.broker_fakes import run_hook
+from tests.unit.replay_fakes import INVALID
+from tests.unit.replay_fakes import Playback
+from tests.unit.replay_fakes import StubBroker
+from tests.unit.replay_fakes import answer
 
 CONFIG = """
 [[backend]]

@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from broker_fakes import FakeClock
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.addons.clientplayback import ClientPlayback
 from mitmproxy.test import taddons
 from mitmproxy.test import tflow
-from replay_fakes import INVALID
-from replay_fakes import Playback
-from replay_fakes import StubBroker
-from replay_fakes import answer
-from replay_fakes import rejected_flow
-from replay_fakes import replays_with
-from replay_fakes import respond
 
 from mitm_oauth2 import replay as replay_module
 from mitm_oauth2.config.backend import BackendConfig
@@ -26,6 +18,14 @@ from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.replay import PASSED
 from mitm_oauth2.replay import Outcome
 from mitm_oauth2.replay import Replays
+from tests.unit.broker_fakes import FakeClock
+from tests.unit.replay_fakes import INVALID
+from tests.unit.replay_fakes import Playback
+from tests.unit.replay_fakes import StubBroker
+from tests.unit.replay_fakes import answer
+from tests.unit.replay_fakes import rejected_flow
+from tests.unit.replay_fakes import replays_with
+from tests.unit.replay_fakes import respond
 
 
 @pytest.fixture

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from replay_fakes import INVALID
-from replay_fakes import answer
-from replay_fakes import rejected_flow
 
 from mitm_oauth2.replay import Action
 from mitm_oauth2.replay import decide
 from mitm_oauth2.replay import parse_challenges
 from mitm_oauth2.replay import token_rejected
+from tests.unit.replay_fakes import INVALID
+from tests.unit.replay_fakes import answer
+from tests.unit.replay_fakes import rejected_flow
 
 # --- which answers reject the token ---------------------------------------------------------
 

@@ -7,11 +7,11 @@ import asyncio
 import logging
 
 import pytest
-from broker_fakes import FakeClock
-from broker_fakes import MemoryStore
 
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.guard import GuardedStore
+from tests.unit.broker_fakes import FakeClock
+from tests.unit.broker_fakes import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

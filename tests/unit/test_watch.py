@@ -8,15 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
-from watch_helpers import SECRET_A
-from watch_helpers import SECRET_B
-from watch_helpers import Recorder
-from watch_helpers import age
-from watch_helpers import records
-from watch_helpers import replace
-from watch_helpers import toml
 
 from mitm_oauth2.config import watch
+from tests.unit.watch_helpers import SECRET_A
+from tests.unit.watch_helpers import SECRET_B
+from tests.unit.watch_helpers import Recorder
+from tests.unit.watch_helpers import age
+from tests.unit.watch_helpers import records
+from tests.unit.watch_helpers import replace
+from tests.unit.watch_helpers import toml
 
 pytestmark = pytest.mark.anyio
 

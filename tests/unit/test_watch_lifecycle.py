@@ -7,14 +7,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from watch_helpers import SECRET_B
-from watch_helpers import Recorder
-from watch_helpers import replace
-from watch_helpers import toml
 
 from mitm_oauth2.config.file import Config
 from mitm_oauth2.config.watch import ConfigWatcher
 from mitm_oauth2.model.errors import ConfigError
+from tests.unit.watch_helpers import SECRET_B
+from tests.unit.watch_helpers import Recorder
+from tests.unit.watch_helpers import replace
+from tests.unit.watch_helpers import toml
 
 pytestmark = pytest.mark.anyio
 

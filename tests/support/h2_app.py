@@ -1,4 +1,4 @@
-"""The ASGI app hypercorn serves for tests/integration/h2_backend.py, in a module of its own so
+"""The ASGI app hypercorn serves for h2_backend.py, in a module of its own so
 that the server process imports nothing of the test harness: each request is answered with the
 header names and the Authorization values it received and the HTTP version it was spoken in; a
 WebSocket handshake is accepted and answered the same way in a first message, and every message

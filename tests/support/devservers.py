@@ -1,9 +1,6 @@
-"""Drive real processes on loopback for the integration tests: devservers, mitmdump, curl.
-
-No mocks. Every wait has a timeout and waits on output (never on a fixed sleep). Child
-processes get the test's environment minus proxy variables, so nothing leaves 127.0.0.1.
-This module has the devservers child process and the helpers that speak its protocols;
-procs.py the process and output helpers, proxies.py mitmdump.
+"""The dev servers (``python -m mitm_oauth2.devservers``: an authorization server and a protected
+backend on 127.0.0.1) as a child process with helpers for their admin API, the TLS files the
+tests serve with, and the TOML and HTTP helpers that speak their protocols. No mocks.
 """
 
 from __future__ import annotations
@@ -11,10 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
-import shlex
 import ssl
-import subprocess
 import sys
 import urllib.parse
 from dataclasses import dataclass
@@ -23,11 +17,9 @@ from typing import Any
 from typing import Protocol
 
 import httpx
-import pytest
 import trustme
-from procs import OutputReader
-from procs import popen
-from procs import stop_process
+
+from tests.support.procs import Child
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo secret with : % + & chars"  # the devservers' default client
@@ -132,22 +124,13 @@ class DevServersProcess:
             cmd += ["--token-client-ca", str(client_ca)]
         self.tls = tls
         self.token_tls = token_tls
-        self.proc = popen(cmd, cwd, subprocess.PIPE)
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self._stdout = OutputReader(self.proc.stdout, "devservers-stdout")
-        self._stderr = OutputReader(self.proc.stderr, "devservers-stderr")
+        self.child = Child(
+            self.name, cmd, ready=r"^\{.*\}$", timeout=timeout, cwd=cwd, separate_stderr=True
+        )
         verify = token_tls.ssl_context() if token_tls else True
         self.admin = httpx.Client(trust_env=False, timeout=10, verify=verify)
-        match = self._stdout.wait_for(re.compile(r"^\{.*\}$"), timeout)
-        if match is None:
-            rc = self.stop()
-            pytest.fail(
-                f"devservers did not start within {timeout}s (exit code {rc}):\n"
-                f"$ {shlex.join(cmd)}\n{self.output()}",
-                pytrace=False,
-            )
-        urls = json.loads(match.group(0))
+        assert self.child.ready_match is not None
+        urls = json.loads(self.child.ready_match.group(0))
         self.token_url: str = urls["token_url"]
         self.backend_url: str = urls["backend_url"]
         self.admin_url: str = urls["admin_url"]
@@ -209,14 +192,11 @@ class DevServersProcess:
         return httpx.Client(base_url=self.backend_url, trust_env=False, verify=verify, **kwargs)
 
     def output(self) -> str:
-        return f"--- stdout ---\n{self._stdout.text()}--- stderr ---\n{self._stderr.text()}"
+        return self.child.output()
 
     def stop(self) -> int:
         self.admin.close()
-        rc = stop_process(self.proc)
-        self._stdout.join()
-        self._stderr.join()
-        return rc
+        return self.child.stop()
 
 
 class DevServersFactory(Protocol):

