@@ -11,6 +11,7 @@ from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.model.token import TokenResponse
+from mitm_oauth2.tokens.broker import Issued
 from mitm_oauth2.tokens.broker import TokenBroker
 
 START = 1_700_000_000.0
@@ -101,3 +102,24 @@ async def run_hook(result: Awaitable[None] | None) -> None:
     """Awaits what a hook returned, as mitmproxy does: a coroutine only when it must wait."""
     if result is not None:
         await result
+
+
+class BrokerStub:
+    """Stands in for TokenBroker in the addon's tests: a subclass says which token `token`
+    gives; nothing is held in memory, so every request goes through `issue`."""
+
+    async def token(self, grant: TokenGrant) -> Token:
+        raise NotImplementedError
+
+    def issue_held(self, grant: TokenGrant) -> None:
+        return None
+
+    async def issue(self, grant: TokenGrant) -> Issued:
+        token = await self.token(grant)
+        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
+
+    def look_after(self, grants: tuple[TokenGrant, ...]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

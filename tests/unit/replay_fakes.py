@@ -16,14 +16,14 @@ from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.replay import Outcome
 from mitm_oauth2.replay import Replays
-from mitm_oauth2.tokens.broker import Issued
 from mitm_oauth2.tokens.status import Counters
+from tests.unit.broker_fakes import BrokerStub
 from tests.unit.broker_fakes import FakeClock
 
 INVALID = 'Bearer error="invalid_token"'
 
 
-class StubBroker:
+class StubBroker(BrokerStub):
     """Hands out tok-1, tok-2, ...: invalidating the current token makes the next one current."""
 
     def __init__(self) -> None:
@@ -46,17 +46,6 @@ class StubBroker:
         self.calls.append(("invalidate", access_token))
         if access_token == self.current:  # compare-and-delete
             self.serial += 1
-
-    def issue_held(self, grant) -> None:
-
-        return None  # as if nothing were in memory: every request goes through issue
-
-    async def issue(self, grant) -> Issued:
-        token = await self.token(grant)
-        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
-
-    def close(self) -> None:
-        pass
 
 
 def answer(status: int, *challenges: str, content: bytes = b"{}") -> http.Response:

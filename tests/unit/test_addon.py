@@ -22,7 +22,7 @@ from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.guard import GuardedStore
-from mitm_oauth2.tokens.broker import Issued
+from tests.unit.broker_fakes import BrokerStub
 from tests.unit.broker_fakes import run_hook
 
 SECRET = "s3cr3t-VALUE"
@@ -36,7 +36,7 @@ client_secret = "{SECRET}"
 """
 
 
-class StubBroker:
+class StubBroker(BrokerStub):
     """Stands in for TokenBroker: hands out `token`, or raises `error`."""
 
     def __init__(self, store: GuardedStore, lock_lease: float = 15.0) -> None:
@@ -52,14 +52,6 @@ class StubBroker:
         if self.error is not None:
             raise self.error
         return self.token_value
-
-    def issue_held(self, grant) -> None:
-
-        return None  # as if nothing were in memory: every request goes through issue
-
-    async def issue(self, grant) -> Issued:
-        token = await self.token(grant)
-        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
 
     def close(self) -> None:
         self.closed = True

@@ -15,7 +15,7 @@ from mitmproxy.test import tutils
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.token import Token
-from mitm_oauth2.tokens.broker import Issued
+from tests.unit.broker_fakes import BrokerStub
 from tests.unit.broker_fakes import run_hook
 
 pytestmark = pytest.mark.anyio
@@ -36,7 +36,7 @@ def table(name: str, **extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class StubBroker:
+class StubBroker(BrokerStub):
     """Hands out a token per backend (`tok-<backend>`) and records which grants asked."""
 
     def __init__(self) -> None:
@@ -45,17 +45,6 @@ class StubBroker:
     async def token(self, grant) -> Token:
         self.grants.append(grant)
         return Token(f"tok-{grant.backend}", "Bearer", issued_at=0.0, lifetime=3600.0)
-
-    def issue_held(self, grant) -> None:
-
-        return None  # as if nothing were in memory: every request goes through issue
-
-    async def issue(self, grant) -> Issued:
-        token = await self.token(grant)
-        return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

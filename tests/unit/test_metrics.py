@@ -18,41 +18,28 @@ from mitm_oauth2.tokens.status import BackendCounters
 from mitm_oauth2.tokens.status import BackendStatus
 from mitm_oauth2.tokens.status import TokenPlace
 
+
+def status(
+    token: TokenPlace, left: float | None, *, store_ok: bool = True, **counters: object
+) -> BackendStatus:
+    age = None if left is None else 3600 - left
+    return BackendStatus(
+        token, False, age, left, "token cache /tmp/c", store_ok, BackendCounters(**counters)
+    )
+
+
 STATUS = {
-    "billing": BackendStatus(
-        token=TokenPlace.MEMORY,
-        renewing=False,
-        token_age_s=599.5,
-        token_left_s=3000.5,
-        store="token cache /tmp/c",
-        store_ok=True,
-        counters=BackendCounters(
-            fetches=2,
-            cache_hits=40,
-            replays=1,
-            failures={"invalid_client": 3, "http_503": 1},
-            last_error="token endpoint answered HTTP 401 with error 'invalid_client'",
-        ),
+    "billing": status(
+        TokenPlace.MEMORY,
+        3000.5,
+        fetches=2,
+        cache_hits=40,
+        replays=1,
+        failures={"invalid_client": 3, "http_503": 1},
+        last_error="token endpoint answered HTTP 401 with error 'invalid_client'",
     ),
-    "orders": BackendStatus(
-        token=TokenPlace.NONE,
-        renewing=False,
-        token_age_s=None,
-        token_left_s=None,
-        store="token cache /tmp/c",
-        store_ok=False,
-        counters=BackendCounters(),
-    ),
-    # another process's token, in the store: not held here
-    "stock": BackendStatus(
-        token=TokenPlace.STORE,
-        renewing=False,
-        token_age_s=2400.0,
-        token_left_s=1200.0,
-        store="token cache /tmp/c",
-        store_ok=True,
-        counters=BackendCounters(),
-    ),
+    "orders": status(TokenPlace.NONE, None, store_ok=False),
+    "stock": status(TokenPlace.STORE, 1200.0),  # another process's token, in the store
 }
 
 
