@@ -35,7 +35,6 @@ from .startup import fatal_at_startup
 from .startup import unknown_options
 from .startup import warn_if_exposed
 from .store.guard import GuardedStore
-from .store_options import StoreOptions
 from .tokens.broker import DEFAULT_LOCK_LEASE
 from .tokens.broker import Issued
 from .tokens.broker import TokenBroker
@@ -78,11 +77,27 @@ class OAuth2Backend:
         self.store_options: tuple[object, ...] = ()
         self.replays = Replays()
         self.watcher = ConfigWatcher(self._reload)
+        # Parts with options, commands or lifecycle hooks of their own, but no flow hook: not
+        # nested addons, which mitmproxy would visit on every event of every request (eight per
+        # request); this addon hands them load, configure and done itself.
+        self.commands = OAuth2Commands(self)
         self.metrics = MetricsEndpoint(self.statuses)
-        # mitmproxy loads nested addons with this one
-        self.addons = [OAuth2Commands(self), self.metrics, StoreOptions()]
 
     def load(self, loader: addonmanager.Loader) -> None:
+        self._declare(loader)
+        store_options.declare(loader)
+        self.metrics.load(loader)
+        loader.master.commands.collect_commands(self.commands)
+
+    def configure(self, updated: Set[str]) -> None:
+        self._configure(updated)  # an OptionsError stops here, as it would for nested addons
+        self.metrics.configure(updated)
+
+    def done(self) -> None:
+        self._close()
+        self.metrics.done()
+
+    def _declare(self, loader: addonmanager.Loader) -> None:
         loader.add_option(
             "oauth2_config",
             OPTIONAL_STR,
@@ -113,7 +128,7 @@ class OAuth2Backend:
         )
 
     @fatal_at_startup
-    def configure(self, updated: Set[str]) -> None:
+    def _configure(self, updated: Set[str]) -> None:
         warn_if_exposed(updated)
         if "oauth2_config" in updated:
             # Options of ours that nothing declared are still deferred once we are loaded.
@@ -331,7 +346,7 @@ class OAuth2Backend:
         flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
         story.refused(flow, cause)
 
-    def done(self) -> None:
+    def _close(self) -> None:
         self.watcher.stop()
         if self.broker is not None:
             self.broker.close()

@@ -81,8 +81,8 @@ class TokenCollector(Collector):
 
 
 class MetricsEndpoint:
-    """The HTTP server Prometheus scrapes, and its options (a nested addon of OAuth2Backend);
-    prometheus-client serves it from its own thread."""
+    """The HTTP server Prometheus scrapes, and its options; OAuth2Backend hands it load, configure
+    and done. prometheus-client serves it from its own thread."""
 
     def __init__(self, source: StatusSource) -> None:
         self._registry = CollectorRegistry()

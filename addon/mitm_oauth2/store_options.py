@@ -1,4 +1,4 @@
-"""The `oauth2_store*` options: declared by a nested addon of OAuth2Backend, which opens its
+"""The `oauth2_store*` options: declared with OAuth2Backend's own (`declare`), which opens its
 store from them (`settings`)."""
 
 from __future__ import annotations
@@ -22,49 +22,48 @@ NAMES = (
 )
 
 
-class StoreOptions:
-    def load(self, loader: addonmanager.Loader) -> None:
-        loader.add_option(
-            "oauth2_store",
-            str,
-            "",
-            """
-            Where tokens are kept and shared: empty for the disk cache (oauth2_cache_dir, shared
-            by the processes of one machine), or redis://host:port/db (rediss:// for TLS) to
-            share one token per credential across a fleet of proxies.
-            """,
-        )
-        loader.add_option(
-            "oauth2_store_password_env",
-            str,
-            "",
-            "Name of the environment variable holding the Redis password (never in the URL).",
-        )
-        loader.add_option(
-            "oauth2_store_ca",
-            str,
-            "",
-            "CA bundle (PEM) that a rediss:// store's certificate must chain to (default: the "
-            "system's roots).",
-        )
-        loader.add_option(
-            "oauth2_store_key_env",
-            str,
-            "",
-            """
-            Name of an environment variable holding a key (16+ characters) that encrypts tokens
-            at rest in the store (AES-GCM); every proxy sharing the store needs the same key.
-            """,
-        )
-        loader.add_option(
-            "oauth2_store_timeout",
-            int,
-            500,
-            """
-            Milliseconds any one store call may take; past it, or when the store fails, tokens
-            are kept in this process until the store answers again.
-            """,
-        )
+def declare(loader: addonmanager.Loader) -> None:
+    loader.add_option(
+        "oauth2_store",
+        str,
+        "",
+        """
+        Where tokens are kept and shared: empty for the disk cache (oauth2_cache_dir, shared
+        by the processes of one machine), or redis://host:port/db (rediss:// for TLS) to
+        share one token per credential across a fleet of proxies.
+        """,
+    )
+    loader.add_option(
+        "oauth2_store_password_env",
+        str,
+        "",
+        "Name of the environment variable holding the Redis password (never in the URL).",
+    )
+    loader.add_option(
+        "oauth2_store_ca",
+        str,
+        "",
+        "CA bundle (PEM) that a rediss:// store's certificate must chain to (default: the "
+        "system's roots).",
+    )
+    loader.add_option(
+        "oauth2_store_key_env",
+        str,
+        "",
+        """
+        Name of an environment variable holding a key (16+ characters) that encrypts tokens
+        at rest in the store (AES-GCM); every proxy sharing the store needs the same key.
+        """,
+    )
+    loader.add_option(
+        "oauth2_store_timeout",
+        int,
+        500,
+        """
+        Milliseconds any one store call may take; past it, or when the store fails, tokens
+        are kept in this process until the store answers again.
+        """,
+    )
 
 
 def settings(cache_dir: Path) -> StoreSettings:
