@@ -73,8 +73,10 @@ def run(
             f = figures
             steps: list[tuple[list[str], Callable[[], object]]] = [
                 (
-                    ["1", "1c", "6", "6c"],
-                    lambda: throughput(rig, (f["1"], f["1c"]), (f["6"], f["6c"])),
+                    ["1", "1c", "1f", "1fc", "6", "6c"],
+                    lambda: throughput(
+                        rig, (f["1"], f["1c"], f["1f"], f["1fc"]), (f["6"], f["6c"])
+                    ),
                 ),
                 (["2a", "2b"], lambda: head_of_line(rig, f["2a"], f["2b"])),
                 (["3a", "3b"], lambda: timeline.append(expiry_boundary(rig, f["3a"], f["3b"]))),

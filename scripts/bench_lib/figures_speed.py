@@ -1,11 +1,14 @@
-"""Figures 1, 2 and 6: what the addon costs a request when it has a token, and whether a slow
-token request holds up anything but the flows that need it."""
+"""Figures 1, 2 and 6: what the addon costs a request when it has a token (against bare
+mitmdump and against the floor, a one-hook script), and whether a slow token request holds up
+anything but the flows that need it."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from .drive import run_job
+from .procs import FLOOR_SCRIPT
 from .procs import BenchError
 from .procs import Mitmdump
 from .report import Figure
@@ -14,36 +17,56 @@ from .rig import Rig
 DUMMY_DOMAIN = "bench.invalid"  # RFC 2606: never resolves, never matches a request here
 
 
-def throughput_pairs(
-    rig: Rig, figures: tuple[Figure, Figure], baseline: Mitmdump, subject: Mitmdump
-) -> None:
-    """Per run, `throughput_slices` short measurements of each, alternating (ABBA...), so that
-    the machine's other load falls on both alike: the ratio of their request rates (first
-    figure), and of mitmdump's CPU time per request, baseline / subject (second figure), which
-    that load disturbs less."""
-    rig.warm(baseline.url(), subject.url())
+@dataclass(frozen=True)
+class Measured:
+    """One mitmdump over one run: request rate, and its CPU time per request (s)."""
+
+    rate: float
+    cost: float
+
+    def against(self, baseline: Measured) -> tuple[float, float, str]:
+        """(rate ratio, cost ratio baseline / this) and the absolute numbers behind them."""
+        rates = f"{self.rate:.0f} / {baseline.rate:.0f} req/s"
+        costs = f"CPU per request {self.cost * 1000:.2f} / {baseline.cost * 1000:.2f} ms"
+        return self.rate / baseline.rate, baseline.cost / self.cost, f"{rates}; {costs}"
+
+
+def interleaved(rig: Rig, *dumps: Mitmdump) -> list[list[Measured]]:
+    """Per run, `throughput_slices` short measurements of each mitmdump in turn, the order
+    reversed every other slice (ABBA..., ABCCBA... for three), so that the machine's other load
+    and its drift fall on all alike; per run, each one's totals over its slices."""
+    rig.warm(*(dump.url() for dump in dumps))
     seconds = rig.profile.throughput_seconds
+    found = []
     for _ in range(rig.profile.runs):
-        totals = {id(dump): [0, 0.0, 0.0] for dump in (baseline, subject)}
+        totals = {id(dump): [0, 0.0, 0.0] for dump in dumps}
         for n in range(rig.profile.throughput_slices):
-            for dump in (baseline, subject) if n % 2 == 0 else (subject, baseline):
+            for dump in dumps if n % 2 == 0 else reversed(dumps):
                 cpu = dump.cpu_seconds()
                 requests, took = rig.client.throughput(dump.url(), seconds)
                 total = totals[id(dump)]
                 total[0] += requests
                 total[1] += took
                 total[2] += dump.cpu_seconds() - cpu
-        (b_requests, b_seconds, b_cpu), (s_requests, s_seconds, s_cpu) = totals.values()
-        b_rate, s_rate = b_requests / b_seconds, s_requests / s_seconds
-        b_cost, s_cost = b_cpu / b_requests, s_cpu / s_requests
-        rates = f"{s_rate:.0f} / {b_rate:.0f} req/s"
-        costs = f"CPU per request {s_cost * 1000:.2f} / {b_cost * 1000:.2f} ms"
-        figures[0].add(s_rate / b_rate, f"{rates} ({costs})")
-        figures[1].add(b_cost / s_cost, f"{costs} ({rates})")
+        found.append([Measured(done / took, cpu / done) for done, took, cpu in totals.values()])
+    return found
 
 
-def throughput(rig: Rig, cache_hit: tuple[Figure, Figure], many: tuple[Figure, Figure]) -> None:
-    """1. mitmdump with the addon and a valid token / bare mitmdump, same backend process.
+def add_pair(rate: Figure, cost: Figure, subject: Measured, baseline: Measured, note: str) -> None:
+    """subject / baseline as a rate figure and as a CPU-per-request figure."""
+    rates, costs, detail = subject.against(baseline)
+    rate.add(rates, detail + note)
+    cost.add(costs, detail + note)
+
+
+def throughput(
+    rig: Rig,
+    cache_hit: tuple[Figure, Figure, Figure, Figure],
+    many: tuple[Figure, Figure],
+) -> None:
+    """1. mitmdump with the addon and a valid token / bare mitmdump (1, 1c) and / the floor, a
+    one-hook script that sets a constant bearer header (1f, 1fc), all three measured in the
+    same interleaved slices, against the same backend process.
     6. The same addon request with N configured backends (the one used is last) / with 1."""
     rig.idp.configure(expires_in=3600, delay=0)
     port, count = rig.protected[0], rig.profile.many_backends
@@ -52,14 +75,23 @@ def throughput(rig: Rig, cache_hit: tuple[Figure, Figure], many: tuple[Figure, F
         rig.idp.backend_toml(f"svc-{n:04d}", f"svc-{n:04d}.{DUMMY_DOMAIN}")
         for n in range(count - 1)
     )
-    bare, one, lots = rig.mitmdumps(
-        ("bare", [rig.open_port], None), ("one", [port], real), ("many", [port], dummies + real)
+    bare, floor, one, lots = rig.mitmdumps(
+        ("bare", [rig.open_port], None),
+        ("floor", [port], FLOOR_SCRIPT),
+        ("one", [port], real),
+        ("many", [port], dummies + real),
     )
     try:
-        throughput_pairs(rig, cache_hit, bare, one)
-        throughput_pairs(rig, many, one, lots)
+        by_bare, by_bare_cpu, by_floor, by_floor_cpu = cache_hit
+        for b, f, o in interleaved(rig, bare, floor, one):
+            floor_rate, floor_cost, _ = f.against(b)
+            note = f" (floor / bare {floor_rate:.2f}, CPU {floor_cost:.2f})"
+            add_pair(by_bare, by_bare_cpu, o, b, note)
+            add_pair(by_floor, by_floor_cpu, o, f, "")
+        for o, lot in interleaved(rig, one, lots):
+            add_pair(*many, lot, o, "")
     finally:
-        rig.stop(bare, one, lots)
+        rig.stop(bare, floor, one, lots)
 
 
 def p99(records: list[list[float]], target: int) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """The processes a benchmark runs, each on 127.0.0.1 and stopped by its ``stop()``: the fast
-backend, the dev authorization server, mitmdump (bare or with the addon) and a Redis server.
+backend, the dev authorization server, mitmdump (bare, with the addon, or with the floor's
+one-hook script) and a Redis server.
 
 Every start waits on the child's output with a timeout; ``Processes`` stops all of them, last
 started first, however the benchmark ends (an exception, Ctrl-C, SIGTERM).
@@ -33,6 +34,8 @@ START_TIMEOUT = 60.0  # seconds: a loaded 2-core machine starting four mitmdumps
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
 CHECKOUT = SCRIPTS_DIR.parent
+# A one-hook script addon that sets a constant bearer header: the least any script addon costs.
+FLOOR_SCRIPT = Path(__file__).resolve().parent / "script" / "floor.py"
 
 
 class BenchError(RuntimeError):
@@ -148,7 +151,8 @@ def _demo_secret() -> str:
 
 class Mitmdump(Child):
     """mitmdump in reverse mode, one listening port per target URL; with the addon when given a
-    config (TOML text), bare otherwise. No flow output: printing flows would be measured too."""
+    config (TOML text), with `script` instead when given one (e.g. FLOOR_SCRIPT), bare
+    otherwise. No flow output: printing flows would be measured too."""
 
     def __init__(
         self,
@@ -158,6 +162,7 @@ class Mitmdump(Child):
         *extra: str,
         name: str = "mitmdump",
         cache: Path | None = None,
+        script: Path | None = None,
     ) -> None:
         self.ports = [free_port() for _ in targets]
         cmd = [str(find_mitmdump()), "--listen-host", HOST]
@@ -165,7 +170,9 @@ class Mitmdump(Child):
             cmd += ["--mode", f"reverse:{target}@{port}"]
         cmd += ["--set", f"confdir={workdir / 'confdir'}", "--set", "flow_detail=0"]
         cmd += ["--set", "connection_strategy=lazy"]
-        if config is not None:
+        if script is not None:
+            cmd += ["-s", str(script)]
+        elif config is not None:
             config_path = workdir / f"{name}.toml"
             config_path.write_text(config, encoding="utf-8")
             cmd += ["-s", str(ADDON_SCRIPT), "--set", f"oauth2_config={config_path}"]

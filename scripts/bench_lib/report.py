@@ -71,7 +71,7 @@ def write_markdown(
     header = ["#", "figure", "median", "runs", "goal", "met"]
     rows = [header, ["---"] * len(header), *(f.cells() for f in figures)]
     lines = [
-        "# Benchmarks: the addon against bare mitmproxy",
+        "# Benchmarks: the addon against bare mitmproxy and a one-hook script addon",
         "",
         f"Written by `scripts/bench` ({context.mode} run, {context.seconds / 60:.1f} min) on "
         f"{context.date}.",

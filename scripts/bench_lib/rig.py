@@ -46,12 +46,19 @@ class Rig:
         """A [[backend]] table for backend port ``port``, with the IdP's client."""
         return self.idp.backend_toml(name, f"{HOST}:{port}", **extra)
 
-    def mitmdumps(self, *specs: tuple[str, list[int], str | None]) -> list[Mitmdump]:
-        """Starts one mitmdump per (name, backend ports, config or None for bare), all at
-        once, each with a token cache of its own; returns them listening."""
+    def mitmdumps(self, *specs: tuple[str, list[int], str | Path | None]) -> list[Mitmdump]:
+        """Starts one mitmdump per (name, backend ports, what runs in it), all at once, each
+        with a token cache of its own; returns them listening. What runs: the addon with this
+        config (TOML text), a script of its own (a Path, e.g. FLOOR_SCRIPT), or None (bare)."""
         started = [
-            self.mitmdump(name, ports, config, cache=self.workdir / f"cache-{name}")
-            for name, ports, config in specs
+            self.mitmdump(
+                name,
+                ports,
+                None if isinstance(subject, Path) else subject,
+                cache=self.workdir / f"cache-{name}",
+                script=subject if isinstance(subject, Path) else None,
+            )
+            for name, ports, subject in specs
         ]
         try:
             return [dump.ready() for dump in started]
@@ -60,12 +67,18 @@ class Rig:
             raise
 
     def mitmdump(
-        self, name: str, ports: list[int], config: str | None, *extra: str, cache: Path
+        self,
+        name: str,
+        ports: list[int],
+        config: str | None,
+        *extra: str,
+        cache: Path,
+        script: Path | None = None,
     ) -> Mitmdump:
         """Starts one (call ``ready()``); ``cache`` may be shared with others."""
         targets = [self.url(port) for port in ports]
         return self.procs.add(
-            Mitmdump(self.workdir, targets, config, *extra, name=name, cache=cache)
+            Mitmdump(self.workdir, targets, config, *extra, name=name, cache=cache, script=script)
         )
 
     def warm(self, *urls: str) -> None:
