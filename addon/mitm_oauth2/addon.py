@@ -228,6 +228,8 @@ class OAuth2Backend:
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         # Synchronous while a valid token is in memory (the hot path: no coroutine per flow);
         # mitmproxy awaits what a hook returns, so only a request that must wait gets one.
+        # A replay given up on while queued must not reach the backend after its caller's answer.
+        self.replays.drop_abandoned(flow)
         if flow.response or flow.error or not flow.live or self.broker is None:
             return None
         request = flow.request
@@ -296,10 +298,6 @@ class OAuth2Backend:
         )
         # A path outside path_prefix is often meant; another port or scheme rarely is.
         logger.log(logging.INFO if miss.why == "path" else logging.WARNING, "oauth2: %s", text)
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        # A replay given up on while queued must not reach the backend after its caller's answer.
-        self.replays.drop_abandoned(flow)
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         # Synchronous unless a 401 may mean our token was rejected (a coroutine only then).

@@ -47,7 +47,6 @@ def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
 
     async def through_the_proxy(replay: http.HTTPFlow, outcome: http.Response | str) -> None:
         await run_hook(addon.requestheaders(replay))
-        addon.request(replay)
         if isinstance(outcome, str):
             replay.error = mflow.Error(outcome)
             addon.error(replay)

@@ -215,3 +215,20 @@ def test_near_miss_says_which_backend_and_what_to_change(
 )
 def test_no_near_miss_for_hosts_no_backend_names(request_: tuple[str, int, str, str]) -> None:
     assert NEAR.near_miss(*request_) is None
+
+
+def test_answers_are_remembered_per_host_only_where_the_path_did_not_decide() -> None:
+    """match remembers the answer for a whole host; a host whose prefixes or whose wildcard
+    fallback depend on the path is decided anew for each request."""
+    r = router(
+        ("api.test", "/orders", "orders"),
+        ("*.test", "/", "fallback"),
+        ("whole.test", "/", "whole"),
+    )
+    for _ in range(2):  # the second time from what the first remembered, where it did
+        assert route(r, "/orders/7") == "orders"
+        assert route(r, "/stock") == "fallback"  # api.test's own prefix misses: the wildcard
+        assert route(r, "/orders/../stock") == "fallback"
+        assert route(r, "/x", host="whole.test") == "whole"
+        assert route(r, "/y", host="whole.test", port=8443) is None
+        assert route(r, "/z", host="other.example") is None

@@ -168,6 +168,8 @@ def prefix_matches(prefix: str, path: str) -> bool:
 
 
 _Routes = list[tuple[str, T]]  # (path prefix, target), longest prefix first
+_UNSEEN = object()
+MAX_WHOLE_HOSTS = 4096
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,9 @@ class HostRouter(Generic[T]):
         self._wildcard: dict[tuple[str, int | None], _Routes[T]] = {}
         # (host, wildcard) -> its entries whatever their port: what a near miss is looked up in
         self._names: dict[tuple[str, bool], list[tuple[HostPattern, str, T]]] = {}
+        # (host, port, scheme) -> the answer `match` gave without looking at the path: asked
+        # for every request, and most backends take their whole host.
+        self._whole_hosts: dict[tuple[str, int, str], T | None] = {}
         for pattern, prefix, target in entries:
             self._names.setdefault((pattern.host, pattern.wildcard), []).append(
                 (pattern, prefix, target)
@@ -227,20 +232,36 @@ class HostRouter(Generic[T]):
             routes.sort(key=lambda route: len(route[0]), reverse=True)
 
     def match(self, host: str, port: int, scheme: str, path: str = "/") -> T | None:
+        key = (host, port, scheme)
+        whole = self._whole_hosts.get(key, _UNSEEN)
+        if whole is not _UNSEEN:
+            return whole  # type: ignore[return-value]
+        found, by_path = self._match(host, port, scheme, path)
+        if not by_path:  # the answer for every path of this host, port and scheme
+            if len(self._whole_hosts) >= MAX_WHOLE_HOSTS:  # bounded, whatever hosts clients name
+                self._whole_hosts.clear()
+            self._whole_hosts[key] = found
+        return found
+
+    def _match(self, host: str, port: int, scheme: str, target: str) -> tuple[T | None, bool]:
+        """The target, and whether the request's path decided it."""
         try:
             name = normalize_host(host)
         except ValueError:
-            return None
+            return None, False
         default = DEFAULT_PORTS.get(scheme) == port
-        found = self._lookup(self._exact, name, port, default, path)
+        found, by_path = self._lookup(self._exact, name, port, default, target)
         if found is not None or not self._wildcard:
-            return found
+            return found, by_path
         labels = name.split(".")
         for i in range(1, len(labels)):
-            found = self._lookup(self._wildcard, ".".join(labels[i:]), port, default, path)
+            found, decided = self._lookup(
+                self._wildcard, ".".join(labels[i:]), port, default, target
+            )
+            by_path = by_path or decided
             if found is not None:
-                return found
-        return None
+                return found, by_path
+        return None, by_path
 
     def near_miss(self, host: str, port: int, scheme: str, path: str = "/") -> NearMiss[T] | None:
         """For a request `match` found no target for: an entry for its host name that another
@@ -274,18 +295,18 @@ class HostRouter(Generic[T]):
         port: int,
         default: bool,
         target: str,
-    ) -> T | None:
+    ) -> tuple[T | None, bool]:
         routes = table.get((name, port))
         if default:  # `host` means the default port: its routes compete on prefix length
             also = table.get((name, None))
             routes = also if routes is None else routes + also if also else routes
         if not routes:
-            return None
+            return None, False
         if len(routes) == 1 and routes[0][0] == "/":  # the whole host: no path to look at
-            return routes[0][1]
+            return routes[0][1], False
         path = request_path(target)
         best: tuple[int, T] | None = None
         for prefix, found in routes:
             if prefix_matches(prefix, path) and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), found)
-        return None if best is None else best[1]
+        return (None if best is None else best[1]), True
