@@ -4,7 +4,6 @@ whole state or none of it, and a changed grant never gets another grant's token.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -19,9 +18,10 @@ from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.token import TokenResponse
-from mitm_oauth2.store.base import derive_cache_key
 from mitm_oauth2.store.disk import DiskTokenStore
 from mitm_oauth2.tokens.broker import TokenBroker
+from tests.unit.broker_fakes import key_for
+from tests.unit.broker_fakes import with_credentials
 
 pytestmark = pytest.mark.anyio
 
@@ -174,13 +174,12 @@ CHANGES = {
 
 
 def changed(field: str) -> TokenGrant:
-    credentials = dataclasses.replace(GRANT.credentials, **CHANGES[field])
-    return dataclasses.replace(GRANT, credentials=credentials)
+    return with_credentials(GRANT, **CHANGES[field])
 
 
 @pytest.mark.parametrize("field", CHANGES)
 def test_cache_key_covers_every_credential(field: str) -> None:
-    assert derive_cache_key(b"k" * 32, changed(field)) != derive_cache_key(b"k" * 32, GRANT)
+    assert key_for(changed(field)) != key_for(GRANT)
 
 
 class CountingEndpoint:
