@@ -4,7 +4,6 @@ whole state or none of it, and a changed grant never gets another grant's token.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 
@@ -82,10 +81,9 @@ async def test_broken_edit_keeps_routing(setup, caplog: pytest.LogCaptureFixture
 
 
 def test_refused_option_update_leaves_everything_and_is_not_reread(
-    setup, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    setup, tmp_path: Path, addon_log: pytest.LogCaptureFixture
 ) -> None:
     addon, tctx, path = setup
-    caplog.set_level(logging.INFO, logger="mitm_oauth2")
     broker, router = addon.broker, addon.router
     bad = tmp_path / "bad.toml"
     bad.write_text(toml(host="bad.test").replace("client_id", "clientid"))
@@ -95,7 +93,7 @@ def test_refused_option_update_leaves_everything_and_is_not_reread(
     assert (addon.broker, addon.router) == (broker, router)
     assert addon.watcher.is_current(path)
     # mitmproxy's rollback ran configure again with the old values: nothing was re-read
-    assert "backend(s) from" not in caplog.text
+    assert "backend(s) from" not in addon_log.text
 
 
 async def test_refused_cache_dir_keeps_the_old_config_followed(setup, tmp_path: Path) -> None:
