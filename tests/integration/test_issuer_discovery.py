@@ -36,8 +36,7 @@ def test_rfc8414_metadata_gives_the_token_endpoint(
     devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(backend(devservers))
-    with proxy.client() as client:
-        answers = [client.get(f"{devservers.backend_url}/things/{i}") for i in range(2)]
+    answers = proxy.get_each(f"{devservers.backend_url}/things/{i}" for i in range(2))
     assert [a.status_code for a in answers] == [200, 200], answers[0].text
     assert devservers.metadata_log() == [{"path": RFC8414, "status": 200}]
     (entry,) = devservers.token_log()
