@@ -23,9 +23,11 @@ from tests.support.devservers import DevServersFactory
 from tests.support.devservers import DevServersProcess
 from tests.support.devservers import TlsFiles
 from tests.support.devservers import toml_backend
+from tests.support.key_material import ClientCert
 from tests.support.key_material import KeyPair
 from tests.support.key_material import issue_client_cert
 from tests.support.key_material import make_key_pair
+from tests.support.key_material import tls_client_auth
 from tests.support.proxies import Proxy
 from tests.support.proxies import ProxyFactory
 
@@ -174,17 +176,7 @@ def mtls_servers(devservers_factory: DevServersFactory) -> DevServersProcess:
 
 
 def mtls_backend(servers: DevServersProcess, tls: TlsFiles, cert_dir: Path, cn: str) -> str:
-    cert = issue_client_cert(tls, cert_dir, cn)
-    return toml_backend(
-        name="api",
-        hosts=[servers.backend_host],
-        token_url=servers.token_url,
-        client_id="mtls-client",
-        auth_method="tls_client_auth",
-        client_cert_file=str(cert.cert),
-        client_key_file=str(cert.key),
-        token_ca_bundle=str(tls.ca_cert),
-    )
+    return backend(servers, **tls_client_auth(tls, issue_client_cert(tls, cert_dir, cn)))
 
 
 def test_tls_client_auth(
@@ -236,16 +228,7 @@ def test_a_client_certificate_rotated_in_place_is_used_for_the_next_token(
             key.write_bytes(issued.key.read_bytes())
     new_cert = tmp_path / "new" / "mtls-client-cert.pem"
     new_key = tmp_path / "new" / "mtls-client-key.pem"
-    config = toml_backend(
-        name="api",
-        hosts=[mtls_servers.backend_host],
-        token_url=mtls_servers.token_url,
-        client_id="mtls-client",
-        auth_method="tls_client_auth",
-        client_cert_file=str(cert),
-        client_key_file=str(key),
-        token_ca_bundle=str(tls_ca.ca_cert),
-    )
+    config = backend(mtls_servers, **tls_client_auth(tls_ca, ClientCert(cert, key)))
     proxy = mitmdump(config, "--set", "termlog_verbosity=debug")
     get_ok(proxy, mtls_servers)
     for source, target in ((new_key, key), (new_cert, cert)):

@@ -7,14 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support.devservers import DEMO_CLIENT_ID
-from tests.support.devservers import DEMO_CLIENT_SECRET
 from tests.support.devservers import DevServersFactory
 from tests.support.devservers import DevServersProcess
 from tests.support.devservers import TlsFiles
-from tests.support.devservers import toml_backend
 from tests.support.key_material import issue_client_cert
 from tests.support.key_material import make_key_pair
+from tests.support.key_material import tls_client_auth
 from tests.support.proxies import ProxyFactory
 
 RFC8414 = "/.well-known/oauth-authorization-server"
@@ -22,22 +20,16 @@ OPENID = "/.well-known/openid-configuration"
 
 
 def backend(servers: DevServersProcess, **fields: Any) -> str:
-    base: dict[str, Any] = {
-        "name": "api",
-        "hosts": [servers.backend_host],
-        "issuer": servers.issuer,  # plain http: allowed because it is loopback
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": DEMO_CLIENT_SECRET,
-    }
-    return toml_backend(**{**base, **fields})
+    """`servers.backend_toml` with `issuer` in place of `token_url` (plain http on the
+    devservers: allowed because it is loopback); a None field is left out."""
+    return servers.backend_toml(token_url=None, issuer=servers.issuer, **fields)
 
 
 def test_rfc8414_metadata_gives_the_token_endpoint(
     devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(backend(devservers))
-    with proxy.client() as client:
-        answers = [client.get(f"{devservers.backend_url}/things/{i}") for i in range(2)]
+    answers = proxy.get_each(f"{devservers.backend_url}/things/{i}" for i in range(2))
     assert [a.status_code for a in answers] == [200, 200], answers[0].text
     assert devservers.metadata_log() == [{"path": RFC8414, "status": 200}]
     (entry,) = devservers.token_log()
@@ -100,11 +92,10 @@ def test_private_key_jwt_with_the_issuer_as_audience(
     pair = make_key_pair(tmp_path, "ec")
     servers = devservers_factory(clients={"jwt": {"public_key": pair.public_key.read_text()}})
     proxy = mitmdump(
-        toml_backend(
-            name="api",
-            hosts=[servers.backend_host],
-            issuer=servers.issuer,
+        backend(
+            servers,
             client_id="jwt",
+            client_secret=None,
             auth_method="private_key_jwt",
             private_key_file=str(pair.private_key),
             assertion_audience="issuer",
@@ -128,18 +119,8 @@ def test_tls_client_auth_uses_the_mtls_endpoint_alias(
         clients={"mtls-client": {"cert_cn": "mtls-client"}}, token_tls=True, client_ca=True
     )
     cert = issue_client_cert(tls_ca, tmp_path, "mtls-client")
-    proxy = mitmdump(
-        toml_backend(
-            name="api",
-            hosts=[servers.backend_host],
-            issuer=servers.issuer,  # https: metadata is fetched with token_ca_bundle too
-            client_id="mtls-client",
-            auth_method="tls_client_auth",
-            client_cert_file=str(cert.cert),
-            client_key_file=str(cert.key),
-            token_ca_bundle=str(tls_ca.ca_cert),
-        )
-    )
+    # the issuer is https: metadata is fetched with token_ca_bundle too
+    proxy = mitmdump(backend(servers, client_secret=None, **tls_client_auth(tls_ca, cert)))
     with proxy.client() as client:
         answer = client.get(f"{servers.backend_url}/things")
     assert answer.status_code == 200, answer.text

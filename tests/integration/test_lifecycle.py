@@ -89,8 +89,7 @@ def test_idp_retry_after_means_503_and_no_token_request_before_it_elapses(
 ) -> None:
     devservers.configure(status=503, body="busy", retry_after=30)
     proxy = mitmdump(devservers.backend_toml("ledger"))
-    with proxy.client() as client:
-        answers = [client.get(f"{devservers.backend_url}/x") for _ in range(10)]
+    answers = proxy.get_each(f"{devservers.backend_url}/x" for _ in range(10))
     assert {answer.status_code for answer in answers} == {503}
     assert all(answer.headers["content-type"] == "application/problem+json" for answer in answers)
     assert 1 <= int(answers[-1].headers["retry-after"]) <= 30
@@ -102,8 +101,7 @@ def test_permanent_idp_error_is_not_retried_per_request(
     devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(devservers.backend_toml("ledger", client_secret="wrong"))
-    with proxy.client() as client:
-        answers = [client.get(f"{devservers.backend_url}/x") for _ in range(10)]
+    answers = proxy.get_each(f"{devservers.backend_url}/x" for _ in range(10))
     assert {answer.status_code for answer in answers} == {502}
     assert {answer.json()["oauth_error"] for answer in answers} == {"invalid_client"}
     assert devservers.token_requests() == 1

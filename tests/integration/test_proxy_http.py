@@ -29,8 +29,7 @@ def test_token_is_fetched_once_and_reused(
     devservers: DevServersProcess, mitmdump: ProxyFactory
 ) -> None:
     proxy = mitmdump(devservers.backend_toml("orders", scope="orders.read orders.write"))
-    with proxy.client() as client:
-        answers = [client.get(f"{devservers.backend_url}/orders/{i}") for i in range(3)]
+    answers = proxy.get_each(f"{devservers.backend_url}/orders/{i}" for i in range(3))
     assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
     assert devservers.token_requests() == 1
     (fetch,) = devservers.stats()["token_request_log"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from mitm_oauth2.testing import ProxyNotReady
 from mitm_oauth2.testing import ProxyProcess
 from tests.support.devservers import DevServersProcess
 from tests.support.devservers import TlsFiles
-from tests.support.procs import CURL
+from tests.support.procs import curl
 from tests.support.procs import subprocess_env
 
 pytest_plugins = ["pytester"]
@@ -71,14 +70,7 @@ def test_curl_with_the_client_environment(
     proxy = oauth2_proxy(devservers_tls.backend_toml("billing"), *upstream_trusts(tls_ca))
     env = {**subprocess_env(), **proxy.client_env()}
     assert env["NODE_EXTRA_CA_CERTS"] == env["SSL_CERT_FILE"] == str(proxy.ca_cert)
-    done = subprocess.run(
-        [CURL, "-q", "-sS", f"{devservers_tls.backend_url}/invoices"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=20,
-        check=False,
-    )
+    done = curl(f"{devservers_tls.backend_url}/invoices", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] is True
     assert devservers_tls.token_requests() == 1

@@ -14,6 +14,8 @@ from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.codec import TokenCodec
 from mitm_oauth2.store.redis import RedisTokenStore
 from tests.support.redis_server import RedisServer
+from tests.unit.broker_fakes import check_the_lock
+from tests.unit.broker_fakes import with_credentials
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +59,7 @@ async def test_a_token_saved_by_one_proxy_is_read_by_another(stores) -> None:
     first, second = stores
     await first.save(GRANT, TOKEN, ttl=120)
     assert await second.load(GRANT) == TOKEN
-    rotated = dataclasses.replace(
-        GRANT,
-        credentials=dataclasses.replace(
-            GRANT.credentials, client_secret=Secret(SECRET + "-rotated")
-        ),
-    )
+    rotated = with_credentials(GRANT, client_secret=Secret(SECRET + "-rotated"))
     assert await second.load(rotated) is None  # another secret, another key
 
 
@@ -104,12 +101,7 @@ async def test_the_lock_is_exclusive_expires_with_its_lease_and_only_its_owner_r
     stores, redis_server: RedisServer
 ) -> None:
     first, second = stores
-    assert await first.try_lock(GRANT, "proxy-a", lease=30)
-    assert not await second.try_lock(GRANT, "proxy-b", lease=30)
-    await second.unlock(GRANT, "proxy-b")  # not the owner: nothing happens
-    assert not await second.try_lock(GRANT, "proxy-b", lease=30)
-    await first.unlock(GRANT, "proxy-a")
-    assert await second.try_lock(GRANT, "proxy-b", lease=30)
+    await check_the_lock(first, second, GRANT, lease=30)
     with redis_server.client() as client:
         (lock,) = client.keys("mitm-oauth2:lock/*")
         assert 0 < client.pttl(lock) <= 30_000  # a holder that dies frees it within the lease

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +53,31 @@ def assert_no_token_in_output(servers: DevServersProcess, proxy: Proxy) -> None:
     assert all(token not in output for token in tokens_seen(servers))
 
 
-def saving_flows(
-    servers: DevServersProcess, mitmdump: ProxyFactory, directory: Path
-) -> tuple[Proxy, Path]:
-    """A proxy for `config_for(servers)` that saves its flows to the file it returns too."""
-    saved = directory / "flows.mitm"
-    return mitmdump(config_for(servers), "--set", f"save_stream_file={saved}"), saved
+@dataclass(frozen=True)
+class Saving:
+    """A proxy that saves its flows to `file`."""
+
+    proxy: Proxy
+    file: Path
+
+    def flows(self) -> list[http.HTTPFlow]:
+        """The proxy stopped, the HTTP flows it saved."""
+        self.proxy.stop()
+        with self.file.open("rb") as file:
+            return [f for f in io.FlowReader(file).stream() if isinstance(f, http.HTTPFlow)]
+
+
+@pytest.fixture
+def saving(devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path) -> Saving:
+    """A proxy for `config_for(devservers)` that saves its flows."""
+    saved = tmp_path / "flows.mitm"
+    return Saving(mitmdump(config_for(devservers), "--set", f"save_stream_file={saved}"), saved)
 
 
 def test_revoked_token_one_replay_of_a_post_with_its_body(
-    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
+    devservers: DevServersProcess, saving: Saving
 ) -> None:
-    proxy, saved = saving_flows(devservers, mitmdump, tmp_path)
+    proxy = saving.proxy
     url = f"{devservers.backend_url}/orders?id=7"
     with proxy.client() as client:
         assert client.post(url, content=b"warm-up").status_code == 200
@@ -85,9 +99,7 @@ def test_revoked_token_one_replay_of_a_post_with_its_body(
     with proxy.client() as client:  # the fresh token stays in use
         assert client.get(url).status_code == 200
     assert devservers.token_requests() == 2
-    proxy.stop()
-    with saved.open("rb") as file:  # the flows record the replay (and save fine)
-        flows = [f for f in io.FlowReader(file).stream() if isinstance(f, http.HTTPFlow)]
+    flows = saving.flows()  # they record the replay (and save fine)
     original = next(f for f in flows if f.request.content == b'{"item": 42}' and not f.is_replay)
     copy = next(f for f in flows if f.is_replay == "request")
     assert original.metadata["oauth2"]["backend"] == "orders"
@@ -100,11 +112,10 @@ def test_revoked_token_one_replay_of_a_post_with_its_body(
 
 
 def test_rejected_token_without_a_fresh_one_is_a_refusal_marked_in_the_flow(
-    devservers: DevServersProcess, mitmdump: ProxyFactory, tmp_path: Path
+    devservers: DevServersProcess, saving: Saving
 ) -> None:
-    proxy, saved = saving_flows(devservers, mitmdump, tmp_path)
     url = f"{devservers.backend_url}/orders"
-    with proxy.client() as client:
+    with saving.proxy.client() as client:
         assert client.get(url).status_code == 200
         devservers.revoke()
         devservers.configure(status=500)  # and the authorization server is failing
@@ -112,10 +123,7 @@ def test_rejected_token_without_a_fresh_one_is_a_refusal_marked_in_the_flow(
     assert answer.status_code == 502
     assert answer.headers["content-type"] == "application/problem+json"
     assert "token endpoint answered HTTP 500" in answer.json()["detail"]
-    proxy.stop()
-    with saved.open("rb") as file:
-        flows = [f for f in io.FlowReader(file).stream() if isinstance(f, http.HTTPFlow)]
-    good, refused = flows
+    good, refused = saving.flows()
     assert not good.marked
     assert refused.marked
     assert refused.response is not None

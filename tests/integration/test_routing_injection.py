@@ -118,28 +118,24 @@ def test_paths_outside_every_prefix_get_no_token(
     assert servers.token_requests() == 0
 
 
+@pytest.mark.parametrize(
+    ("into_b", "into_c"),
+    [("/a/../b/z", "/b/../c"), ("/a/%2e%2e/b/z", "/b/%2e%2e/c")],
+    ids=["plain", "percent-encoded"],
+)
 def test_dot_segments_are_routed_as_the_server_resolves_them(
-    routed: tuple[DevServersProcess, str],
+    into_b: str, into_c: str, routed: tuple[DevServersProcess, str]
 ) -> None:
+    """Plain or percent-encoded, `into_b` resolves to /b/z and `into_c` to /c."""
     servers, proxy_url = routed
-    status, body = _get(proxy_url, servers.backend_url + "/a/../b/z")
+    status, body = _get(proxy_url, servers.backend_url + into_b)
     assert status == 200, body
-    assert body["path"] == "/a/../b/z"  # forwarded as sent; the backend resolves it to /b/z
+    assert body["path"] == into_b  # forwarded as sent; the backend resolves it to /b/z
     (entry,) = servers.token_log()
     assert entry["client_id"] == "client-b"  # /b's credentials, not /a's
-    status, body = _get(proxy_url, servers.backend_url + "/b/../c")
+    status, body = _get(proxy_url, servers.backend_url + into_c)
     assert (status, body["error"]) == (401, "no token")  # /c: nobody's token
     assert servers.token_requests() == 1
-
-
-def test_percent_encoded_dot_segments_are_routed_like_plain_ones(
-    routed: tuple[DevServersProcess, str],
-) -> None:
-    servers, proxy_url = routed
-    status, body = _get(proxy_url, servers.backend_url + "/a/%2e%2e/b/z")
-    assert status == 200, body
-    (entry,) = servers.token_log()
-    assert entry["client_id"] == "client-b"
 
 
 def test_a_near_miss_is_told_once_per_host_and_port(

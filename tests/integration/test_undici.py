@@ -6,13 +6,13 @@ tests (scripts/test installs the packages): without them this test fails saying 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from tests.support.devservers import DevServersProcess
 from tests.support.procs import REPO
 from tests.support.procs import node
+from tests.support.procs import run
 from tests.support.procs import subprocess_env
 from tests.support.proxies import ProxyFactory
 
@@ -29,15 +29,7 @@ def test_undici_fetch_through_the_proxy_gets_the_token(
     proxy = mitmdump(devservers_tls.backend_toml())
     urls = [f"{devservers_tls.backend_url}/orders/{n}" for n in range(3)]
     env = subprocess_env(HTTPS_PROXY=proxy.url, NODE_EXTRA_CA_CERTS=str(proxy.ca_cert))
-    done = subprocess.run(
-        [node_js, str(SCRIPT), *urls],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=INTEROP,
-        timeout=30,
-        check=False,
-    )
+    done = run([node_js, str(SCRIPT), *urls], env=env, cwd=INTEROP, timeout=30)
     assert done.returncode == 0, done.stderr
     answers = [json.loads(line) for line in done.stdout.splitlines()]
     assert [answer["status"] for answer in answers] == [200, 200, 200]

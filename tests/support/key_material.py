@@ -1,6 +1,7 @@
 """Key material for the auth-method tests, made fresh in a temporary folder: signing keys for
 private_key_jwt (private PEM for the proxy, public PEM for the devservers) and client
-certificates for tls_client_auth, issued by the session's test CA."""
+certificates for tls_client_auth, issued by the session's test CA, with the backend keys that
+use one."""
 
 from __future__ import annotations
 
@@ -57,3 +58,17 @@ def issue_client_cert(tls: TlsFiles, directory: Path, common_name: str) -> Clien
         blob.write_to_path(str(files.cert), append=i > 0)
     leaf.private_key_pem.write_to_path(str(files.key))
     return files
+
+
+def tls_client_auth(
+    tls: TlsFiles, cert: ClientCert, client_id: str = "mtls-client"
+) -> dict[str, str]:
+    """A backend's keys for tls_client_auth as `client_id` with `cert`, trusting the test CA's
+    token server."""
+    return {
+        "client_id": client_id,
+        "auth_method": "tls_client_auth",
+        "client_cert_file": str(cert.cert),
+        "client_key_file": str(cert.key),
+        "token_ca_bundle": str(tls.ca_cert),
+    }

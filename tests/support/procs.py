@@ -45,18 +45,34 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    """Run ``/usr/bin/curl -q -sS *args`` (no ~/.curlrc, no proxy variables); never checks."""
+def run(
+    cmd: list[str],
+    *,
+    timeout: float = 20,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` to its end, no stdin, its output kept as text; in `env`, else
+    `subprocess_env()`. Never checks the exit code."""
     return subprocess.run(
-        [CURL, "-q", "-sS", *args],
+        cmd,
         capture_output=True,
         text=True,
         errors="replace",
         timeout=timeout,
-        env=subprocess_env(),
+        env=env if env is not None else subprocess_env(),
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def curl(
+    *args: str, timeout: float = 20, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``/usr/bin/curl -q -sS *args`` (no ~/.curlrc; no proxy variables unless `env` has
+    them); never checks."""
+    return run([CURL, "-q", "-sS", *args], timeout=timeout, env=env)
 
 
 class Child:

@@ -4,7 +4,7 @@ stops them all; `run_to_exit()` is the same start for a proxy that must not come
 
 The tests load the script users load from a checkout, addon/oauth2_backend.py (the pytest
 plugin's tests cover the packaged one). `Proxy` is `ProxyProcess` plus the httpx clients the
-tests send through it.
+tests send through it (and `get_each`, GETs in turn on one of them).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ class Proxy(ProxyProcess):
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("timeout", 10)
         return httpx.Client(proxy=self.url, verify=self.ssl_context(), trust_env=False, **kwargs)
+
+    def get_each(self, urls: Iterable[str]) -> list[httpx.Response]:
+        """A GET of each of `urls` in turn, on one `client()`: the answers, in order."""
+        with self.client() as client:
+            return [client.get(url) for url in urls]
 
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
         kwargs.setdefault("timeout", 10)

@@ -1,20 +1,27 @@
 """Stand-ins for the broker tests: a clock the test drives, a token endpoint that issues tok-1,
-tok-2, ... (or hangs, or fails), and a token store in memory. The fixtures are in conftest.py."""
+tok-2, ... (or hangs, or fails), and a token store in memory. The fixtures are in conftest.py.
+For the store tests too: a grant with other credentials, its cache key, and the lock's contract
+every store keeps (the Redis store's integration test checks it as well)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable
+from typing import Any
 
 from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.model.token import TokenResponse
+from mitm_oauth2.store.base import TokenStore
+from mitm_oauth2.store.base import derive_cache_key
 from mitm_oauth2.tokens.broker import Issued
 from mitm_oauth2.tokens.broker import TokenBroker
 
 START = 1_700_000_000.0
+HMAC_KEY = b"k" * 32
 
 
 class FakeClock:
@@ -91,6 +98,30 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         pass
+
+
+def with_credentials(grant: TokenGrant, **changes: Any) -> TokenGrant:
+    """`grant` with `changes` to its ClientCredentials fields."""
+    credentials = dataclasses.replace(grant.credentials, **changes)
+    return dataclasses.replace(grant, credentials=credentials)
+
+
+def key_for(grant: TokenGrant) -> str:
+    """The cache key of `grant` under HMAC_KEY."""
+    return derive_cache_key(HMAC_KEY, grant)
+
+
+async def check_the_lock(
+    store: TokenStore, other: TokenStore, grant: TokenGrant, lease: float
+) -> None:
+    """The lock's contract, `other` standing for another process on the same storage: one owner
+    at a time, released only by its owner. `other` holds the lock at the end."""
+    assert await store.try_lock(grant, "me", lease=lease)
+    assert not await other.try_lock(grant, "you", lease=lease)
+    await other.unlock(grant, "you")  # not the owner: no effect
+    assert not await other.try_lock(grant, "you", lease=lease)
+    await store.unlock(grant, "me")
+    assert await other.try_lock(grant, "you", lease=lease)
 
 
 async def settle(broker: TokenBroker) -> None:

@@ -1,5 +1,6 @@
-"""Helpers for the token request tests: a recording MockTransport handler, canned answers, and
-`ask`, which sends one token request through a TokenClient on that transport."""
+"""Helpers for the token request tests: a recording MockTransport handler, canned answers (one
+echoing what was posted), `ask`, which sends one token request through a TokenClient on that
+transport, and `refused`, the same for a request that must fail."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import pytest
 
 from mitm_oauth2.client.token_client import TokenClient
+from mitm_oauth2.model.errors import TokenError
 
 SECRET = "p@ss:w+rd/%=é"
 GOOD = {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}
@@ -31,12 +34,34 @@ def json_answer(status: int, document: Any) -> Callable[[httpx.Request], httpx.R
     return lambda request: httpx.Response(status, json=document)
 
 
+def echoing(
+    status: int, error: str, field: str, says: str
+) -> Callable[[httpx.Request], httpx.Response]:
+    """An error answer whose error_description is `says` and then the posted form field `field`,
+    as a server that echoes what it got."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        posted = form(request)[field][0]
+        return httpx.Response(status, json={"error": error, "error_description": says + posted})
+
+    return echo
+
+
 async def ask(handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any):
     client = TokenClient(transport=httpx.MockTransport(handler), **kwargs)
     try:
         return await client.request_token(grant.credentials)
     finally:
         await client.aclose()
+
+
+async def refused(
+    handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any
+) -> TokenError:
+    """The TokenError that `ask` must raise."""
+    with pytest.raises(TokenError) as info:
+        await ask(handler, grant, **kwargs)
+    return info.value
 
 
 def form(request: httpx.Request) -> dict[str, list[str]]:

@@ -1,8 +1,9 @@
-"""Shared fixtures for the unit tests: the anyio backend, a ready-made grant, the broker tests'
-fakes (broker_fakes.py) and the config watcher tests' recorder (watch_helpers.py)."""
+"""Shared fixtures for the unit tests: the anyio backend, the addon's log, a ready-made grant, the
+broker tests' fakes (broker_fakes.py) and the config watcher tests' recorder (watch_helpers.py)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ SECRET = "p@ss:w+rd/%=é"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def addon_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog, keeping the addon's records (logger mitm_oauth2) from INFO up."""
+    caplog.set_level(logging.INFO, logger="mitm_oauth2")
+    return caplog
 
 
 def _make_grant(

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from mitmproxy import exceptions
@@ -34,6 +35,15 @@ token_url = "https://idp.test/oauth/token"
 client_id = "proxy"
 client_secret = "{SECRET}"
 """
+# The https targets (host, port) GOOD's hosts take, and those they do not.
+TAKEN = [("api.test", 443), ("API.test.", 443), ("a.b.svc.test", 8443)]
+NOT_TAKEN = [
+    ("other.test", 443),
+    ("api.test", 8443),
+    ("svc.test", 8443),
+    ("a.svc.test", 443),
+    ("api.test.evil", 443),
+]
 
 
 class StubBroker(BrokerStub):
@@ -186,6 +196,17 @@ def test_new_cache_dir_replaces_the_broker(tmp_path: Path, brokers) -> None:
     assert not brokers[1].closed
 
 
+class Configured(NamedTuple):
+    addon: OAuth2Backend
+    tctx: taddons.context
+    broker: StubBroker
+
+    async def send(self, f: http.HTTPFlow) -> http.HTTPFlow:
+        """`f` through the addon's hooks, as mitmproxy runs them for a request; `f` returned."""
+        await self.tctx.cycle(self.addon, f)
+        return f
+
+
 @pytest.fixture
 def configured(tmp_path: Path, brokers):
     """An addon configured with GOOD inside a mitmproxy test context, and its stub broker."""
@@ -196,22 +217,14 @@ def configured(tmp_path: Path, brokers):
             oauth2_config=str(config_file(tmp_path)),
             oauth2_cache_dir=str(tmp_path / "cache"),
         )
-        yield addon, tctx, brokers[0]
+        yield Configured(addon, tctx, brokers[0])
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("host", "port", "scheme"),
-    [
-        ("api.test", 443, "https"),
-        ("API.test.", 443, "https"),
-        ("a.b.svc.test", 8443, "https"),
-    ],
-)
-async def test_bearer_replaces_the_callers_authorization(configured, host, port, scheme) -> None:
-    addon, tctx, broker = configured
-    f = flow(host, port, scheme)
-    await tctx.cycle(addon, f)
+@pytest.mark.parametrize(("host", "port"), TAKEN)
+async def test_bearer_replaces_the_callers_authorization(configured, host, port) -> None:
+    f = await configured.send(flow(host, port))
+    broker = configured.broker
     assert f.request.headers.get_all("Authorization") == ["Bearer tok-abc"]
     assert f.response is None
     assert f.metadata["oauth2"] == {
@@ -229,16 +242,14 @@ async def test_bearer_replaces_the_callers_authorization(configured, host, port,
 
 @pytest.mark.anyio
 async def test_plain_http_beyond_loopback_is_refused_before_any_token(configured) -> None:
-    addon, tctx, broker = configured
-    f = flow("api.test", 80, "http")
-    await tctx.cycle(addon, f)
+    f = await configured.send(flow("api.test", 80, "http"))
     assert f.response is not None
     assert f.response.status_code == 403
     problem = json.loads(f.response.content or b"")
     assert problem["type"] == "urn:mitm-oauth2:problem:plain-http"
     assert "http://api.test:80 would carry it unencrypted" in problem["detail"]
     assert f.request.headers["Authorization"] == "Basic Y2FsbGVyOm93bg=="
-    assert broker.grants == []  # no token asked for, none sent
+    assert configured.broker.grants == []  # no token asked for, none sent
 
 
 @pytest.mark.anyio
@@ -262,54 +273,39 @@ async def test_plain_http_where_allowed_or_on_loopback_gets_the_token(
 
 @pytest.mark.anyio
 async def test_lowercase_caller_header_is_replaced_too(configured) -> None:
-    addon, tctx, _ = configured
     f = flow()
     f.request.headers.add("authorization", "Bearer caller-own")
-    await tctx.cycle(addon, f)
+    await configured.send(f)
     assert f.request.headers.get_all("authorization") == ["Bearer tok-abc"]
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("host", "port", "scheme"),
-    [
-        ("other.test", 443, "https"),
-        ("api.test", 8443, "https"),
-        ("svc.test", 8443, "https"),
-        ("a.svc.test", 443, "https"),
-        ("api.test.evil", 443, "https"),
-    ],
-)
-async def test_unconfigured_host_is_untouched(configured, host, port, scheme) -> None:
-    addon, tctx, broker = configured
-    f = flow(host, port, scheme)
-    await tctx.cycle(addon, f)
+@pytest.mark.parametrize(("host", "port"), NOT_TAKEN)
+async def test_unconfigured_host_is_untouched(configured, host, port) -> None:
+    f = await configured.send(flow(host, port))
     assert f.request.headers["Authorization"] == "Basic Y2FsbGVyOm93bg=="
     assert "oauth2" not in f.metadata
-    assert broker.grants == []
+    assert configured.broker.grants == []
 
 
 @pytest.mark.anyio
 async def test_host_header_does_not_decide(configured) -> None:
-    addon, tctx, broker = configured
     f = flow("other.test")
     f.request.headers["Host"] = "api.test"  # client-controlled; the proxy connects to other.test
-    await tctx.cycle(addon, f)
+    await configured.send(f)
     assert f.request.headers["Authorization"] == "Basic Y2FsbGVyOm93bg=="
-    assert broker.grants == []
+    assert configured.broker.grants == []
 
 
 @pytest.mark.anyio
 async def test_token_error_answers_502_problem(configured) -> None:
-    addon, tctx, broker = configured
-    broker.error = TokenError(
+    configured.broker.error = TokenError(
         "token endpoint answered HTTP 401 with error 'invalid_client'",
         oauth_error="invalid_client",
         status=401,
         description=f"bad secret {SECRET}",
     )
-    f = flow()
-    await tctx.cycle(addon, f)
+    f = await configured.send(flow())
     assert f.response is not None
     assert f.response.status_code == 502
     assert f.response.headers["Content-Type"] == "application/problem+json"
@@ -359,8 +355,7 @@ async def test_bad_reconfigure_keeps_the_working_config(configured, tmp_path: Pa
     with pytest.raises(exceptions.OptionsError, match="clientid"):
         tctx.configure(addon, oauth2_config=str(bad))
     assert tctx.options.oauth2_config == good
-    f = flow()
-    await tctx.cycle(addon, f)
+    f = await configured.send(flow())
     assert f.request.headers["Authorization"] == "Bearer tok-abc"
 
 

@@ -4,8 +4,6 @@ whole state or none of it, and a changed grant never gets another grant's token.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import logging
 import os
 from pathlib import Path
 
@@ -19,9 +17,10 @@ from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.token import TokenResponse
-from mitm_oauth2.store.base import derive_cache_key
 from mitm_oauth2.store.disk import DiskTokenStore
 from mitm_oauth2.tokens.broker import TokenBroker
+from tests.unit.broker_fakes import key_for
+from tests.unit.broker_fakes import with_credentials
 
 pytestmark = pytest.mark.anyio
 
@@ -82,10 +81,9 @@ async def test_broken_edit_keeps_routing(setup, caplog: pytest.LogCaptureFixture
 
 
 def test_refused_option_update_leaves_everything_and_is_not_reread(
-    setup, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    setup, tmp_path: Path, addon_log: pytest.LogCaptureFixture
 ) -> None:
     addon, tctx, path = setup
-    caplog.set_level(logging.INFO, logger="mitm_oauth2")
     broker, router = addon.broker, addon.router
     bad = tmp_path / "bad.toml"
     bad.write_text(toml(host="bad.test").replace("client_id", "clientid"))
@@ -95,7 +93,7 @@ def test_refused_option_update_leaves_everything_and_is_not_reread(
     assert (addon.broker, addon.router) == (broker, router)
     assert addon.watcher.is_current(path)
     # mitmproxy's rollback ran configure again with the old values: nothing was re-read
-    assert "backend(s) from" not in caplog.text
+    assert "backend(s) from" not in addon_log.text
 
 
 async def test_refused_cache_dir_keeps_the_old_config_followed(setup, tmp_path: Path) -> None:
@@ -174,13 +172,12 @@ CHANGES = {
 
 
 def changed(field: str) -> TokenGrant:
-    credentials = dataclasses.replace(GRANT.credentials, **CHANGES[field])
-    return dataclasses.replace(GRANT, credentials=credentials)
+    return with_credentials(GRANT, **CHANGES[field])
 
 
 @pytest.mark.parametrize("field", CHANGES)
 def test_cache_key_covers_every_credential(field: str) -> None:
-    assert derive_cache_key(b"k" * 32, changed(field)) != derive_cache_key(b"k" * 32, GRANT)
+    assert key_for(changed(field)) != key_for(GRANT)
 
 
 class CountingEndpoint:

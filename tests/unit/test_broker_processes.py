@@ -17,41 +17,51 @@ from tests.unit.broker_fakes import settle
 pytestmark = pytest.mark.anyio
 
 
-async def test_restart_reuses_the_persisted_token(endpoint, store, clock, make_grant) -> None:
+@pytest.fixture
+async def persisted(endpoint, store, clock, make_grant) -> None:
+    """tok-1 in the store, fetched by a broker (a process) that is gone now."""
     await TokenBroker(endpoint, store, clock).token(make_grant())
+
+
+async def restarted(endpoint, store, clock, grant) -> TokenBroker:
+    """A new broker on `store`, as a restarted process makes: it serves the persisted tok-1
+    (asserted) before the test goes on with it."""
+    broker = TokenBroker(endpoint, store, clock)
+    assert (await broker.token(grant)).access_token == "tok-1"
+    return broker
+
+
+async def test_restart_reuses_the_persisted_token(
+    persisted, endpoint, store, clock, make_grant
+) -> None:
     clock.advance(600)
     clock.now_mono = 3.0  # a new process: its monotonic clock starts anywhere
-    restarted = TokenBroker(endpoint, store, clock)
-    assert (await restarted.token(make_grant())).access_token == "tok-1"
+    broker = await restarted(endpoint, store, clock, make_grant())
     assert endpoint.calls == 1
     clock.advance(3000)  # the lifetime still counts from the first fetch: expired now
-    assert (await restarted.token(make_grant())).access_token == "tok-2"
+    assert (await broker.token(make_grant())).access_token == "tok-2"
 
 
 async def test_restart_with_a_due_token_serves_it_and_renews_behind(
-    endpoint, store, clock, make_grant
+    persisted, endpoint, store, clock, make_grant
 ) -> None:
-    await TokenBroker(endpoint, store, clock).token(make_grant())
     clock.advance(3600 - 20)  # due (30 s margin), still usable (until 10 s before expiry)
-    restarted = TokenBroker(endpoint, store, clock)
-    assert (await restarted.token(make_grant())).access_token == "tok-1"
-    await settle(restarted)
-    assert (await restarted.token(make_grant())).access_token == "tok-2"
+    broker = await restarted(endpoint, store, clock, make_grant())
+    await settle(broker)
+    assert (await broker.token(make_grant())).access_token == "tok-2"
     assert endpoint.calls == 2
 
 
 async def test_restart_during_an_outage_serves_the_persisted_token_until_expiry(
-    endpoint, store, clock, make_grant
+    persisted, endpoint, store, clock, make_grant
 ) -> None:
-    await TokenBroker(endpoint, store, clock).token(make_grant())
     clock.since_start(3580)
     endpoint.failure = TokenError("cannot connect to token endpoint")
-    restarted = TokenBroker(endpoint, store, clock)
-    assert (await restarted.token(make_grant())).access_token == "tok-1"
-    await settle(restarted)
+    broker = await restarted(endpoint, store, clock, make_grant())
+    await settle(broker)
     clock.since_start(3590)  # 10 s before expiry: given up, not sent to expire on its way
     with pytest.raises(TokenError):
-        await restarted.token(make_grant())
+        await broker.token(make_grant())
 
 
 async def test_restart_with_real_disk_store(tmp_path: Path, endpoint, clock, make_grant) -> None:
@@ -86,19 +96,17 @@ async def test_changed_credentials_never_reuse_the_old_token(
 
 
 async def test_wall_clock_set_back_does_not_extend_a_persisted_token(
-    endpoint, store, clock, make_grant
+    persisted, endpoint, store, clock, make_grant
 ) -> None:
-    await TokenBroker(endpoint, store, clock).token(make_grant())
     clock.advance(10)
     clock.now_wall -= 3600  # the system clock is set back by an hour
     endpoint.failure = TokenError("cannot connect to token endpoint")  # so nothing renews it
-    restarted = TokenBroker(endpoint, store, clock)
-    assert (await restarted.token(make_grant())).access_token == "tok-1"
+    broker = await restarted(endpoint, store, clock, make_grant())
     clock.advance(3590 - 0.001)  # at most one lifetime (less the 10 s skew) from the restart...
-    await restarted.token(make_grant())
+    await broker.token(make_grant())
     clock.advance(0.001)  # ...and not a moment more
     with pytest.raises(TokenError):
-        await restarted.token(make_grant())
+        await broker.token(make_grant())
 
 
 async def test_processes_sharing_a_store_make_one_token_request(

@@ -17,9 +17,9 @@ from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import SigningKey
 from mitm_oauth2.model.credentials import TlsIdentity
 from mitm_oauth2.model.credentials import TokenTransport
-from mitm_oauth2.store.base import derive_cache_key
+from tests.unit.broker_fakes import key_for
+from tests.unit.broker_fakes import with_credentials
 
-HMAC_KEY = b"k" * 32
 SECRET = "p@ss:w+rd/%=é"
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END"
 KEY = SigningKey("/keys/a.pem", Secret(PEM), "RS256")
@@ -30,15 +30,6 @@ FULL = {
     "extra_params": (("prompt", "none"), ("tenant", "t1")),
     "token_headers": (("X-Tenant", "t1"), ("X-Region", "eu")),
 }
-
-
-def key_for(grant) -> str:
-    return derive_cache_key(HMAC_KEY, grant)
-
-
-def changed(grant, **changes):
-    credentials = dataclasses.replace(grant.credentials, **changes)
-    return dataclasses.replace(grant, credentials=credentials)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +45,7 @@ def changed(grant, **changes):
 )
 def test_order_does_not_change_the_key(make_grant, reordered) -> None:
     grant = make_grant(**FULL)
-    assert key_for(changed(grant, **reordered)) == key_for(grant)
+    assert key_for(with_credentials(grant, **reordered)) == key_for(grant)
 
 
 CHANGES = {
@@ -88,13 +79,15 @@ CHANGES = {
 def test_each_setting_changes_the_key(make_grant, changes) -> None:
     grant = make_grant(signing_key=KEY, issuer=None, **FULL)
     if "issuer" in changes and "token_url" not in changes:
-        grant = changed(grant, token_url=None, issuer="https://idp.test")
-    assert key_for(changed(grant, **changes)) != key_for(grant)
+        grant = with_credentials(grant, token_url=None, issuer="https://idp.test")
+    assert key_for(with_credentials(grant, **changes)) != key_for(grant)
 
 
 def test_private_key_change_with_private_key_jwt(make_grant) -> None:
     grant = make_grant(auth_method=AuthMethod.PRIVATE_KEY_JWT, secret="unused", signing_key=KEY)
-    other = changed(grant, signing_key=SigningKey("/keys/b.pem", Secret(PEM + "Y"), "RS256"))
+    other = with_credentials(
+        grant, signing_key=SigningKey("/keys/b.pem", Secret(PEM + "Y"), "RS256")
+    )
     assert key_for(other) != key_for(grant)
 
 
@@ -108,7 +101,7 @@ def test_private_key_change_with_private_key_jwt(make_grant) -> None:
 )
 def test_how_the_call_travels_does_not_change_the_key(make_grant, changes) -> None:
     grant = make_grant(**FULL)
-    assert key_for(changed(grant, **changes)) == key_for(grant)
+    assert key_for(with_credentials(grant, **changes)) == key_for(grant)
 
 
 def test_nothing_secret_in_the_key(make_grant) -> None:

@@ -34,8 +34,10 @@ from tests.unit.client_helpers import GOOD
 from tests.unit.client_helpers import SECRET
 from tests.unit.client_helpers import Recorder
 from tests.unit.client_helpers import ask
+from tests.unit.client_helpers import echoing
 from tests.unit.client_helpers import form
 from tests.unit.client_helpers import json_answer
+from tests.unit.client_helpers import refused
 
 TOKEN_URL = "https://idp.test/oauth/token"
 ISSUER = "https://idp.test"
@@ -207,15 +209,9 @@ async def test_jwt_request_form(keys, method: AuthMethod) -> None:
 
 
 async def test_an_echoed_assertion_is_scrubbed(keys) -> None:
-    def echo(request: httpx.Request) -> httpx.Response:
-        assertion = form(request)["client_assertion"][0]
-        return httpx.Response(
-            401, json={"error": "invalid_client", "error_description": f"bad {assertion}"}
-        )
-
-    with pytest.raises(TokenError) as info:
-        await ask(echo, grant(signed(keys["RS256"], "RS256")))
-    assert info.value.description == "bad [redacted]"
+    echo = echoing(401, "invalid_client", "client_assertion", says="bad ")
+    error = await refused(echo, grant(signed(keys["RS256"], "RS256")))
+    assert error.description == "bad [redacted]"
 
 
 # --- client_secret_basic ---

@@ -4,7 +4,6 @@ and proxy, TLS verification always on."""
 
 from __future__ import annotations
 
-import dataclasses
 import ssl
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from mitm_oauth2.client.token_client import TokenClient
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import TokenTransport
 from mitm_oauth2.model.errors import TokenError
+from tests.unit.broker_fakes import with_credentials
 from tests.unit.client_helpers import GOOD
 from tests.unit.client_helpers import Recorder
 from tests.unit.client_helpers import ask
@@ -120,10 +120,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
 
 
 def over(make_grant, transport: TokenTransport):
-    grant = make_grant()
-    return dataclasses.replace(
-        grant, credentials=dataclasses.replace(grant.credentials, transport=transport)
-    )
+    return with_credentials(make_grant(), transport=transport)
 
 
 async def tokens(make_grant, transports: list[TokenTransport]) -> Recorder:

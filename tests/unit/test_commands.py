@@ -33,6 +33,28 @@ class Running:
         return [(b.name, broker.status(b.grant, store_ok=True)) for b in self.backends]
 
 
+def reported(token: str, age: float, left: float, **fields: object) -> dict[str, object]:
+    """A backend's entry in oauth.status's report, its token where `token` says, `age` s old
+    with `left` s to use; `fields` say what else differs from one that is not renewing, has
+    fetched nothing, no replays and no failures, on the test's memory store."""
+    entry: dict[str, object] = {
+        "token": token,
+        "renewing": False,
+        "token_age_s": age,
+        "token_left_s": left,
+        "fetches": 0,
+        "cache_hits": 0,
+        "replays": 0,
+        "failures": {},
+        "last_error": None,
+        "store": "test memory",
+        "store_ok": True,
+    }
+    unknown = fields.keys() - entry.keys()
+    assert not unknown, f"not in a status entry: {unknown}"
+    return entry | fields
+
+
 @pytest.fixture
 def running(broker, make_grant) -> Running:
     backends = tuple(
@@ -51,19 +73,8 @@ async def test_status_reports_tokens_and_counters(running, endpoint) -> None:
     with pytest.raises(TokenError):
         await running.broker.token(running.backends[1].grant)
     report = json.loads(commands.status())
-    assert report["billing"] == {
-        "token": "memory",
-        "renewing": False,
-        "token_age_s": 0.0,
-        "token_left_s": 3590.0,  # the 10 s before expiry are not used
-        "fetches": 1,
-        "cache_hits": 1,
-        "replays": 0,
-        "failures": {},
-        "last_error": None,
-        "store": "test memory",
-        "store_ok": True,
-    }
+    # the 10 s before expiry are not used
+    assert report["billing"] == reported("memory", 0.0, 3590.0, fetches=1, cache_hits=1)
     assert report["orders"]["token"] == "none"
     assert report["orders"]["failures"] == {"http_503": 1}
     assert report["orders"]["last_error"] == "token endpoint answered HTTP 503"
@@ -85,19 +96,8 @@ async def test_status_tells_a_token_in_the_store_that_this_process_has_not_taken
     clock.advance(600)
     await running.broker.look(billing)  # what its next look reads
     report = json.loads(commands.status())
-    assert report["billing"] == {
-        "token": "store",
-        "renewing": False,
-        "token_age_s": 600.0,
-        "token_left_s": 2990.0,  # the 10 s before expiry are not used
-        "fetches": 0,
-        "cache_hits": 0,
-        "replays": 0,
-        "failures": {},
-        "last_error": None,
-        "store": "test memory",
-        "store_ok": True,
-    }
+    # the 10 s before expiry are not used
+    assert report["billing"] == reported("store", 600.0, 2990.0, fetches=0, cache_hits=0)
     assert report["orders"]["token"] == "none"
     assert endpoint.calls == 0
 

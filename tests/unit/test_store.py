@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 import types
@@ -16,9 +15,11 @@ from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.base import derive_cache_key
 from mitm_oauth2.store.disk import DiskTokenStore
+from tests.unit.broker_fakes import check_the_lock
+from tests.unit.broker_fakes import key_for
+from tests.unit.broker_fakes import with_credentials
 
 SECRET = "p@ss:w+rd/%=é"
-HMAC_KEY = b"k" * 32
 TOKEN = Token("tok-1", "Bearer", issued_at=1_700_000_000.0, lifetime=3600.0, scope="read")
 
 
@@ -27,15 +28,6 @@ def store(tmp_path: Path):
     store = DiskTokenStore.open_sync(tmp_path / "cache")
     yield store
     store.close()
-
-
-def key_for(grant) -> str:
-    return derive_cache_key(HMAC_KEY, grant)
-
-
-def with_credentials(grant, **changes):
-    credentials = dataclasses.replace(grant.credentials, **changes)
-    return dataclasses.replace(grant, credentials=credentials)
 
 
 @pytest.mark.parametrize(
@@ -182,11 +174,5 @@ async def test_broken_entry_reads_as_missing(store: DiskTokenStore, make_grant) 
 async def test_lock_is_exclusive_and_released_only_by_its_owner(tmp_path: Path, make_grant) -> None:
     store = DiskTokenStore.open_sync(tmp_path / "c")
     other = DiskTokenStore.open_sync(tmp_path / "c")  # another process on the same directory
-    grant = make_grant()
-    assert await store.try_lock(grant, "me", lease=60)
-    assert not await other.try_lock(grant, "you", lease=60)
-    await other.unlock(grant, "you")  # not the owner: no effect
-    assert not await other.try_lock(grant, "you", lease=60)
-    await store.unlock(grant, "me")
-    assert await other.try_lock(grant, "you", lease=60)
+    await check_the_lock(store, other, make_grant(), lease=60)
     assert await store.try_lock(make_grant(backend="other"), "me", lease=60)  # per grant

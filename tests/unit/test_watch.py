@@ -14,8 +14,9 @@ from tests.unit.watch_helpers import SECRET_A
 from tests.unit.watch_helpers import SECRET_B
 from tests.unit.watch_helpers import Recorder
 from tests.unit.watch_helpers import age
+from tests.unit.watch_helpers import assert_no_secret_in
 from tests.unit.watch_helpers import records
-from tests.unit.watch_helpers import replace
+from tests.unit.watch_helpers import rewrite
 from tests.unit.watch_helpers import toml
 
 pytestmark = pytest.mark.anyio
@@ -39,13 +40,11 @@ async def test_changed_secret_is_applied_and_logged_once(
 ) -> None:
     watcher, path = following
     caplog.set_level(logging.DEBUG, logger="mitm_oauth2")
-    replace(path, toml(SECRET_B))
-    assert await watcher.check_once() is True
+    assert await rewrite(watcher, path, toml(SECRET_B)) is True
     assert recorder.secrets() == [SECRET_B]
     assert await watcher.check_once() is False  # re-read (racy mtime), nothing new
     assert records(caplog, logging.INFO) == [f"oauth2: reloaded 1 backend(s) from {path}"]
-    assert SECRET_A not in caplog.text
-    assert SECRET_B not in caplog.text
+    assert_no_secret_in(caplog.text)
 
 
 async def test_same_size_rewrite_in_place_is_not_missed(following, recorder: Recorder) -> None:
@@ -57,44 +56,39 @@ async def test_same_size_rewrite_in_place_is_not_missed(following, recorder: Rec
 
 
 async def test_identical_rewrite_is_no_reload(
-    following, recorder: Recorder, caplog: pytest.LogCaptureFixture
+    following, recorder: Recorder, addon_log: pytest.LogCaptureFixture
 ) -> None:
     watcher, path = following
-    caplog.set_level(logging.INFO, logger="mitm_oauth2")
-    replace(path, toml())
-    assert await watcher.check_once() is False
+    assert await rewrite(watcher, path, toml()) is False
     assert recorder.applied == []
-    assert caplog.records == []
+    assert addon_log.records == []
 
 
 async def test_broken_file_keeps_the_last_good_config_and_warns_once(
-    following, recorder: Recorder, caplog: pytest.LogCaptureFixture
+    following, recorder: Recorder, addon_log: pytest.LogCaptureFixture
 ) -> None:
     watcher, path = following
-    caplog.set_level(logging.INFO, logger="mitm_oauth2")
-    replace(path, toml(SECRET_B) + "[[backend\n")
-    assert await watcher.check_once() is False
+    assert await rewrite(watcher, path, toml(SECRET_B) + "[[backend\n") is False
     assert await watcher.check_once() is False  # read again: same problem, not said again
     os.utime(path)  # touched, still the same problem
     assert await watcher.check_once() is False
-    (warning,) = records(caplog, logging.WARNING)
+    (warning,) = records(addon_log, logging.WARNING)
     assert warning.startswith(f"oauth2: keeping the last good configuration: {path}: invalid TOML")
     assert recorder.applied == []
 
-    replace(path, toml(SECRET_B).replace("client_id", "clientid"))  # another problem: said
-    assert await watcher.check_once() is False
-    assert "backend 'api': key 'clientid': unknown key" in records(caplog, logging.WARNING)[1]
+    another_problem = toml(SECRET_B).replace("client_id", "clientid")  # said
+    assert await rewrite(watcher, path, another_problem) is False
+    assert "backend 'api': key 'clientid': unknown key" in records(addon_log, logging.WARNING)[1]
 
-    replace(path, toml())  # fixed, even back to what runs: a reload, and said so
-    assert await watcher.check_once() is True
+    # fixed, even back to what runs: a reload, and said so
+    assert await rewrite(watcher, path, toml()) is True
     assert recorder.secrets() == [SECRET_A]
-    assert records(caplog, logging.INFO) == [f"oauth2: reloaded 1 backend(s) from {path}"]
+    assert records(addon_log, logging.INFO) == [f"oauth2: reloaded 1 backend(s) from {path}"]
 
-    replace(path, toml() + "[[backend\n")  # broken again after a good one: said again
-    assert await watcher.check_once() is False
-    assert len(records(caplog, logging.WARNING)) == 3
-    assert SECRET_A not in caplog.text
-    assert SECRET_B not in caplog.text
+    # broken again after a good one: said again
+    assert await rewrite(watcher, path, toml() + "[[backend\n") is False
+    assert len(records(addon_log, logging.WARNING)) == 3
+    assert_no_secret_in(addon_log.text)
 
 
 async def test_deleted_file_keeps_the_config_until_it_is_back(
@@ -105,8 +99,7 @@ async def test_deleted_file_keeps_the_config_until_it_is_back(
     assert await watcher.check_once() is False
     assert "cannot read the configuration file" in caplog.text
     assert str(path) in caplog.text
-    replace(path, toml(SECRET_B))
-    assert await watcher.check_once() is True
+    assert await rewrite(watcher, path, toml(SECRET_B)) is True
     assert recorder.secrets() == [SECRET_B]
 
 
@@ -115,11 +108,9 @@ async def test_refused_by_apply_is_a_warning(
 ) -> None:
     watcher, path = following
     recorder.refuse = ValueError("host api.test is listed twice")
-    replace(path, toml(SECRET_B))
-    assert await watcher.check_once() is False
+    assert await rewrite(watcher, path, toml(SECRET_B)) is False
     assert await watcher.check_once() is False
     (warning,) = records(caplog, logging.WARNING)
     assert f"{path}: host api.test is listed twice" in warning
     recorder.refuse = None
-    replace(path, toml(SECRET_B, extra="max_token_age = 60\n"))
-    assert await watcher.check_once() is True
+    assert await rewrite(watcher, path, toml(SECRET_B, extra="max_token_age = 60\n")) is True

@@ -14,6 +14,7 @@ from mitm_oauth2.model.errors import ConfigError
 from tests.unit.watch_helpers import SECRET_B
 from tests.unit.watch_helpers import Recorder
 from tests.unit.watch_helpers import replace
+from tests.unit.watch_helpers import rewrite
 from tests.unit.watch_helpers import toml
 
 pytestmark = pytest.mark.anyio
@@ -37,8 +38,7 @@ async def test_reading_for_an_older_configuration_is_dropped(
 async def test_nothing_followed_nothing_checked(following, recorder: Recorder) -> None:
     watcher, path = following
     watcher.follow(None)
-    replace(path, toml(SECRET_B))
-    assert await watcher.check_once() is False
+    assert await rewrite(watcher, path, toml(SECRET_B)) is False
     assert not watcher.is_current(path)
 
 

@@ -1,5 +1,6 @@
-"""Helpers for the config watcher tests: backends.toml text, careful and backdated writes, and an
-`apply` callback that records. The `recorder` and `following` fixtures are in conftest.py."""
+"""Helpers for the config watcher tests: backends.toml text, careful and backdated writes (and one
+followed by the watcher's look), an `apply` callback that records, and the log's records. The
+`recorder` and `following` fixtures are in conftest.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mitm_oauth2.config.file import Config
+from mitm_oauth2.config.watch import ConfigWatcher
 
 SECRET_A = "secret-AAAA"
 SECRET_B = "secret-BBBB"  # same length: an in-place rewrite leaves the size as it was
@@ -32,6 +34,13 @@ def replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+async def rewrite(watcher: ConfigWatcher, path: Path, text: str) -> bool:
+    """`text` written over `path` as careful tools do, then the watcher's next look: whether it
+    applied a configuration."""
+    replace(path, text)
+    return await watcher.check_once()
 
 
 def age(*paths: Path) -> None:
@@ -59,3 +68,9 @@ class Recorder:
 
 def records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def assert_no_secret_in(text: str) -> None:
+    """Neither of the tests' secrets is in `text` (a log, say)."""
+    assert SECRET_A not in text
+    assert SECRET_B not in text
