@@ -24,6 +24,7 @@ from .config.backend import BackendConfig
 from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
+from .destination import host_headers
 from .destination import refusal
 from .metrics import MetricsEndpoint
 from .model.errors import ConfigError
@@ -239,9 +240,8 @@ class OAuth2Backend:
             self._note_near_miss(request)
             return None
         story.matched(flow, backend.name)
-        refused = refusal(
-            backend, host, port, scheme, request.headers.get_all("Host"), request.authority
-        )
+        named = host_headers(request.headers.fields)
+        refused = refusal(backend, host, port, scheme, named, request.authority)
         if refused is not None:
             logger.warning("backend %s: %s", backend.name, refused.problem.detail)
             self._refuse(flow, refused.problem, refused.cause)

@@ -45,3 +45,13 @@ def refusal(
 def _target(host: str, port: int) -> str:
     """`host:port` for a refusal's message; not built for the requests that pass."""
     return str(HostPattern(host, port))
+
+
+def host_headers(fields: tuple[tuple[bytes, bytes], ...]) -> list[str]:
+    """Every Host header of a request's header fields, decoded as `Headers.get_all("Host")`
+    decodes them, at a third of its cost (asked for every request to a backend)."""
+    return [
+        value.decode("utf-8", "surrogateescape")
+        for name, value in fields
+        if name.lower() == b"host"
+    ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from mitmproxy.http import Headers
 
 from mitm_oauth2.config.hosts import HostPattern
 from mitm_oauth2.config.hosts import HostRouter
 from mitm_oauth2.config.hosts import names_target
 from mitm_oauth2.config.hosts import normalize_host
 from mitm_oauth2.config.hosts import parse_host_pattern
+from mitm_oauth2.destination import host_headers
 
 
 def router(*entries: str) -> HostRouter[str]:
@@ -207,3 +209,16 @@ def test_authority_names_the_target_or_another_server(
     authority: str, host: str, port: int, scheme: str, names_it: bool
 ) -> None:
     assert names_target(authority, host, port, scheme) is names_it
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ((b"Host", b"api.test"), (b"Accept", b"*/*")),
+        ((b"host", b"a.test"), (b"HOST", b"b.test:8443")),
+        ((b"Accept", b"*/*"),),
+        ((b"Host", "bücher.test".encode()), (b"Host", b"\xff.test")),
+    ],
+)
+def test_host_headers_are_read_as_mitmproxy_reads_them(fields) -> None:
+    assert host_headers(fields) == Headers(fields).get_all("Host")
