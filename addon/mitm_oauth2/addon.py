@@ -91,7 +91,7 @@ class OAuth2Backend:
         loader.master.commands.collect_commands(self.commands)
 
     def configure(self, updated: Set[str]) -> None:
-        self._configure(updated)  # an OptionsError stops here, as it would for nested addons
+        self._configure(updated)  # an OptionsError refuses the update before metrics sees it
         self.metrics.configure(updated)
 
     def done(self) -> None:
