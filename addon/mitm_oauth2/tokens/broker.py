@@ -121,13 +121,14 @@ class TokenBroker:
 
     async def issue(self, grant: TokenGrant) -> Issued:
         """A valid token for `grant` with how it was had; raises TokenError when none can be."""
-        held = self._valid(grant)
-        if held is not None:
-            return self._hand_out(grant, held, "cache")
+        issued = self.issue_held(grant)
+        if issued is not None:
+            return issued
         self._failures.raise_if_recent(grant)
         # A caller that goes away (client disconnect) must not cancel the others' acquisition.
         held = await asyncio.shield(self._acquisition(grant, stale_ok=True))
-        return self._hand_out(grant, held, "fetched" if held.fetched else "cache")
+        source = "fetched" if held.fetched else "cache"
+        return self._hand_out(grant, held, source, self._clock.monotonic())
 
     def issue_held(self, grant: TokenGrant) -> Issued | None:
         """The valid token in memory, at once (no await), or None: then `issue` gets one.
@@ -139,11 +140,7 @@ class TokenBroker:
             return None
         return self._hand_out(grant, held, "cache", now)
 
-    def _hand_out(
-        self, grant: TokenGrant, held: _Held, source: str, now: float | None = None
-    ) -> Issued:
-        if now is None:
-            now = self._clock.monotonic()
+    def _hand_out(self, grant: TokenGrant, held: _Held, source: str, now: float) -> Issued:
         if now >= held.renew_at:
             self._renew_in_background(grant)
         if source == "cache":
