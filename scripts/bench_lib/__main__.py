@@ -118,12 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "wrk", "python"],
         help="throughput load (default: wrk if installed, else python; python with --smoke)",
     )
-    parser.add_argument("--runs", type=int, help="runs per figure (default: 3, smoke: 1)")
+    parser.add_argument(
+        "--runs", type=int, help="runs per figure (default: 3, figures 1 and 6: 7; smoke: 1)"
+    )
     parser.add_argument("--only", default="", help="these figures only, e.g. 1,4b (and their step)")
     args = parser.parse_args(argv)
     profile = SMOKE if args.smoke else FULL
     if args.runs is not None:
-        profile = dataclasses.replace(profile, runs=max(1, args.runs))
+        runs = max(1, args.runs)
+        profile = dataclasses.replace(profile, runs=runs, throughput_runs=runs)
     client = Client.choose(args.client or ("python" if args.smoke else "auto"), profile.connections)
     signal.signal(signal.SIGTERM, on_sigterm)
     figures = {figure.key: figure for figure in make_figures(profile)}
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         mitmproxy=mitmproxy.version.VERSION,
         client=client.describe(),
         runs=profile.runs,
+        throughput_runs=profile.throughput_runs,
         mode=profile.name,
         seconds=time.monotonic() - began,
     )

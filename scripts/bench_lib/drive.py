@@ -44,15 +44,61 @@ class Client:
             return f"{first[0].split(' [')[0] if first else 'wrk'}, {self.connections} connections"
         return f"bench_lib.load (asyncio), {self.connections} connections"
 
-    def throughput(self, url: str, seconds: float) -> tuple[int, float]:
-        """(requests answered 2xx, seconds taken) on keep-alive connections for ``seconds``."""
+    def start(self, url: str, seconds: float) -> Load:
+        """Starts ``seconds`` of load on keep-alive connections to ``url``; ``Load.result`` waits
+        for it. Several may run at once."""
         if self.kind == "wrk":
-            return _wrk(url, self.connections, seconds)
-        result = run_job(
-            {"mode": "closed", "urls": [url], "connections": self.connections, "duration": seconds}
-        )
-        require_ok(result["statuses"], url)
+            cmd = ["wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(seconds))}s", url]
+            return Load(self.kind, url, seconds, _spawn(cmd, None))
+        job = {
+            "mode": "closed",
+            "urls": [url],
+            "connections": self.connections,
+            "duration": seconds,
+        }
+        return Load(self.kind, url, seconds, _spawn([sys.executable, "-m", "bench_lib.load"], job))
+
+
+@dataclass
+class Load:
+    """One throughput load client at work (``Client.start``)."""
+
+    kind: str
+    url: str
+    seconds: float
+    proc: subprocess.Popen[str]
+
+    def result(self) -> tuple[int, float]:
+        """(requests answered 2xx, seconds taken); BenchError on anything else."""
+        try:
+            out, err = self.proc.communicate(timeout=self.seconds + 120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise BenchError(f"{self.url}: the load client did not finish") from None
+        if self.kind == "wrk":
+            return _wrk_result(self.url, self.proc.returncode, out, err)
+        if self.proc.returncode != 0:
+            raise BenchError(f"load client failed ({self.proc.returncode}):\n{err}")
+        result = json.loads(out)
+        require_ok(result["statuses"], self.url)
         return int(result["requests"]), float(result["seconds"])
+
+
+def _spawn(cmd: list[str], job: dict[str, Any] | None) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL if job is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    if job is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+    return proc
 
 
 def run_job(job: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -79,15 +125,11 @@ def require_ok(statuses: dict[str, int], what: str) -> None:
         raise BenchError(f"{what}: answers other than 2xx ({bad}; status 0 = no answer)")
 
 
-def _wrk(url: str, connections: int, seconds: float) -> tuple[int, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, env=child_env(), timeout=seconds + 60, check=False
-    )
-    count = WRK_DONE.search(done.stdout)
-    if done.returncode != 0 or count is None:
-        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    bad = WRK_BAD.findall(done.stdout)
+def _wrk_result(url: str, returncode: int, out: str, err: str) -> tuple[int, float]:
+    count = WRK_DONE.search(out)
+    if returncode != 0 or count is None:
+        raise BenchError(f"wrk failed ({returncode}):\n{out}{err}")
+    bad = WRK_BAD.findall(out)
     if bad:
         raise BenchError(f"{url}: wrk saw {'; '.join(': '.join(b) for b in bad)}")
     return int(count.group(1)), float(count.group(2)) * WRK_UNITS[count.group(3)]

@@ -31,25 +31,26 @@ class Measured:
         return self.rate / baseline.rate, baseline.cost / self.cost, f"{rates}; {costs}"
 
 
-def interleaved(rig: Rig, *dumps: Mitmdump) -> list[list[Measured]]:
-    """Per run, `throughput_slices` short measurements of each mitmdump in turn, the order
-    reversed every other slice (ABBA..., ABCCBA... for three), so that the machine's other load
-    and its drift fall on all alike; per run, each one's totals over its slices."""
+def side_by_side(rig: Rig, *dumps: Mitmdump) -> tuple[list[list[Measured]], bool]:
+    """Per run, all of `dumps` under load at once for `throughput_seconds`, sharing one CPU,
+    each with its load client of its own: what the machine's speed does at any moment (a
+    shared machine's varies by more than the figures measure, from one second to the next)
+    it does to all of them. Each mitmdump is busy all the time, so the scheduler gives each
+    an equal share of that CPU: the rates compare as the costs do. Also whether they could be
+    pinned to one CPU (see `Rig.one_core`)."""
     rig.warm(*(dump.url() for dump in dumps))
     seconds = rig.profile.throughput_seconds
     found = []
-    for _ in range(rig.profile.runs):
-        totals = {id(dump): [0, 0.0, 0.0] for dump in dumps}
-        for n in range(rig.profile.throughput_slices):
-            for dump in dumps if n % 2 == 0 else reversed(dumps):
-                cpu = dump.cpu_seconds()
-                requests, took = rig.client.throughput(dump.url(), seconds)
-                total = totals[id(dump)]
-                total[0] += requests
-                total[1] += took
-                total[2] += dump.cpu_seconds() - cpu
-        found.append([Measured(done / took, cpu / done) for done, took, cpu in totals.values()])
-    return found
+    with rig.one_core(*dumps) as pinned:
+        for _ in range(rig.profile.throughput_runs):
+            before = [dump.cpu_seconds() for dump in dumps]
+            loads = [rig.client.start(dump.url(), seconds) for dump in dumps]
+            done = [load.result() for load in loads]
+            used = [dump.cpu_seconds() - cpu for dump, cpu in zip(dumps, before, strict=True)]
+            found.append(
+                [Measured(n / took, cpu / n) for (n, took), cpu in zip(done, used, strict=True)]
+            )
+    return found, pinned
 
 
 def add_pair(rate: Figure, cost: Figure, subject: Measured, baseline: Measured, note: str) -> None:
@@ -65,8 +66,8 @@ def throughput(
     many: tuple[Figure, Figure],
 ) -> None:
     """1. mitmdump with the addon and a valid token / bare mitmdump (1, 1c) and / the floor, a
-    one-hook script that sets a constant bearer header (1f, 1fc), all three measured in the
-    same interleaved slices, against the same backend process.
+    one-hook script that sets a constant bearer header (1f, 1fc), all three measured side by
+    side, against the same backend process.
     6. The same addon request with N configured backends (the one used is last) / with 1."""
     rig.idp.configure(expires_in=3600, delay=0)
     port, count = rig.protected[0], rig.profile.many_backends
@@ -83,13 +84,16 @@ def throughput(
     )
     try:
         by_bare, by_bare_cpu, by_floor, by_floor_cpu = cache_hit
-        for b, f, o in interleaved(rig, bare, floor, one):
+        runs, pinned = side_by_side(rig, bare, floor, one)
+        where = "" if pinned else ", not pinned to one CPU"
+        for b, f, o in runs:
             floor_rate, floor_cost, _ = f.against(b)
-            note = f" (floor / bare {floor_rate:.2f}, CPU {floor_cost:.2f})"
+            note = f" (floor / bare {floor_rate:.2f}, CPU {floor_cost:.2f}{where})"
             add_pair(by_bare, by_bare_cpu, o, b, note)
-            add_pair(by_floor, by_floor_cpu, o, f, "")
-        for o, lot in interleaved(rig, one, lots):
-            add_pair(*many, lot, o, "")
+            add_pair(by_floor, by_floor_cpu, o, f, where)
+        runs, pinned = side_by_side(rig, one, lots)
+        for o, lot in runs:
+            add_pair(*many, lot, o, "" if pinned else ", not pinned to one CPU")
     finally:
         rig.stop(bare, floor, one, lots)
 

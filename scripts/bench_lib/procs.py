@@ -208,6 +208,25 @@ class Redis(Child):
         return f"redis://{HOST}:{self.port}/0"
 
 
+def cpus() -> set[int]:
+    """The CPUs this process may run on."""
+    return set(os.sched_getaffinity(0))
+
+
+def pin(pid: int, to: set[int]) -> None:
+    """Moves every thread of process ``pid`` to the CPUs ``to`` (threads it starts later
+    inherit it). Linux: /proc lists a process's threads."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:  # it ended
+        return
+    for task in tasks:
+        try:
+            os.sched_setaffinity(int(task), to)
+        except ProcessLookupError:  # a thread that just ended
+            continue
+
+
 class Processes:
     """Stops everything it was given, newest first."""
 

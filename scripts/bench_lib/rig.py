@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +15,12 @@ from .drive import Client
 from .drive import require_ok
 from .drive import run_job
 from .procs import HOST
+from .procs import Child
 from .procs import IdP
 from .procs import Mitmdump
 from .procs import Processes
+from .procs import cpus
+from .procs import pin
 from .procs import start_backend
 from .settings import Profile
 
@@ -26,6 +32,7 @@ class Rig:
     procs: Processes
     workdir: Path
     idp: IdP
+    backend: Child
     protected: tuple[int, int]  # two backend ports that want a bearer token
     open_port: int  # a backend port that answers everyone: an unprotected host
 
@@ -36,7 +43,7 @@ class Rig:
         idp = procs.add(IdP())
         # The CA once, before mitmdumps that start together could each write one.
         CertStore.from_store(workdir / "confdir", "mitmproxy", 2048)
-        return cls(profile, client, procs, workdir, idp, (ports[0], ports[1]), ports[2])
+        return cls(profile, client, procs, workdir, idp, backend, (ports[0], ports[1]), ports[2])
 
     @staticmethod
     def url(port: int) -> str:
@@ -86,6 +93,31 @@ class Rig:
         for url in urls:
             job = {"mode": "closed", "urls": [url], "connections": 4, "count": 100}
             require_ok(run_job(job)["statuses"], f"warming up {url}")
+
+    @contextmanager
+    def one_core(self, *dumps: Mitmdump) -> Iterator[bool]:
+        """While inside, ``dumps`` share one CPU and everything else here (this process, the
+        load clients it starts, the backend, the IdP) runs on the others: measured at the same
+        time on the same core, whatever speed the machine has at a moment it has for all of
+        them. Yields False, and pins nothing, where that cannot be done (one CPU, not Linux)."""
+        if not hasattr(os, "sched_setaffinity") or len(cpus()) < 2:
+            yield False
+            return
+        every = cpus()
+        shared = {min(every)}
+        others = every - shared
+        helpers = [self.backend.proc.pid, self.idp.proc.pid]
+        try:
+            os.sched_setaffinity(0, others)  # this thread: the load clients it starts inherit it
+            for pid in helpers:
+                pin(pid, others)
+            for dump in dumps:
+                pin(dump.proc.pid, shared)
+            yield True
+        finally:
+            os.sched_setaffinity(0, every)
+            for pid in [*helpers, *(dump.proc.pid for dump in dumps)]:
+                pin(pid, every)
 
     def stop(self, *dumps: Mitmdump) -> None:
         for dump in dumps:

@@ -10,8 +10,8 @@ class Profile:
     name: str
     runs: int  # per figure; each run has its own baseline
     connections: int  # throughput runs: keep-alive connections
-    throughput_seconds: float  # one throughput slice (the baseline's takes as long)
-    throughput_slices: int  # slices per run, alternating subject and baseline
+    throughput_runs: int  # figures 1 and 6: runs, each of all subjects at once
+    throughput_seconds: float  # one such run
     many_backends: int  # figure 6: configured backends besides the one measured, plus it
     hol_seconds: float  # figure 2: one window of open-loop load
     hol_lifetime: int  # figure 2: max_token_age of the backend whose token keeps renewing
@@ -37,8 +37,8 @@ FULL = Profile(
     name="full",
     runs=3,
     connections=16,
-    throughput_seconds=1,
-    throughput_slices=5,
+    throughput_runs=7,
+    throughput_seconds=10,
     many_backends=1000,
     hol_seconds=10,
     hol_lifetime=6,
@@ -62,8 +62,8 @@ SMOKE = Profile(
     name="smoke",
     runs=1,
     connections=8,
-    throughput_seconds=0.5,
-    throughput_slices=1,
+    throughput_runs=1,
+    throughput_seconds=1,
     many_backends=100,
     hol_seconds=1.0,
     hol_lifetime=2,

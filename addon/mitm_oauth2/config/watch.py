@@ -145,19 +145,20 @@ class ConfigWatcher:
 
     async def check_once(self) -> bool:
         """Re-reads the configuration if its files changed; True if a new one was applied."""
-        if self._seen is None:
+        seen = self._seen
+        if seen is None:
+            return False
+        # Stat'ing the few files a configuration names takes microseconds: done on the loop, as
+        # mitmproxy's script addon stats its scripts every second. Handing that to a thread
+        # each second would cost the proxy more (the GIL passed back and forth) than it saves.
+        if not seen.racy and restat(seen.stamp) == seen.stamp:
             return False
         generation = self._generation
-        snapshot = await asyncio.to_thread(self._examine, self._seen)
-        if snapshot is None or generation != self._generation:
+        # Reading the files, parsing and resolving secrets may take longer: in a thread.
+        snapshot = await asyncio.to_thread(read_config, seen.path, self._environ)
+        if generation != self._generation:
             return False
         return self._settle(snapshot)
-
-    def _examine(self, seen: Snapshot) -> Snapshot | None:
-        """In a worker thread: a new reading, or None when no file changed."""
-        if not seen.racy and restat(seen.stamp) == seen.stamp:
-            return None
-        return read_config(seen.path, self._environ)
 
     def _settle(self, snapshot: Snapshot) -> bool:
         self._seen = snapshot
