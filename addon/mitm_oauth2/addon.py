@@ -24,8 +24,7 @@ from .config.backend import BackendConfig
 from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
-from .destination import host_headers
-from .destination import refusal
+from .destination import Destinations
 from .metrics import MetricsEndpoint
 from .model.errors import ConfigError
 from .model.errors import TokenError
@@ -72,6 +71,7 @@ class OAuth2Backend:
         # host:port of requests that nearly matched a backend, told once per configuration
         self.near_misses: set[tuple[str, int]] = set()
         self.backends: tuple[BackendConfig, ...] = ()
+        self.destinations = Destinations()
         self.broker: TokenBroker | None = None
         self.store: GuardedStore | None = None  # the broker's, whose health the status tells
         self.cache_dir: Path | None = None
@@ -183,6 +183,7 @@ class OAuth2Backend:
         self, router: HostRouter[BackendConfig], backends: tuple[BackendConfig, ...]
     ) -> None:
         self.router, self.backends = router, backends
+        self.destinations = Destinations()  # its answers depend on the backends' settings
         self.near_misses.clear()  # a new configuration may miss, or match, other requests
         self._look_after_stored_tokens()
 
@@ -239,12 +240,12 @@ class OAuth2Backend:
         if backend is None:
             self._note_near_miss(request)
             return None
-        story.matched(flow, backend.name)
-        named = host_headers(request.headers.fields)
-        refused = refusal(backend, host, port, scheme, named, request.authority)
+        refused = self.destinations.refusal(
+            backend, host, port, scheme, request.headers.fields, request.authority
+        )
         if refused is not None:
             logger.warning("backend %s: %s", backend.name, refused.problem.detail)
-            self._refuse(flow, refused.problem, refused.cause)
+            self._refuse(flow, backend.name, refused.problem, refused.cause)
             return None
         try:
             issue = self.broker.issue_held(backend.grant)
@@ -252,6 +253,7 @@ class OAuth2Backend:
             self._failed(flow, backend, e)
             return None
         if issue is None:
+            story.matched(flow, backend.name)  # while it waits, mitmweb shows whose token
             return self._issue_and_inject(flow, backend, self.broker)
         self._inject(flow, backend, issue)
         return None
@@ -270,7 +272,7 @@ class OAuth2Backend:
         if not isinstance(e, TokenError):  # a bug must fail closed: never forward without it
             logger.error("backend %s: unexpected failure getting a token", backend.name, exc_info=e)
             e = TokenError(f"internal error ({type(e).__name__})")
-        self._refuse(flow, token_unavailable(backend.name, e), e.cause)
+        self._refuse(flow, backend.name, token_unavailable(backend.name, e), e.cause)
 
     @staticmethod
     def _inject(flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
@@ -318,7 +320,9 @@ class OAuth2Backend:
         outcome = await self.replays.on_response(flow, backend, broker)
         if outcome.no_token is not None:
             cause = f"token rejected (401), no fresh one: {outcome.no_token.cause}"
-            self._refuse(flow, token_unavailable(backend.name, outcome.no_token), cause)
+            self._refuse(
+                flow, backend.name, token_unavailable(backend.name, outcome.no_token), cause
+            )
             return
         story.after_401(flow, outcome)
         if outcome.replayed:
@@ -338,11 +342,11 @@ class OAuth2Backend:
         return backend if backend is not None and backend.name == meta.get("backend") else None
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, problem: Problem, cause: str) -> None:
+    def _refuse(flow: http.HTTPFlow, backend: str, problem: Problem, cause: str) -> None:
         # A streamed body would go upstream before our answer; buffer it so nothing is forwarded.
         flow.request.stream = False
         flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
-        story.refused(flow, cause)
+        story.refused(flow, backend, cause)
 
     def _close(self) -> None:
         self.watcher.stop()

@@ -1,6 +1,9 @@
 """Whether a request may carry its backend's token to where it goes (checked before any token
 is asked for): not when its Host header or `:authority` names another server, and not over
-plain HTTP beyond loopback unless the backend allows it."""
+plain HTTP beyond loopback unless the backend allows it.
+
+`Destinations` asks that for every request to a backend and remembers the answers.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from .model.net import is_loopback
 from .problem import Problem
 from .problem import misdirected
 from .problem import plain_http
+
+MAX_REMEMBERED = 4096  # answers kept per configuration, whatever names clients send
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -55,3 +61,33 @@ def host_headers(fields: tuple[tuple[bytes, bytes], ...]) -> list[str]:
         for name, value in fields
         if name.lower() == b"host"
     ]
+
+
+class Destinations:
+    """`refusal`, remembered by backend, names and target. Clients send the same few names
+    again and again, and parsing them (IP literals, IDNA) for each request would cost more
+    than all the rest a cache hit does. One per configuration: a backend's settings are part
+    of the answer."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[object, ...], Refusal | None] = {}
+
+    def refusal(
+        self,
+        backend: BackendConfig,
+        host: str,
+        port: int,
+        scheme: str,
+        fields: tuple[tuple[bytes, bytes], ...],
+        authority: str,
+    ) -> Refusal | None:
+        """`refusal` for a request with these header fields."""
+        named = host_headers(fields)
+        key = (backend.name, authority, host, port, scheme, *named)  # the names last: unambiguous
+        found = self._seen.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = refusal(backend, host, port, scheme, named, authority)
+            if len(self._seen) >= MAX_REMEMBERED:
+                self._seen.clear()
+            self._seen[key] = found
+        return found  # type: ignore[return-value]

@@ -24,7 +24,7 @@ REFUSED_MARKER = ":default:"
 
 
 def matched(flow: http.HTTPFlow, backend: str) -> None:
-    """The request is for `backend`: its token story starts."""
+    """The request is for `backend` and waits for its token."""
     flow.metadata["oauth2"] = {"backend": backend}
 
 
@@ -39,13 +39,13 @@ def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
         "token_left_s": round(issue.left, 1),
         "fingerprint": issue.token.fingerprint,
     }
-    _comment(flow, source, f"{issue.left:.0f} s left")
+    flow.comment = f"{source} · {issue.left:.0f} s left · {backend}"
 
 
-def refused(flow: http.HTTPFlow, cause: str) -> None:
-    flow.metadata["oauth2"]["error"] = cause
+def refused(flow: http.HTTPFlow, backend: str, cause: str) -> None:
+    flow.metadata.setdefault("oauth2", {"backend": backend})["error"] = cause
     flow.marked = REFUSED_MARKER
-    _comment(flow, "refused", cause)
+    _comment(flow, "refused", cause, backend)
 
 
 def after_401(flow: http.HTTPFlow, outcome: Outcome) -> None:
@@ -60,7 +60,7 @@ def after_401(flow: http.HTTPFlow, outcome: Outcome) -> None:
         meta["replayed"] = True
         meta["source"] = "renewed after 401"
         status = flow.response.status_code if flow.response else "no answer"
-        _comment(flow, "renewed after 401", f"replayed once: {status}")
+        _comment(flow, "renewed after 401", f"replayed once: {status}", meta["backend"])
 
 
 def replay_of(flow: http.HTTPFlow, original_id: str) -> None:
@@ -68,7 +68,6 @@ def replay_of(flow: http.HTTPFlow, original_id: str) -> None:
     flow.metadata.setdefault("oauth2", {})["replay_of"] = original_id
 
 
-def _comment(flow: http.HTTPFlow, state: str, detail: str) -> None:
-    """state · detail · backend: what matters most first."""
-    backend = flow.metadata["oauth2"]["backend"]
+def _comment(flow: http.HTTPFlow, state: str, detail: str, backend: str) -> None:
+    """state · detail · backend: what matters most first (`issued` writes it in one go)."""
     flow.comment = f"{state} · {detail} · {backend}"

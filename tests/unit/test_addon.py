@@ -272,6 +272,27 @@ async def test_plain_http_where_allowed_or_on_loopback_gets_the_token(
 
 
 @pytest.mark.anyio
+async def test_a_new_configuration_gets_new_answers_about_plain_http(
+    tmp_path: Path, brokers
+) -> None:
+    """The answer for a request's destination is remembered, but never across configurations."""
+    addon = OAuth2Backend()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth2_config=str(config_file(tmp_path)))
+        refused = flow("api.test", 80, "http")
+        await tctx.cycle(addon, refused)
+        tctx.configure(
+            addon, oauth2_config=str(config_file(tmp_path, GOOD + "allow_plain_http = true\n"))
+        )
+        allowed = flow("api.test", 80, "http")
+        await tctx.cycle(addon, allowed)
+    assert refused.response is not None
+    assert refused.response.status_code == 403
+    assert allowed.response is None
+    assert allowed.request.headers["Authorization"] == "Bearer tok-abc"
+
+
+@pytest.mark.anyio
 async def test_lowercase_caller_header_is_replaced_too(configured) -> None:
     f = flow()
     f.request.headers.add("authorization", "Bearer caller-own")
