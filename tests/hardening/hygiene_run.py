@@ -22,6 +22,7 @@ from tests.hardening.fault_rig import wait_for_lines
 from tests.hardening.secret_forms import SECRET_BASIC
 from tests.hardening.secret_forms import SECRET_HS
 from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.support.devservers import DevServersProcess
 from tests.support.proxies import Proxy
 
@@ -47,7 +48,7 @@ FAILURES: dict[str, dict[str, Any]] = {
 }
 
 
-def config(servers: DevServersProcess, private_key: Path) -> str:
+def config(servers: DevServersProcess, private_key: Path, assertion_file: Path) -> str:
     """One backend per auth method, each under its own path prefix of the dev backend."""
     tables: dict[str, dict[str, Any]] = {
         "basic": {"client_id": "hyg-basic", "client_secret": SECRET_BASIC},
@@ -68,6 +69,12 @@ def config(servers: DevServersProcess, private_key: Path) -> str:
             "client_secret": None,
             "private_key_file": str(private_key),
         },
+        "wi": {
+            "client_id": WORKLOAD_CLIENT,
+            "auth_method": "client_assertion",
+            "client_secret": None,
+            "client_assertion_file": str(assertion_file),
+        },
     }
     return "\n".join(
         servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=1, **fields)
@@ -75,7 +82,8 @@ def config(servers: DevServersProcess, private_key: Path) -> str:
     )
 
 
-BACKENDS = ("basic", "post", "hs", "rs")
+BACKENDS = ("basic", "post", "hs", "rs", "wi")
+ALL_OK = [200] * len(BACKENDS)
 
 
 class Run:
@@ -123,7 +131,7 @@ def replace(path: Path, text: str) -> None:
 def scenario(run: Run, metrics_port: int) -> None:
     """Happy path, each failure path, replays after 401s, broken reloads and the commands."""
     run.knobs()
-    assert run.get_all("happy") == [200] * 4
+    assert run.get_all("happy") == ALL_OK
     run.scrape(metrics_port)
     for knobs in FAILURES.values():
         run.knobs(**knobs)
@@ -133,11 +141,13 @@ def scenario(run: Run, metrics_port: int) -> None:
         run.scrape(metrics_port)
     run.knobs()
     run.command("oauth.refresh")  # backs off no more: renews at once
-    poll(lambda: run.get_all("recovered") == [200] * 4 or None, "served after the failures")
+    poll(lambda: run.get_all("recovered") == ALL_OK or None, "served after the failures")
     run.servers.revoke()  # every held token is now refused: one replay each
-    assert run.get_all("revoked") == [200] * 4
+    assert run.get_all("revoked") == ALL_OK
     run.knobs(backend_status=401, backend_challenge='Bearer error="invalid_token"')
-    assert run.get_all("rejected") == [401] * 4  # the fresh token too: its 401 to the caller
+    assert run.get_all("rejected") == [401] * len(
+        BACKENDS
+    )  # the fresh token too: its 401 to the caller
     run.knobs()
     good = run.proxy.config_path.read_text(encoding="utf-8")
     broken = [  # each with a secret where the error is
@@ -147,14 +157,14 @@ def scenario(run: Run, metrics_port: int) -> None:
     for n, text in enumerate(broken, 1):
         replace(run.proxy.config_path, text)
         wait_for_lines(run.proxy, "oauth2: keeping the last good configuration", n)
-        assert run.get_all("broken-config") == [200] * 4
+        assert run.get_all("broken-config") == ALL_OK
         replace(run.proxy.config_path, good)
-        wait_for_lines(run.proxy, r"oauth2: reloaded 4 backend\(s\)", n)
+        wait_for_lines(run.proxy, rf"oauth2: reloaded {len(BACKENDS)} backend\(s\)", n)
     for name in ("oauth.status", "oauth.refresh", "oauth.purge", "oauth.status"):
         run.command(name)
     run.command("oauth.refresh", "basic", "hs")
     run.command("oauth.purge", "post")
-    assert run.get_all("final") == [200] * 4
+    assert run.get_all("final") == ALL_OK
     run.command("oauth.status")
     run.scrape(metrics_port)
 

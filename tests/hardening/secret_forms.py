@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+
+import jwt
 
 from tests.support.devservers import basic_auth
 
@@ -19,6 +22,9 @@ SECRET_BASIC = "HygBasic-s3cr3t: +%&/="
 SECRET_POST = "HygPost-s3cr3t/+ %&="
 SECRET_HS = "HygHmac-s3cr3t of more than thirty-two bytes: %&+"
 CLIENTS = {"hyg-basic": SECRET_BASIC, "hyg-post": SECRET_POST, "hyg-hs": SECRET_HS}
+WORKLOAD_CLIENT = "hyg-wi"  # client_assertion: a platform's token from a file
+PLATFORM = "https://kubernetes.default.svc.cluster.local"
+WORKLOAD = "system:serviceaccount:hygiene:app"
 
 # A JSON Web Token: a client assertion, whoever signed it.
 JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
@@ -69,7 +75,14 @@ class Credentials:
         return found
 
 
-def credentials(private_key: Path) -> Credentials:
+def platform_assertion(private_key: Path) -> str:
+    """The workload's token as a platform issues it, signed with the platform's key."""
+    now = int(time.time())
+    claims = {"iss": PLATFORM, "sub": WORKLOAD, "aud": WORKLOAD_CLIENT, "exp": now + 3600}
+    return jwt.encode(claims, private_key.read_bytes(), algorithm="RS256")
+
+
+def credentials(private_key: Path, assertion: str) -> Credentials:
     found = Credentials()
     for client_id, secret in CLIENTS.items():
         found.secrets[f"secret of {client_id}"] = encodings(secret)
@@ -81,5 +94,8 @@ def credentials(private_key: Path) -> Credentials:
     found.secrets["private key"] = {line.encode() for line in key_lines[:3]}
     for client_id in ("hyg-hs", "hyg-rs"):
         found.secrets[f"assertion of {client_id}"] = {payload_prefix(client_id)}
+    found.secrets["platform assertion"] = encodings(assertion) | {
+        part.encode() for part in assertion.split(".")[1:]
+    }
     found.tokens = encodings(TOKEN_PREFIX)
     return found

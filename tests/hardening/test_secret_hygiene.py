@@ -8,7 +8,8 @@ the output of oauth.status, oauth.refresh and oauth.purge, the Prometheus text, 
 cache: its keys and the raw bytes of its SQLite files.
 
 Searched for: the client secrets (basic, post from a file, client_secret_jwt), the Basic
-values, the private_key_jwt key, any JWT (client assertions), and the access tokens (the dev
+values, the private_key_jwt key, any JWT (client assertions, the platform's assertion that
+client_assertion reads from a file), and the access tokens (the dev
 token server issues them with a recognisable prefix), each as written and URL-, JSON-, base64-
 and base64url-encoded. The authorization server misbehaves on purpose, echoing the credentials
 it was sent in its error descriptions.
@@ -43,11 +44,15 @@ from tests.hardening.hygiene_run import scenario
 from tests.hardening.launch import Launcher
 from tests.hardening.secret_forms import CLIENTS
 from tests.hardening.secret_forms import DUMPED_HEADER
+from tests.hardening.secret_forms import PLATFORM
 from tests.hardening.secret_forms import SECRET_POST
 from tests.hardening.secret_forms import SENT_TO_SERVER
 from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.hardening.secret_forms import WORKLOAD
+from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.hardening.secret_forms import Credentials
 from tests.hardening.secret_forms import credentials
+from tests.hardening.secret_forms import platform_assertion
 from tests.support.key_material import make_key_pair
 
 
@@ -67,14 +72,20 @@ class Evidence:
 def evidence(launcher: Launcher) -> Evidence:
     directory = launcher.workdir
     keys = make_key_pair(directory, "rsa")
-    clients: dict[str, Any] = {**CLIENTS, "hyg-rs": {"public_key": keys.public_key.read_text()}}
+    public = keys.public_key.read_text()
+    federated = {"federated_issuer": PLATFORM, "federated_subject": WORKLOAD}
+    federated |= {"federated_audience": WORKLOAD_CLIENT, "federated_key": public}
+    clients: dict[str, Any] = {**CLIENTS, "hyg-rs": {"public_key": public}}
+    clients[WORKLOAD_CLIENT] = federated
     servers = launcher.devservers(clients=clients)
     config_dir = directory / "proxy"
     config_dir.mkdir()
     (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
+    assertion = platform_assertion(keys.private_key)
+    (config_dir / "platform-token").write_text(assertion, encoding="utf-8")
     flows_file, metrics_port = directory / "flows.mitm", free_port()
     proxy = launcher.proxy(
-        config(servers, keys.private_key),
+        config(servers, keys.private_key, config_dir / "platform-token"),
         *VERBOSE,
         *("--set", f"save_stream_file={flows_file}"),
         *("--set", f"oauth2_metrics_port={metrics_port}"),
@@ -93,7 +104,7 @@ def evidence(launcher: Launcher) -> Evidence:
         for r in servers.backend_requests()
         if r["authorization"]
     ]
-    found = credentials(keys.private_key)
+    found = credentials(keys.private_key, assertion)
     found.tokens |= {t.encode() for t in tokens}
     written = {
         "problem bodies": b"\n".join(run.problems),

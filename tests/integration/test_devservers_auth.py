@@ -141,6 +141,50 @@ def test_two_methods_at_once_are_refused(
     assert response.json()["error"] == "invalid_request"
 
 
+PLATFORM = "https://kubernetes.default.svc.cluster.local"
+WORKLOAD = "system:serviceaccount:orders:orders-api"
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def test_a_federated_workloads_assertion_may_be_presented_until_it_expires(
+    devservers_factory: DevServersFactory, rsa_pair: KeyPair, http: httpx.Client
+) -> None:
+    """Workload identity federation: the platform's token for the registered workload, for the
+    registered audience, signed with the platform's key; not one-time, as a platform's is not."""
+    platform_key = rsa_pair.public_key.read_text()
+    federated = {
+        "federated_issuer": PLATFORM,
+        "federated_subject": WORKLOAD,
+        "federated_audience": EXCHANGE_AUDIENCE,
+        "federated_key": platform_key,
+    }
+    servers = devservers_factory(clients={"orders": federated})
+    private = rsa_pair.private_key.read_bytes()
+
+    def platform_token(**changes: Any) -> str:
+        base = claims(WORKLOAD, EXCHANGE_AUDIENCE, **{"iss": PLATFORM, **changes})
+        return jwt.encode(base, private, "RS256")
+
+    token = platform_token()
+    for _ in range(2):
+        answer = http.post(servers.token_url, data=assertion_form(token, "orders"))
+        assert answer.status_code == 200, answer.text
+    refused = {
+        "another workload": platform_token(sub="system:serviceaccount:orders:other"),
+        "another platform": platform_token(iss="https://evil.example"),
+        "another audience": platform_token(aud=servers.token_url),
+        "expired": platform_token(exp=int(time.time()) - 10),
+    }
+    for why, bad in refused.items():
+        answer = http.post(servers.token_url, data=assertion_form(bad, "orders"))
+        assert answer.status_code == 401, why
+        assert answer.json()["error"] == "invalid_client", why
+    log = servers.token_log()
+    assert [(entry["auth"], entry["status"]) for entry in log] == [("federated", 200)] * 2 + [
+        ("federated", 401)
+    ] * len(refused)
+
+
 def test_request_log_has_params_and_headers(
     devservers: DevServersProcess, http: httpx.Client
 ) -> None:
@@ -250,7 +294,9 @@ def test_cli_clients_file_and_bad_clients(tmp_path: Path, rsa_pair: KeyPair) -> 
     parsed = parse_clients(spec, tmp_path)
     assert parsed["rs"].public_key == rsa_pair.public_key.read_text()
     assert parsed["s"].secret == "secret"
-    for bad in ('{"c": 1}', '{"c": {"secrett": "x"}}', "[]", "{"):
+    with pytest.raises(ValueError, match="go together"):
+        parse_clients({"c": {"federated_issuer": "https://k8s.example"}})
+    for bad in ('{"c": 1}', '{"c": {"secrett": "x"}}', '{"c": {"federated_key": "x"}}', "[]", "{"):
         done = subprocess.run(
             [sys.executable, "-m", "mitm_oauth2.devservers", "--clients", bad],
             capture_output=True,

@@ -7,9 +7,13 @@ method the provider implements, discovery, and its error answers, end to end.
 
 from __future__ import annotations
 
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from tests.interop.oidc_harness import BASIC_CLIENT_ID
@@ -132,6 +136,34 @@ def test_private_key_jwt(
         private_key_file=str(key_file.path),
         signing_alg=algorithm,
         **kid,
+    )
+
+
+def test_workload_identity_assertion_from_a_file(
+    oidc_provider: OidcProvider,
+    api_backend: ApiBackend,
+    mitmdump: ProxyFactory,
+    interop_keys: InteropKeys,
+    tmp_path: Path,
+) -> None:
+    """auth_method client_assertion: a JWT the platform wrote (here signed with the key the
+    provider has registered for the client, as a workload identity federation would be) is the
+    client's only proof, sent as it is."""
+    now = int(time.time())
+    claims = {"iss": EC_JWT_CLIENT_ID, "sub": EC_JWT_CLIENT_ID, "aud": oidc_provider.token_endpoint}
+    claims |= {"iat": now, "exp": now + 600, "jti": uuid.uuid4().hex}
+    key = interop_keys.ec.path.read_bytes()
+    path = tmp_path / "platform-token"
+    path.write_text(
+        jwt.encode(claims, key, algorithm="ES256", headers={"kid": interop_keys.ec.kid})
+    )
+    served_through_the_proxy(
+        oidc_provider,
+        api_backend,
+        mitmdump,
+        client_id=EC_JWT_CLIENT_ID,
+        auth_method="client_assertion",
+        client_assertion_file=str(path),
     )
 
 

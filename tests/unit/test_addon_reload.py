@@ -168,6 +168,11 @@ CHANGES = {
     "secret": {"client_secret": Secret("s3cr3t-two")},
     "scope": {"scopes": ("read", "write")},
     "auth_method": {"auth_method": AuthMethod.CLIENT_SECRET_POST},
+    "assertion_file": {
+        "auth_method": AuthMethod.CLIENT_ASSERTION,
+        "client_secret": None,
+        "assertion_file": "/var/run/secrets/tokens/idp",
+    },
 }
 
 

@@ -8,12 +8,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mitm_oauth2.config.watch import read_config
 from mitm_oauth2.model.credentials import AssertionAudience
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import BasicEncoding
@@ -22,9 +24,15 @@ from tests.support.config_helpers import SECRET
 from tests.support.config_helpers import backend
 from tests.support.config_helpers import load
 from tests.support.config_helpers import refused
+from tests.support.config_helpers import write
 
 NO_SECRET = {"client_secret": None}
 PKJ = {"auth_method": "private_key_jwt", "client_secret": None, "private_key_file": "rsa.pem"}
+ASSERTION = {
+    "auth_method": "client_assertion",
+    "client_secret": None,
+    "client_assertion_file": "sa.jwt",
+}
 MTLS = {
     "auth_method": "tls_client_auth",
     "client_secret": None,
@@ -53,6 +61,9 @@ def key_material() -> dict[str, bytes]:
         "cert.pem": issued.cert_chain_pems[0].bytes(),
         "key.pem": issued.private_key_pem.bytes(),
         "text.txt": b"not a key at all\n",
+        # A platform's token, long expired: the configuration does not judge its time.
+        "sa.jwt": jwt.encode({"sub": "app", "exp": 1}, "k" * 32, algorithm="HS256").encode(),
+        "unsigned.jwt": jwt.encode({"sub": "app"}, None, algorithm="none").encode(),
     }
 
 
@@ -134,6 +145,21 @@ def test_tls_client_auth(tmp_path: Path) -> None:
     )
 
 
+def test_client_assertion(tmp_path: Path) -> None:
+    creds = only(tmp_path, **ASSERTION)
+    assert creds.auth_method is AuthMethod.CLIENT_ASSERTION
+    assert creds.assertion_file == str(tmp_path / "sa.jwt")
+    assert creds.client_secret is None
+    assert creds.signing_key is None
+
+
+def test_client_assertion_file_is_not_followed(tmp_path: Path) -> None:
+    """It is read for each token request; its rotation is no change of configuration."""
+    snapshot = read_config(write(tmp_path, backend(**ASSERTION)))
+    assert snapshot.config.backends
+    assert tmp_path / "sa.jwt" not in [file for file, _ in snapshot.stamp]
+
+
 BAD = [
     # token_url and issuer: exactly one
     ({"issuer": "https://idp.test"}, "token_url", "exactly one of token_url and issuer"),
@@ -153,6 +179,19 @@ BAD = [
     ({**PKJ, "client_secret_env": "API_SECRET"}, "client_secret_env", "not used by"),
     ({**MTLS, "client_secret_file": "text.txt"}, "client_secret_file", "not used by"),
     ({**MTLS, "client_secret": SECRET}, "client_secret", "not used by auth_method tls_client"),
+    ({**ASSERTION, "client_secret": SECRET}, "client_secret", "not used by auth_method client_a"),
+    # client_assertion_file
+    ({**ASSERTION, "client_assertion_file": None}, "client_assertion_file", "missing"),
+    ({**ASSERTION, "client_assertion_file": "no.jwt"}, "client_assertion_file", "cannot read"),
+    ({**ASSERTION, "client_assertion_file": "."}, "client_assertion_file", "cannot read"),
+    ({**ASSERTION, "client_assertion_file": "text.txt"}, "client_assertion_file", "not a JWT"),
+    ({**ASSERTION, "client_assertion_file": "cert.pem"}, "client_assertion_file", "not a JWT"),
+    ({**ASSERTION, "client_assertion_file": "rsa.pem"}, "client_assertion_file", "not a JWT"),
+    ({**ASSERTION, "client_assertion_file": "unsigned.jwt"}, "client_assertion_file", "unsigned"),
+    ({**PKJ, "client_assertion_file": "sa.jwt"}, "client_assertion_file", "only for client_ass"),
+    ({"client_assertion_file": "sa.jwt"}, "client_assertion_file", "only for client_assertion"),
+    ({**ASSERTION, "private_key_file": "rsa.pem"}, "private_key_file", "only for private_key"),
+    ({**ASSERTION, "assertion_audience": "issuer"}, "assertion_audience", "only for JWT client"),
     # basic_encoding
     ({"basic_encoding": "base64"}, "basic_encoding", "is not one of"),
     ({"auth_method": "client_secret_post", "basic_encoding": "raw"}, "basic_encoding", "only"),

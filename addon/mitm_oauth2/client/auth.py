@@ -71,8 +71,9 @@ def client_assertion(credentials: ClientCredentials, token_endpoint: str, now: f
 
 
 def authenticate(
-    credentials: ClientCredentials, token_endpoint: str, now: float
+    credentials: ClientCredentials, token_endpoint: str, now: float, assertion: str | None = None
 ) -> ClientAuthentication:
+    """`assertion`: for client_assertion, what its file holds now (see client.assertion)."""
     method = credentials.auth_method
     client_id = credentials.client_id
     if method is AuthMethod.CLIENT_SECRET_BASIC:
@@ -91,6 +92,12 @@ def authenticate(
     if method is AuthMethod.TLS_CLIENT_AUTH:
         # RFC 8705 §2: the certificate authenticates; client_id says which client it is.
         return ClientAuthentication(form={"client_id": client_id})
+    if method is AuthMethod.CLIENT_ASSERTION:
+        assert assertion is not None  # the token client reads it for every request
+        form = {"client_id": client_id, "client_assertion_type": JWT_BEARER}
+        return ClientAuthentication(
+            form=form | {"client_assertion": assertion}, secrets=(assertion,)
+        )
     assertion = client_assertion(credentials, token_endpoint, now)
     hmac_key = credentials.client_secret  # client_secret_jwt signs with the secret
     return ClientAuthentication(

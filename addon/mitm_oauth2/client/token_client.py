@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import json
@@ -25,6 +26,7 @@ from ..model.credentials import TokenTransport
 from ..model.errors import TokenError
 from ..model.net import printable
 from ..model.token import TokenResponse
+from .assertion import read_assertion
 from .auth import authenticate
 from .discovery import Discovery
 from .http import ACCEPT_ENCODING
@@ -131,7 +133,12 @@ class TokenClient:
         if credentials.resources:
             form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
         form.update(credentials.extra_params)
-        auth = authenticate(credentials, endpoint, now=self._clock.wall())
+        now = self._clock.wall()
+        assertion = None
+        if credentials.assertion_file is not None:
+            # Read again each time: the platform rotates it. A thread: a file system may stall.
+            assertion = await asyncio.to_thread(read_assertion, credentials.assertion_file, now)
+        auth = authenticate(credentials, endpoint, now, assertion)
         form.update(auth.form)
         headers = {**dict(credentials.token_headers), "Accept": "application/json", **auth.headers}
         status, body, retry_after = await self._post(
@@ -287,6 +294,7 @@ _CLIENT_PROOF = {
     AuthMethod.CLIENT_SECRET_JWT: "the client secret",
     AuthMethod.PRIVATE_KEY_JWT: "private_key_file (and key_id) registered for it",
     AuthMethod.TLS_CLIENT_AUTH: "client_cert_file registered for it",
+    AuthMethod.CLIENT_ASSERTION: "that the server trusts the issuer of client_assertion_file",
 }
 
 

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ..client.assertion import AssertionProblem
+from ..client.assertion import check_assertion
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
 from ..model.credentials import AssertionAudience
 from ..model.credentials import AuthMethod
@@ -44,7 +46,7 @@ FILE_KEYS = (
 )
 KEYS = frozenset(
     {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "auth_method"}
-    | {"basic_encoding", "signing_alg", "key_id", "assertion_audience"}
+    | {"basic_encoding", "signing_alg", "key_id", "assertion_audience", "client_assertion_file"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
     | {"header", "header_format", "allow_plain_http"}
@@ -138,6 +140,7 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         client_secret=secret,
         basic_encoding=BasicEncoding(reader.choice("basic_encoding", tuple(BasicEncoding), "form")),
         signing_key=_signing_key(reader, method),
+        assertion_file=_assertion_file(reader, method),
         assertion_audience=audience,
         scopes=_scopes(reader),
         audience=reader.string("audience", required=False) or None,
@@ -175,6 +178,26 @@ def _signing_key(reader: TableReader, method: AuthMethod) -> SigningKey | None:
         serialization.NoEncryption(),
     )
     return SigningKey(str(path), Secret(clean.decode("ascii")), algorithm, key_id)
+
+
+def _assertion_file(reader: TableReader, method: AuthMethod) -> str | None:
+    """client_assertion: the platform's file, checked once here (read, a signed JWT) so that a
+    wrong path or file is told at startup. Not followed like the other files: it is read for
+    each token request anyway, and its rotation changes nothing in the configuration."""
+    key = "client_assertion_file"
+    reader.refuse_unless(method is AuthMethod.CLIENT_ASSERTION, (key,), "only for client_assertion")
+    if method is not AuthMethod.CLIENT_ASSERTION:
+        return None
+    path = reader.resolve(key)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise reader.error(key, f"cannot read {path} ({reason(e)})") from e
+    try:
+        check_assertion(text, now=None)  # expired now is fine: the platform may renew it first
+    except AssertionProblem as e:
+        raise reader.error(key, f"{path} {e}") from None
+    return str(path)
 
 
 def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:

@@ -117,9 +117,13 @@ class TableReader:
             raise self.error(key, "must use https (http is allowed only for loopback hosts)")
         return url
 
+    def resolve(self, key: str) -> Path:
+        """A path; relative paths are relative to the config file's folder."""
+        return self.base_dir / Path(self.string(key)).expanduser()
+
     def file(self, key: str) -> Path:
-        """A readable file; relative paths are relative to the config file's folder."""
-        path = self.base_dir / Path(self.string(key)).expanduser()
+        """A readable file (`resolve`), which the configuration then depends on."""
+        path = self.resolve(key)
         self.named(path)
         try:
             with path.open("rb"):

@@ -20,7 +20,8 @@ from .state import KNOBS
 
 CLIENTS_HELP = """JSON object of clients: {"id": "secret"} or {"id": {"secret": "...",
 "public_key_file": "PEM path" (private_key_jwt), "cert_cn": "subject CN" or "cert_sha256":
-"hex" (tls_client_auth)}}. Default: the demo client."""
+"hex" (tls_client_auth), "federated_issuer", "federated_subject", "federated_key": "PEM" and
+optionally "federated_audience" (workload identity)}}. Default: the demo client."""
 
 
 def _clients(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Client] | None:

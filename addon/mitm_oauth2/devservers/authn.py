@@ -1,7 +1,8 @@
 """Client authentication at the dev token endpoint, one method per request (RFC 6749 §2.3):
 client_secret_basic (§2.3.1), client_secret_post, JWT client assertions (RFC 7523: HS* over the
-secret for client_secret_jwt, RS/PS/ES with a registered public key for private_key_jwt) and
-tls_client_auth (RFC 8705: a verified client certificate mapped to the client)."""
+secret for client_secret_jwt, RS/PS/ES with a registered public key for private_key_jwt, or
+a federated platform's assertion for a registered workload) and tls_client_auth (RFC 8705: a
+verified client certificate mapped to the client)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import jwt
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from .clients import Client
 from .state import State
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -117,6 +119,35 @@ def _verify_certificate(state: State, client_id: str, entry: dict[str, Any]) -> 
     return client_id
 
 
+def _verify_federated(
+    client: Client,
+    client_id: str,
+    assertion: str,
+    alg: str,
+    presented: Presented,
+    entry: dict[str, Any],
+) -> str:
+    """Workload identity federation: the platform's assertion for the registered workload."""
+    entry["auth"] = "federated"
+    assert client.federated_key is not None  # parse_clients keeps the three together
+    audiences = [client.federated_audience] if client.federated_audience else presented.audiences
+    try:
+        claims = jwt.decode(
+            assertion,
+            client.federated_key,
+            algorithms=[alg],
+            audience=list(audiences),
+            issuer=client.federated_issuer,
+            options={"require": ["iss", "sub", "aud", "exp"]},
+        )
+    except jwt.PyJWTError as e:
+        raise _invalid_client(f"client_assertion rejected ({e})") from e
+    entry["assertion"] = {k: claims.get(k) for k in ("iss", "sub", "aud", "iat", "exp", "jti")}
+    if claims["sub"] != client.federated_subject:
+        raise _invalid_client("client_assertion sub is not the workload registered")
+    return client_id
+
+
 def _verify_assertion(state: State, presented: Presented, entry: dict[str, Any]) -> str:
     """RFC 7523 §3: signature, iss = sub = client, aud, exp, and a jti never seen before."""
     form = presented.form
@@ -135,6 +166,8 @@ def _verify_assertion(state: State, presented: Presented, entry: dict[str, Any])
         raise _invalid_client("client_assertion names no client")
     entry["client_id"] = client_id
     client = state.clients.get(client_id)
+    if client is not None and client.federated_issuer is not None and alg in KEY_ALGORITHMS:
+        return _verify_federated(client, client_id, assertion, alg, presented, entry)
     if alg in HMAC_ALGORITHMS:
         entry["auth"], key = "client_secret_jwt", None if client is None else client.secret
     elif alg in KEY_ALGORITHMS:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CLIENTS: dict[str, str] = {"demo-client": "demo secret with : % + & chars"}
-CLIENT_KEYS = frozenset({"secret", "public_key", "public_key_file", "cert_cn", "cert_sha256"})
+CLIENT_KEYS = frozenset(
+    {"secret", "public_key", "public_key_file", "cert_cn", "cert_sha256"}
+    | {"federated_issuer", "federated_subject", "federated_audience", "federated_key"}
+)
 
 
 @dataclass(frozen=True)
@@ -19,12 +22,20 @@ class Client:
     cert_cn / cert_sha256: tls_client_auth; a verified client certificate whose SHA-256
     fingerprint of the DER (hex, colons optional) matches when one is given, else whose subject
     CN does.
+    federated_*: workload identity federation (as Entra ID's federated credentials, Google's
+    workload identity pools): a client assertion that a platform issued (`iss`) for one of its
+    workloads (`sub`), signed with the platform's key (PEM public key), for `audience` (default:
+    the token endpoint or the issuer). Presented until it expires, so its `jti` may repeat.
     """
 
     secret: str | None = None
     public_key: str | None = None
     cert_cn: str | None = None
     cert_sha256: str | None = None
+    federated_issuer: str | None = None
+    federated_subject: str | None = None
+    federated_audience: str | None = None
+    federated_key: str | None = None
 
     def cert_matches(self, common_name: str | None, fingerprint: str) -> bool:
         if self.cert_sha256 is not None:
@@ -60,7 +71,19 @@ def parse_clients(document: object, base_dir: Path | None = None) -> dict[str, C
             public_key=public_key,
             cert_cn=spec.get("cert_cn"),
             cert_sha256=spec.get("cert_sha256"),
+            federated_issuer=spec.get("federated_issuer"),
+            federated_subject=spec.get("federated_subject"),
+            federated_audience=spec.get("federated_audience"),
+            federated_key=spec.get("federated_key"),
         )
+        federation = [
+            spec.get(k) for k in ("federated_issuer", "federated_subject", "federated_key")
+        ]
+        if any(federation) and not all(federation):
+            raise ValueError(
+                f"client {client_id!r}: federated_issuer, federated_subject and federated_key "
+                "go together"
+            )
     return clients
 
 

@@ -41,6 +41,8 @@ class AuthMethod(enum.StrEnum):
     CLIENT_SECRET_JWT = "client_secret_jwt"  # RFC 7523, HMAC over the secret
     PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523, signed with the client's private key
     TLS_CLIENT_AUTH = "tls_client_auth"  # RFC 8705, the client certificate authenticates
+    # RFC 7521 §4.2 with an assertion the platform issues (workload identity): read from a file
+    CLIENT_ASSERTION = "client_assertion"
 
     @property
     def uses_secret(self) -> bool:
@@ -109,6 +111,8 @@ class ClientCredentials:
     client_secret: Secret | None = field(default=None, repr=False)
     basic_encoding: BasicEncoding = BasicEncoding.FORM
     signing_key: SigningKey | None = None
+    # client_assertion: the file the platform writes and rotates; read for each token request
+    assertion_file: str | None = None
     assertion_audience: AssertionAudience = AssertionAudience.TOKEN_ENDPOINT
     scopes: tuple[str, ...] = ()
     audience: str | None = None
@@ -137,6 +141,8 @@ class ClientCredentials:
             self.signing_key.pem.reveal() if self.signing_key else None,
             self.signing_key.algorithm if self.signing_key else None,
             self.signing_key.key_id if self.signing_key else None,
+            # Where the assertion is, not what it says: a rotated one is the same identity.
+            self.assertion_file,
             self.assertion_audience.value,
             sorted(self.scopes),
             self.audience,
