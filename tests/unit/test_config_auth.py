@@ -171,7 +171,7 @@ BAD = [
     ({"auth_method": "client_secret"}, "auth_method", "is not one of"),
     ({"auth_method": "Client_Secret_Basic"}, "auth_method", "is not one of"),
     ({"auth_method": 1}, "auth_method", "must be a string"),
-    ({"auth_method": "none"}, "auth_method", "is not one of"),
+    ({"auth_method": "none"}, "auth_method", 'only for grant = "jwt_bearer"'),
     # secrets: required by the secret methods, refused by the others
     ({**NO_SECRET, "auth_method": "client_secret_post"}, "client_secret", "found none"),
     ({**NO_SECRET, "auth_method": "client_secret_jwt"}, "client_secret", "found none"),
@@ -191,7 +191,7 @@ BAD = [
     ({**PKJ, "client_assertion_file": "sa.jwt"}, "client_assertion_file", "only for client_ass"),
     ({"client_assertion_file": "sa.jwt"}, "client_assertion_file", "only for client_assertion"),
     ({**ASSERTION, "private_key_file": "rsa.pem"}, "private_key_file", "only for private_key"),
-    ({**ASSERTION, "assertion_audience": "issuer"}, "assertion_audience", "only for JWT client"),
+    ({**ASSERTION, "assertion_audience": "issuer"}, "assertion_audience", "only for JWT assert"),
     # basic_encoding
     ({"basic_encoding": "base64"}, "basic_encoding", "is not one of"),
     ({"auth_method": "client_secret_post", "basic_encoding": "raw"}, "basic_encoding", "only"),
@@ -218,8 +218,8 @@ BAD = [
     # assertion_audience
     ({**PKJ, "assertion_audience": "issuer"}, "assertion_audience", "needs the issuer key"),
     ({**PKJ, "assertion_audience": "client"}, "assertion_audience", "is not one of"),
-    ({"assertion_audience": "token_endpoint"}, "assertion_audience", "only for JWT client"),
-    ({**MTLS, "assertion_audience": "issuer"}, "assertion_audience", "only for JWT client"),
+    ({"assertion_audience": "token_endpoint"}, "assertion_audience", "only for JWT assert"),
+    ({**MTLS, "assertion_audience": "issuer"}, "assertion_audience", "only for JWT assert"),
     # client certificate
     ({**MTLS, "client_cert_file": None}, "client_cert_file", "missing"),
     ({**MTLS, "client_key_file": None}, "client_key_file", "missing"),

@@ -89,6 +89,8 @@ def authenticate(
         return ClientAuthentication(
             form={"client_id": client_id, "client_secret": secret}, secrets=(secret,)
         )
+    if method is AuthMethod.NONE:
+        return ClientAuthentication()
     if method is AuthMethod.TLS_CLIENT_AUTH:
         # RFC 8705 §2: the certificate authenticates; client_id says which client it is.
         return ClientAuthentication(form={"client_id": client_id})

@@ -1,4 +1,5 @@
-"""The client-credentials token request (RFC 6749 §4.4) over httpx. Knows nothing of mitmproxy."""
+"""The token request (client credentials, RFC 6749 §4.4, or a JWT grant, RFC 7523) over httpx.
+Knows nothing of mitmproxy."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import AuthMethod
 from ..model.credentials import ClientCredentials
+from ..model.credentials import GrantType
 from ..model.credentials import TokenTransport
 from ..model.errors import TokenError
 from ..model.net import printable
@@ -29,6 +31,7 @@ from ..model.token import TokenResponse
 from .assertion import read_assertion
 from .auth import authenticate
 from .discovery import Discovery
+from .grant import grant
 from .http import ACCEPT_ENCODING
 from .http import read_limited
 
@@ -125,27 +128,21 @@ class TokenClient:
             assert credentials.issuer is not None  # config requires one of the two
             mtls = credentials.auth_method is AuthMethod.TLS_CLIENT_AUTH
             endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
-        form: dict[str, str | list[str]] = {"grant_type": "client_credentials"}
-        if credentials.scope:
-            form["scope"] = credentials.scope
-        if credentials.audience:
-            form["audience"] = credentials.audience
-        if credentials.resources:
-            form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
-        form.update(credentials.extra_params)
         now = self._clock.wall()
+        asked = grant(credentials, endpoint, now)
         assertion = None
         if credentials.assertion_file is not None:
             # Read again each time: the platform rotates it. A thread: a file system may stall.
             assertion = await asyncio.to_thread(read_assertion, credentials.assertion_file, now)
         auth = authenticate(credentials, endpoint, now, assertion)
-        form.update(auth.form)
+        form = {**asked.form, **auth.form}
         headers = {**dict(credentials.token_headers), "Accept": "application/json", **auth.headers}
         status, body, retry_after = await self._post(
             http, endpoint, form, headers, credentials.transport.timeout
         )
         try:
-            return self._parse(status, body, list(auth.secrets), endpoint, credentials)
+            secrets = [*asked.secrets, *auth.secrets]
+            return self._parse(status, body, secrets, endpoint, credentials)
         except TokenError as e:
             e.retry_after = retry_after
             raise
@@ -284,8 +281,17 @@ class TokenClient:
 _ADVICE = {
     "invalid_scope": "check scope",
     "invalid_target": "check resource and audience",
-    "unauthorized_client": "the server does not let this client use the client-credentials grant",
-    "unsupported_grant_type": "the server does not offer the client-credentials grant",
+    "unauthorized_client": "the server does not let this client use the {grant} grant",
+    "unsupported_grant_type": "the server does not offer the {grant} grant",
+}
+# jwt_bearer: the grant itself is the assertion, so a refused grant is about its keys.
+_BEARER_ADVICE = (
+    "check the assertion: the key the server has for its issuer (private_key_file and key_id, or "
+    "service_account_file), assertion_issuer, assertion_subject and assertion_audience"
+)
+_GRANT_NAMES = {
+    GrantType.CLIENT_CREDENTIALS: "client-credentials",
+    GrantType.JWT_BEARER: "JWT-bearer",
 }
 # The keys that prove the client's identity, by authentication method.
 _CLIENT_PROOF = {
@@ -295,6 +301,7 @@ _CLIENT_PROOF = {
     AuthMethod.PRIVATE_KEY_JWT: "private_key_file (and key_id) registered for it",
     AuthMethod.TLS_CLIENT_AUTH: "client_cert_file registered for it",
     AuthMethod.CLIENT_ASSERTION: "that the server trusts the issuer of client_assertion_file",
+    AuthMethod.NONE: "whether the server wants the client to authenticate (auth_method)",
 }
 
 
@@ -309,7 +316,9 @@ def _advice(status: int, code: str | None, endpoint: str, credentials: ClientCre
         return f"check client_id and {_CLIENT_PROOF[credentials.auth_method]}"
     if code is None:
         return url
-    return _ADVICE.get(code, "")
+    if code == "invalid_grant" and credentials.grant is GrantType.JWT_BEARER:
+        return _BEARER_ADVICE
+    return _ADVICE.get(code, "").format(grant=_GRANT_NAMES[credentials.grant])
 
 
 def _http_error(status: int, endpoint: str, credentials: ClientCredentials) -> TokenError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import ssl
 from dataclasses import dataclass
@@ -12,20 +13,25 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..client.assertion import AssertionProblem
 from ..client.assertion import check_assertion
+from ..client.auth import ASSERTION_LIFETIME
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
 from ..model.credentials import AssertionAudience
 from ..model.credentials import AuthMethod
 from ..model.credentials import BasicEncoding
+from ..model.credentials import BearerAssertion
 from ..model.credentials import ClientCredentials
+from ..model.credentials import GrantType
 from ..model.credentials import Secret
 from ..model.credentials import SigningKey
 from ..model.credentials import TlsIdentity
 from ..model.credentials import TokenGrant
 from ..model.credentials import TokenTransport
 from ..model.errors import ConfigError
+from ..model.net import is_loopback
 from .hosts import HostPattern
 from .hosts import parse_host_pattern
 from .table import TableReader
@@ -40,13 +46,17 @@ SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
 FILE_KEYS = (
     "client_secret_file",
     "private_key_file",
+    "service_account_file",
     "client_cert_file",
     "client_key_file",
     "token_ca_bundle",
 )
+# jwt_bearer only (private_key_file, signing_alg, key_id and assertion_audience serve it too).
+BEARER_KEYS = ("service_account_file", "assertion_issuer", "assertion_subject")
 KEYS = frozenset(
     {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "auth_method"}
     | {"basic_encoding", "signing_alg", "key_id", "assertion_audience", "client_assertion_file"}
+    | {"grant", "service_account_file", "assertion_issuer", "assertion_subject"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
     | {"header", "header_format", "allow_plain_http"}
@@ -60,7 +70,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Parameters the grant itself sets: extra_params must not override them.
 _RESERVED_PARAMS = frozenset(
     {"grant_type", "scope", "audience", "resource", "client_id", "client_secret"}
-    | {"client_assertion", "client_assertion_type"}
+    | {"client_assertion", "client_assertion_type", "assertion"}
 )
 _RESERVED_HEADERS = frozenset(
     {"authorization", "content-type", "content-length", "host", "accept", "accept-encoding"}
@@ -116,30 +126,48 @@ def parse_backend(reader: TableReader) -> BackendConfig:
 
 
 def _credentials(reader: TableReader) -> ClientCredentials:
-    if reader.has("token_url") == reader.has("issuer"):
+    grant = GrantType(reader.choice("grant", tuple(GrantType), "client_credentials"))
+    is_bearer = grant is GrantType.JWT_BEARER
+    default_method = "none" if is_bearer else "client_secret_basic"
+    method = AuthMethod(reader.choice("auth_method", tuple(AuthMethod), default_method))
+    if method is AuthMethod.NONE and not is_bearer:
+        raise reader.error("auth_method", "'none' is only for grant = \"jwt_bearer\"")
+    if method is AuthMethod.PRIVATE_KEY_JWT and is_bearer:
+        raise reader.error(
+            "auth_method", 'with grant = "jwt_bearer", private_key_file signs the grant itself'
+        )
+    reader.refuse_unless(is_bearer, BEARER_KEYS, 'only for grant = "jwt_bearer"')
+    account = _service_account(reader) if is_bearer else None
+    neither = not reader.has("token_url") and not reader.has("issuer")
+    if reader.has("token_url") == reader.has("issuer") and not (account and neither):
         raise reader.error("token_url", "give exactly one of token_url and issuer")
     token_url = reader.url("token_url") if reader.has("token_url") else None
     issuer = reader.url("issuer") if reader.has("issuer") else None
-    method = AuthMethod(reader.choice("auth_method", tuple(AuthMethod), "client_secret_basic"))
+    if account is not None and neither:
+        token_url = account.token_uri  # as Google's client libraries do
     secret = reader.secret(SECRET_KEYS)[0] if method.uses_secret else None
     reader.refuse_unless(method.uses_secret, SECRET_KEYS, f"not used by auth_method {method}")
     is_basic = method is AuthMethod.CLIENT_SECRET_BASIC
     reader.refuse_unless(is_basic, ("basic_encoding",), "only for client_secret_basic")
     is_jwt = method in (AuthMethod.PRIVATE_KEY_JWT, AuthMethod.CLIENT_SECRET_JWT)
-    reader.refuse_unless(is_jwt, ("assertion_audience",), "only for JWT client assertions")
-    audience = AssertionAudience(
-        reader.choice("assertion_audience", tuple(AssertionAudience), "token_endpoint")
-    )
-    if audience is AssertionAudience.ISSUER and issuer is None:
-        raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
+    reader.refuse_unless(is_jwt or is_bearer, ("assertion_audience",), "only for JWT assertions")
+    audience = AssertionAudience.TOKEN_ENDPOINT
+    if is_jwt and not is_bearer:
+        audience = AssertionAudience(
+            reader.choice("assertion_audience", tuple(AssertionAudience), "token_endpoint")
+        )
+        if audience is AssertionAudience.ISSUER and issuer is None:
+            raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
+    client_id = reader.string("client_id", required=not is_bearer)
+    bearer = _bearer(reader, account, client_id, issuer) if is_bearer else None
     return ClientCredentials(
-        client_id=reader.string("client_id"),
+        client_id=client_id or (account.client_email if account else ""),
         token_url=token_url,
         issuer=issuer,
         auth_method=method,
         client_secret=secret,
         basic_encoding=BasicEncoding(reader.choice("basic_encoding", tuple(BasicEncoding), "form")),
-        signing_key=_signing_key(reader, method),
+        signing_key=None if is_bearer else _signing_key(reader, method),
         assertion_file=_assertion_file(reader, method),
         assertion_audience=audience,
         scopes=_scopes(reader),
@@ -148,7 +176,79 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         extra_params=_extra_params(reader),
         token_headers=_token_headers(reader),
         transport=_transport(reader, method),
+        grant=grant,
+        bearer=bearer,
     )
+
+
+@dataclass(frozen=True)
+class _ServiceAccount:
+    client_email: str
+    key: SigningKey
+    token_uri: str
+
+
+def _service_account(reader: TableReader) -> _ServiceAccount | None:
+    """Google's service-account key file (JSON), as `gcloud iam service-accounts keys create`
+    writes it. The assertion is built from it as Google documents: iss = client_email, kid =
+    private_key_id, aud = token_uri, the scope as a claim, one hour."""
+    key = "service_account_file"
+    if not reader.has(key):
+        return None
+    path = reader.file(key)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise reader.error(key, f"{path} is not JSON (a service-account key file)") from e
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind != "service_account":
+        what = f"a {kind!r} credentials file" if isinstance(kind, str) else "no credentials file"
+        raise reader.error(key, f"{path} is {what}, not a service-account key")
+    fields = {}
+    for name in ("client_email", "private_key", "private_key_id", "token_uri"):
+        value = document.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise reader.error(key, f"{path} has no '{name}'")
+        fields[name] = value
+    try:
+        private = serialization.load_pem_private_key(fields["private_key"].encode(), password=None)
+    except (ValueError, TypeError) as e:
+        raise reader.error(key, f"{path}: its private_key is not a PEM private key") from e
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise reader.error(key, f"{path}: its private_key is not RSA (it must sign RS256)")
+    token_uri = fields["token_uri"]
+    parts = urlsplit(token_uri)
+    loopback = parts.scheme == "http" and is_loopback(parts.hostname or "")
+    if parts.scheme != "https" and not loopback:
+        raise reader.error(key, f"{path}: its token_uri must be an https URL")
+    signing = SigningKey(str(path), Secret(_pkcs8(private)), "RS256", fields["private_key_id"])
+    return _ServiceAccount(fields["client_email"], signing, token_uri)
+
+
+def _bearer(
+    reader: TableReader, account: _ServiceAccount | None, client_id: str, issuer: str | None
+) -> BearerAssertion:
+    """jwt_bearer: the service account's assertion, or one from private_key_file and the
+    assertion_* keys (Salesforce's and Okta's service-app flows)."""
+    if account is not None:
+        for name in ("private_key_file", "signing_alg", "key_id", "assertion_issuer"):
+            if reader.has(name):
+                raise reader.error(name, "service_account_file gives it")
+        if reader.has("assertion_audience"):
+            raise reader.error("assertion_audience", "service_account_file gives it (token_uri)")
+        subject = reader.string("assertion_subject", required=False) or None  # delegation
+        return BearerAssertion(
+            account.key, account.client_email, subject, account.token_uri, 3600, scope_claim=True
+        )
+    if not reader.has("private_key_file"):
+        raise reader.error("private_key_file", "missing (or give service_account_file)")
+    key = _key_file(reader)
+    issued_by = reader.string("assertion_issuer", required=not client_id) or client_id
+    subject = reader.string("assertion_subject", required=False) or issued_by
+    audience = reader.string("assertion_audience", required=False) or None
+    if audience == AssertionAudience.ISSUER and issuer is None:
+        raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
+    return BearerAssertion(key, issued_by, subject, audience, ASSERTION_LIFETIME)
 
 
 def _signing_key(reader: TableReader, method: AuthMethod) -> SigningKey | None:
@@ -156,6 +256,11 @@ def _signing_key(reader: TableReader, method: AuthMethod) -> SigningKey | None:
     reader.refuse_unless(method is AuthMethod.PRIVATE_KEY_JWT, keys, "only for private_key_jwt")
     if method is not AuthMethod.PRIVATE_KEY_JWT:
         return None
+    return _key_file(reader)
+
+
+def _key_file(reader: TableReader) -> SigningKey:
+    """private_key_file, with signing_alg and key_id."""
     path = reader.file("private_key_file")
     pem = path.read_bytes()
     try:
@@ -171,13 +276,17 @@ def _signing_key(reader: TableReader, method: AuthMethod) -> SigningKey | None:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name != "secp256r1":
         raise reader.error("private_key_file", "ES256 needs a P-256 key")
     key_id = reader.string("key_id", required=False) or None
+    return SigningKey(str(path), Secret(_pkcs8(key)), algorithm, key_id)
+
+
+def _pkcs8(key: PrivateKeyTypes) -> str:
     # Re-serialised: the file may carry text around the PEM block (openssl "Bag Attributes").
     clean = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return SigningKey(str(path), Secret(clean.decode("ascii")), algorithm, key_id)
+    return clean.decode("ascii")
 
 
 def _assertion_file(reader: TableReader, method: AuthMethod) -> str | None:

@@ -43,6 +43,7 @@ class AuthMethod(enum.StrEnum):
     TLS_CLIENT_AUTH = "tls_client_auth"  # RFC 8705, the client certificate authenticates
     # RFC 7521 §4.2 with an assertion the platform issues (workload identity): read from a file
     CLIENT_ASSERTION = "client_assertion"
+    NONE = "none"  # jwt_bearer: the grant's own assertion is the proof (RFC 7523 §2.1)
 
     @property
     def uses_secret(self) -> bool:
@@ -60,6 +61,20 @@ class BasicEncoding(enum.StrEnum):
     RAW = "raw"  # for servers that do not decode; never chosen automatically
 
 
+class GrantType(enum.StrEnum):
+    """What the token request asks with (RFC 6749 §4.4, RFC 7523 §2.1)."""
+
+    CLIENT_CREDENTIALS = "client_credentials"
+    JWT_BEARER = "jwt_bearer"
+
+    @property
+    def parameter(self) -> str:
+        """The `grant_type` sent."""
+        if self is GrantType.JWT_BEARER:
+            return "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        return self.value
+
+
 class AssertionAudience(enum.StrEnum):
     """The `aud` of a JWT client assertion (RFC 7523 §3)."""
 
@@ -75,6 +90,22 @@ class SigningKey:
     pem: Secret = field(repr=False)
     algorithm: str
     key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BearerAssertion:
+    """jwt_bearer: the JWT the grant is made of (RFC 7523 §3), signed with `key`.
+
+    `audience` None: the token endpoint. `scope_claim`: the scope travels in the assertion, as
+    Google's service accounts want it, not as a parameter. `lifetime`: seconds until `exp`.
+    """
+
+    key: SigningKey
+    issuer: str
+    subject: str | None
+    audience: str | None
+    lifetime: int
+    scope_claim: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,9 +130,10 @@ class TokenTransport:
 
 @dataclass(frozen=True)
 class ClientCredentials:
-    """One client-credentials grant: everything that decides which token the server issues.
+    """One grant: everything that decides which token the server issues.
 
     Exactly one of `token_url` and `issuer` (RFC 8414 discovery of the token endpoint) is set.
+    `client_id` may be empty for jwt_bearer, where the assertion names who asks.
     """
 
     client_id: str
@@ -120,6 +152,8 @@ class ClientCredentials:
     extra_params: tuple[tuple[str, str], ...] = ()
     token_headers: tuple[tuple[str, str], ...] = ()
     transport: TokenTransport = TokenTransport()
+    grant: GrantType = GrantType.CLIENT_CREDENTIALS
+    bearer: BearerAssertion | None = None  # jwt_bearer
 
     @property
     def scope(self) -> str | None:
@@ -143,6 +177,18 @@ class ClientCredentials:
             self.signing_key.key_id if self.signing_key else None,
             # Where the assertion is, not what it says: a rotated one is the same identity.
             self.assertion_file,
+            self.grant.value,
+            [
+                self.bearer.key.pem.reveal(),
+                self.bearer.key.algorithm,
+                self.bearer.key.key_id,
+                self.bearer.issuer,
+                self.bearer.subject,
+                self.bearer.audience,
+                self.bearer.scope_claim,
+            ]
+            if self.bearer
+            else None,
             self.assertion_audience.value,
             sorted(self.scopes),
             self.audience,
