@@ -15,9 +15,11 @@ from mitmproxy import addonmanager
 from mitmproxy import ctx
 from mitmproxy import exceptions
 from mitmproxy import http
+from mitmproxy import tls
 
 from . import store_options
 from . import story
+from .bound_certs import BoundCertificates
 from .client.token_client import TokenClient
 from .commands import OAuth2Commands
 from .config.backend import BackendConfig
@@ -72,6 +74,7 @@ class OAuth2Backend:
         self.near_misses: set[tuple[str, int]] = set()
         self.backends: tuple[BackendConfig, ...] = ()
         self.destinations = Destinations()
+        self.bound = BoundCertificates()
         self.broker: TokenBroker | None = None
         self.store: GuardedStore | None = None  # the broker's, whose health the status tells
         self.cache_dir: Path | None = None
@@ -141,7 +144,7 @@ class OAuth2Backend:
         if ctx.options.oauth2_lock_lease < 1:
             raise exceptions.OptionsError("oauth2_lock_lease: must be at least 1 second")
         if ctx.options.oauth2_config is None:
-            self._install(HostRouter(), ())
+            self._install(HostRouter(), BoundCertificates(), ())
             self.watcher.follow(None)
             logger.warning("oauth2_config is not set: no backend gets tokens")
             return
@@ -158,10 +161,11 @@ class OAuth2Backend:
         try:
             snapshot = self.watcher.load(path)
             router = self._route(snapshot.config)
+            bound = BoundCertificates(snapshot.config.backends)
         except (ConfigError, ValueError) as e:
             raise exceptions.OptionsError(str(e)) from e
         self._open_store()
-        self._install(router, snapshot.config.backends)
+        self._install(router, bound, snapshot.config.backends)
         self.watcher.follow(snapshot)
         config = snapshot.config
         names = ", ".join(backend.name for backend in config.backends)
@@ -177,12 +181,19 @@ class OAuth2Backend:
 
     def _reload(self, config: Config) -> None:
         """The watcher's callback for a changed file: no await in between, so no flow sees a mix."""
-        self._install(self._route(config), config.backends)
+        try:
+            bound = BoundCertificates(config.backends)
+        except ValueError as e:
+            raise ConfigError(f"{config.path}: {e}") from e
+        self._install(self._route(config), bound, config.backends)
 
     def _install(
-        self, router: HostRouter[BackendConfig], backends: tuple[BackendConfig, ...]
+        self,
+        router: HostRouter[BackendConfig],
+        bound: BoundCertificates,
+        backends: tuple[BackendConfig, ...],
     ) -> None:
-        self.router, self.backends = router, backends
+        self.router, self.bound, self.backends = router, bound, backends
         self.destinations = Destinations()  # its answers depend on the backends' settings
         self.near_misses.clear()  # a new configuration may miss, or match, other requests
         self._look_after_stored_tokens()
@@ -300,6 +311,10 @@ class OAuth2Backend:
         )
         # A path outside path_prefix is often meant; another port or scheme rarely is.
         logger.log(logging.INFO if miss.why == "path" else logging.WARNING, "oauth2: %s", text)
+
+    def tls_start_server(self, tls_start: tls.TlsData) -> None:
+        if self.bound:  # per TLS connection, not per request; most configurations have none
+            self.bound.present(tls_start)
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         # Synchronous unless a 401 may mean our token was rejected (a coroutine only then).

@@ -108,10 +108,12 @@ class DevServersProcess:
         timeout: float = 10,
         token_tls: TlsFiles | None = None,
         client_ca: Path | None = None,
+        backend_client_ca: Path | None = None,
     ) -> None:
         """``clients`` values: a secret, or an object (see ``--clients`` in devservers --help).
         ``token_tls`` serves the token server over HTTPS; ``client_ca`` also asks its clients
-        for certificates from that CA (tls_client_auth)."""
+        for certificates from that CA (tls_client_auth); ``backend_client_ca`` has the backend
+        (``tls``) ask for them (certificate-bound tokens)."""
         cmd = [sys.executable, "-m", "mitm_oauth2.devservers"]
         if clients is not None:
             cmd += ["--clients", json.dumps(clients)]
@@ -122,6 +124,8 @@ class DevServersProcess:
             cmd += ["--token-tls-key", str(token_tls.server_key)]
         if client_ca is not None:
             cmd += ["--token-client-ca", str(client_ca)]
+        if backend_client_ca is not None:
+            cmd += ["--backend-client-ca", str(backend_client_ca)]
         self.tls = tls
         self.token_tls = token_tls
         self.child = Child(

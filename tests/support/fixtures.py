@@ -5,9 +5,10 @@ Fixtures:
   tls_ca                       session  TlsFiles: trustme CA + server cert for localhost/127.0.0.1
   mitm_confdir                 session  Path: mitmproxy confdir shared by all proxies (one CA)
   devservers_factory           function start(*, tls=False, clients=None, token_tls=False,
-                                              client_ca=False) -> DevServersProcess
+                                              client_ca=False, backend_client_ca=False)
                                         (token_tls: token server on HTTPS with the tls_ca cert;
-                                         client_ca: it asks for client certs from tls_ca)
+                                         client_ca: it asks for client certs from tls_ca;
+                                         backend_client_ca: the backend asks for them too)
   devservers / devservers_tls  function DevServersProcess with an HTTP / HTTPS backend
   mitmdump                     function ProxyFactory: start(config_toml_text, *extra_args,
                                         cache_dir=None, mode=None, upstream_ca=True,
@@ -102,6 +103,7 @@ def devservers_factory(
         clients: dict[str, Any] | None = None,
         token_tls: bool = False,
         client_ca: bool = False,
+        backend_client_ca: bool = False,
     ) -> DevServersProcess:
         servers = DevServersProcess(
             tls=tls_ca if tls else None,
@@ -109,6 +111,7 @@ def devservers_factory(
             cwd=tmp_path,
             token_tls=tls_ca if token_tls else None,
             client_ca=tls_ca.ca_cert if client_ca else None,
+            backend_client_ca=tls_ca.ca_cert if backend_client_ca else None,
         )
         started.append(servers)
         report_output(request, servers)

@@ -135,6 +135,14 @@ def test_private_key_jwt_key_id_and_absolute_path(tmp_path: Path) -> None:
     assert (creds.signing_key.path, creds.signing_key.key_id) == (path, "k1")
 
 
+def test_self_signed_tls_client_auth_and_certificate_bound(tmp_path: Path) -> None:
+    text = backend(**{**MTLS, "auth_method": "self_signed_tls_client_auth"}, certificate_bound=True)
+    (api,) = load(tmp_path, text).backends
+    assert api.grant.credentials.auth_method is AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH
+    assert api.grant.credentials.transport.client_cert is not None
+    assert api.certificate_bound is True
+
+
 def test_tls_client_auth(tmp_path: Path) -> None:
     creds = only(tmp_path, **MTLS)
     assert creds.auth_method is AuthMethod.TLS_CLIENT_AUTH
@@ -226,6 +234,9 @@ BAD = [
     ({**MTLS, "client_cert_file": "nope.pem"}, "client_cert_file", "cannot read"),
     ({**MTLS, "client_key_file": "."}, "client_key_file", "cannot read"),
     ({"client_cert_file": "cert.pem"}, "client_cert_file", "only for tls_client_auth"),
+    ({"certificate_bound": True}, "certificate_bound", "needs auth_method tls_client_auth"),
+    ({**PKJ, "certificate_bound": True}, "certificate_bound", "self_signed_tls_client_auth"),
+    ({**MTLS, "certificate_bound": "yes"}, "certificate_bound", "must be"),
     ({**PKJ, "client_key_file": "key.pem"}, "client_key_file", "only for tls_client_auth"),
 ]
 

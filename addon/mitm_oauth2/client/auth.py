@@ -91,7 +91,7 @@ def authenticate(
         )
     if method is AuthMethod.NONE:
         return ClientAuthentication()
-    if method is AuthMethod.TLS_CLIENT_AUTH:
+    if method.uses_certificate:
         # RFC 8705 §2: the certificate authenticates; client_id says which client it is.
         return ClientAuthentication(form={"client_id": client_id})
     if method is AuthMethod.CLIENT_ASSERTION:

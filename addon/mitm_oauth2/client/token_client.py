@@ -126,7 +126,7 @@ class TokenClient:
         endpoint = credentials.token_url
         if endpoint is None:
             assert credentials.issuer is not None  # config requires one of the two
-            mtls = credentials.auth_method is AuthMethod.TLS_CLIENT_AUTH
+            mtls = credentials.auth_method.uses_certificate
             endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
         now = self._clock.wall()
         asked = grant(credentials, endpoint, now)
@@ -300,6 +300,7 @@ _CLIENT_PROOF = {
     AuthMethod.CLIENT_SECRET_JWT: "the client secret",
     AuthMethod.PRIVATE_KEY_JWT: "private_key_file (and key_id) registered for it",
     AuthMethod.TLS_CLIENT_AUTH: "client_cert_file registered for it",
+    AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH: "client_cert_file registered for it (or its JWKS)",
     AuthMethod.CLIENT_ASSERTION: "that the server trusts the issuer of client_assertion_file",
     AuthMethod.NONE: "whether the server wants the client to authenticate (auth_method)",
 }

@@ -59,7 +59,7 @@ KEYS = frozenset(
     | {"grant", "service_account_file", "assertion_issuer", "assertion_subject"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
-    | {"header", "header_format", "allow_plain_http"}
+    | {"header", "header_format", "allow_plain_http", "certificate_bound"}
     | set(SECRET_KEYS)
     | set(FILE_KEYS)
 )
@@ -94,6 +94,9 @@ class BackendConfig:
     header_format: str = DEFAULT_HEADER_FORMAT
     # The token may go to these hosts over plain HTTP beyond loopback (a mesh encrypts it, say).
     allow_plain_http: bool = False
+    # RFC 8705 §3: the token is bound to the token call's client certificate, which the proxy
+    # then presents on its TLS connections to these hosts too.
+    certificate_bound: bool = False
 
 
 def parse_backend(reader: TableReader) -> BackendConfig:
@@ -122,7 +125,19 @@ def parse_backend(reader: TableReader) -> BackendConfig:
         header=_header(reader),
         header_format=_header_format(reader),
         allow_plain_http=reader.flag("allow_plain_http", False),
+        certificate_bound=_certificate_bound(reader, grant),
     )
+
+
+def _certificate_bound(reader: TableReader, grant: TokenGrant) -> bool:
+    bound = reader.flag("certificate_bound", False)
+    if bound and grant.credentials.transport.client_cert is None:
+        raise reader.error(
+            "certificate_bound",
+            "needs auth_method tls_client_auth or self_signed_tls_client_auth: the token is "
+            "bound to the client certificate of the token call",
+        )
+    return bound
 
 
 def _credentials(reader: TableReader) -> ClientCredentials:
@@ -310,9 +325,11 @@ def _assertion_file(reader: TableReader, method: AuthMethod) -> str | None:
 
 
 def _transport(reader: TableReader, method: AuthMethod) -> TokenTransport:
-    is_mtls = method is AuthMethod.TLS_CLIENT_AUTH
+    is_mtls = method.uses_certificate
     reader.refuse_unless(
-        is_mtls, ("client_cert_file", "client_key_file"), "only for tls_client_auth"
+        is_mtls,
+        ("client_cert_file", "client_key_file"),
+        "only for tls_client_auth or self_signed_tls_client_auth",
     )
     identity = None
     if is_mtls:

@@ -2,9 +2,9 @@
 
 ``python -m mitm_oauth2.devservers [--clients JSON] [--clients-file PATH]
 [--tls-cert PEM --tls-key PEM] [--token-tls-cert PEM --token-tls-key PEM
-[--token-client-ca PEM]] [--token-port N] [--backend-port N]`` binds 127.0.0.1 only, prints one
-JSON line with ``token_url``, ``backend_url``, ``admin_url`` and ``issuer`` and serves until
-SIGTERM/SIGINT.
+[--token-client-ca PEM]] [--backend-client-ca PEM] [--token-port N] [--backend-port N]``
+binds 127.0.0.1 only, prints one JSON line with ``token_url``, ``backend_url``, ``admin_url``
+and ``issuer`` and serves until SIGTERM/SIGINT.
 
 Token endpoint: ``POST /token`` (and ``/mtls/token``, the RFC 8705 alias), client_credentials
 only. Clients authenticate with client_secret_basic, client_secret_post, client_secret_jwt or

@@ -20,7 +20,8 @@ from .state import KNOBS
 
 CLIENTS_HELP = """JSON object of clients: {"id": "secret"} or {"id": {"secret": "...",
 "public_key_file": "PEM path" (private_key_jwt), "cert_cn": "subject CN" or "cert_sha256":
-"hex" (tls_client_auth), "federated_issuer", "federated_subject", "federated_key": "PEM" and
+"hex" (tls_client_auth; "certificate_bound": "true" binds its tokens to the certificate),
+"federated_issuer", "federated_subject", "federated_key": "PEM" and
 optionally "federated_audience" (workload identity)}}. Default: the demo client."""
 
 
@@ -64,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ask token clients for a certificate issued by this CA (tls_client_auth; "
         "needs --token-tls-cert); the metadata then has mtls_endpoint_aliases",
     )
+    parser.add_argument(
+        "--backend-client-ca",
+        metavar="PEM",
+        help="have the backend ask for a client certificate issued by this CA (certificate-bound "
+        "tokens; needs --tls-cert)",
+    )
     parser.add_argument("--token-port", type=int, default=0)
     parser.add_argument("--backend-port", type=int, default=0)
     args = parser.parse_args(argv)
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--token-tls-cert and --token-tls-key go together")
     if args.token_client_ca and not args.token_tls_cert:
         parser.error("--token-client-ca needs --token-tls-cert and --token-tls-key")
+    if args.backend_client_ca and not args.tls_cert:
+        parser.error("--backend-client-ca needs --tls-cert and --tls-key")
     clients = _clients(parser, args)
     # client_secret_jwt with a short demo secret is fine here; keep stderr for real problems.
     warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
@@ -94,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             token_tls_cert=args.token_tls_cert,
             token_tls_key=args.token_tls_key,
             token_client_ca=args.token_client_ca,
+            backend_client_ca=args.backend_client_ca,
         )
         servers.start()
     except OSError as e:  # includes ssl.SSLError: unusable certificate or key, port in use

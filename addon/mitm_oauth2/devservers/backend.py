@@ -1,10 +1,12 @@
 """The protected backend's handler: any method and path, answered 200 with an echo for a valid
 Bearer token (or a bare token in the ``backend_header`` knob's header) and 401 otherwise (or a
-forced status, see the ``backend_status`` knob). Each request is logged with its Authorization
-headers and the values of the token header as ``credential``."""
+forced status, see the ``backend_status`` knob); a certificate-bound token only on a connection
+that presents its certificate. Each request is logged with its Authorization headers, the values
+of the token header as ``credential`` and the client certificate's SHA-256."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from .httpd import Handler
@@ -27,11 +29,16 @@ class BackendHandler(Handler):
         else:  # e.g. X-Api-Key: the bare token
             scheme, token = "bearer", values[0] if len(values) == 1 else ""
         ok = scheme.lower() == "bearer" and bool(token) and state.token_valid(token)
+        presented = self._client_certificate()
+        binding = state.binding(token) if token else None
+        mismatch = binding is not None and binding != presented
+        ok = ok and not mismatch
         echo = {"method": self.command, "path": self.path, "body": text}
         host = self.headers.get("Host")
         forced, challenge = knobs["backend_status"], knobs["backend_challenge"]
         ok = ok and forced is None
         seen = {"authorization": authorization, "credential": values, "host": host, "ok": ok}
+        seen["cert_sha256"] = presented
         state.record("backend", {**echo, **seen})
         time.sleep(knobs["backend_delay"])
         if forced is not None:
@@ -43,6 +50,13 @@ class BackendHandler(Handler):
             self._send(401, {"ok": False, "error": "no token"}, {"WWW-Authenticate": "Bearer"})
         else:
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            self._send(401, {"ok": False, "error": "invalid_token"}, challenge)
+            error = "certificate mismatch" if mismatch else "invalid_token"
+            self._send(401, {"ok": False, "error": error}, challenge)
+
+    def _client_certificate(self) -> str | None:
+        """The SHA-256 of the client certificate this TLS connection presented, if any."""
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        der = getpeercert(binary_form=True) if getpeercert is not None else None
+        return hashlib.sha256(der).hexdigest() if der else None
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle

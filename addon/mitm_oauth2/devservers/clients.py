@@ -8,7 +8,7 @@ from pathlib import Path
 
 DEFAULT_CLIENTS: dict[str, str] = {"demo-client": "demo secret with : % + & chars"}
 CLIENT_KEYS = frozenset(
-    {"secret", "public_key", "public_key_file", "cert_cn", "cert_sha256"}
+    {"secret", "public_key", "public_key_file", "cert_cn", "cert_sha256", "certificate_bound"}
     | {"federated_issuer", "federated_subject", "federated_audience", "federated_key"}
 )
 
@@ -21,7 +21,8 @@ class Client:
     public_key: PEM public key (RSA or EC) verifying private_key_jwt assertions.
     cert_cn / cert_sha256: tls_client_auth; a verified client certificate whose SHA-256
     fingerprint of the DER (hex, colons optional) matches when one is given, else whose subject
-    CN does.
+    CN does. certificate_bound: its tokens are bound to that certificate (RFC 8705 §3), and the
+    backend serves them only on connections that present it.
     federated_*: workload identity federation (as Entra ID's federated credentials, Google's
     workload identity pools): a client assertion that a platform issued (`iss`) for one of its
     workloads (`sub`), signed with the platform's key (PEM public key), for `audience` (default:
@@ -32,6 +33,7 @@ class Client:
     public_key: str | None = None
     cert_cn: str | None = None
     cert_sha256: str | None = None
+    certificate_bound: bool = False
     federated_issuer: str | None = None
     federated_subject: str | None = None
     federated_audience: str | None = None
@@ -71,6 +73,7 @@ def parse_clients(document: object, base_dir: Path | None = None) -> dict[str, C
             public_key=public_key,
             cert_cn=spec.get("cert_cn"),
             cert_sha256=spec.get("cert_sha256"),
+            certificate_bound=spec.get("certificate_bound", "false") == "true",
             federated_issuer=spec.get("federated_issuer"),
             federated_subject=spec.get("federated_subject"),
             federated_audience=spec.get("federated_audience"),

@@ -29,7 +29,8 @@ class DevServers:
 
     ``tls_cert``/``tls_key`` serve the backend over HTTPS; ``token_tls_cert``/``token_tls_key``
     the token server (token endpoint, metadata, admin API), which with ``token_client_ca`` also
-    asks for client certificates issued by that CA (tls_client_auth).
+    asks for client certificates issued by that CA (tls_client_auth); ``backend_client_ca``
+    has the backend ask for them (certificate-bound tokens).
     """
 
     def __init__(
@@ -43,12 +44,17 @@ class DevServers:
         token_tls_cert: str | None = None,
         token_tls_key: str | None = None,
         token_client_ca: str | None = None,
+        backend_client_ca: str | None = None,
     ) -> None:
         if token_client_ca and not token_tls_cert:
             raise ValueError("a client CA needs the token server on TLS (token_tls_cert)")
         self.state = State(clients)
         self._ports = (token_port, backend_port)
-        self._tls = _server_context(tls_cert or "", tls_key) if tls_cert or tls_key else None
+        if backend_client_ca and not tls_cert:
+            raise ValueError("a backend client CA needs the backend on TLS (tls_cert)")
+        self._tls = None
+        if tls_cert or tls_key:
+            self._tls = _server_context(tls_cert or "", tls_key, backend_client_ca)
         self._token_tls = None
         if token_tls_cert or token_tls_key:
             self._token_tls = _server_context(token_tls_cert or "", token_tls_key, token_client_ca)

@@ -71,6 +71,7 @@ class State:
         with self._lock:
             self._knobs = {name: default for name, (default, _) in KNOBS.items()}
             self._tokens: dict[str, float | None] = {}  # token -> monotonic expiry
+            self._bound: dict[str, str] = {}  # token -> SHA-256 of the certificate (RFC 8705 §3)
             self._logs: dict[str, list[dict[str, Any]]] = {
                 "token": [],
                 "backend": [],
@@ -103,11 +104,18 @@ class State:
             self._jtis.add((client_id, jti))
             return True
 
-    def issue(self, expires_in: int | None, prefix: str = "") -> str:
+    def issue(self, expires_in: int | None, prefix: str = "", bound_to: str | None = None) -> str:
+        """A new token; `bound_to`: the hex SHA-256 of the client certificate it is bound to."""
         token = prefix + secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = None if expires_in is None else time.monotonic() + expires_in
+            if bound_to is not None:
+                self._bound[token] = bound_to
         return token
+
+    def binding(self, token: str) -> str | None:
+        with self._lock:
+            return self._bound.get(token)
 
     def token_valid(self, token: str) -> bool:
         with self._lock:
@@ -117,6 +125,7 @@ class State:
     def revoke(self) -> None:
         with self._lock:
             self._tokens.clear()
+            self._bound.clear()
 
     def arrive(self) -> None:
         with self._lock:

@@ -113,7 +113,15 @@ class TokenHandler(Handler):
             body = {"error": "server_error"} if knobs["body"] is None else knobs["body"].encode()
             headers = {"Cache-Control": "no-store"}
         elif status == 200:
-            token = state.issue(knobs["expires_in"], knobs["token_prefix"])
+            client = state.clients.get(entry["client_id"] or "")
+            bound = (
+                client is not None
+                and client.certificate_bound
+                and entry["auth"] == "tls_client_auth"
+            )
+            binding = entry.get("cert_sha256") if bound else None
+            entry["bound"] = binding is not None
+            token = state.issue(knobs["expires_in"], knobs["token_prefix"], binding)
             issued = {"access_token": token, "token_type": knobs["token_type"]}
             fields = {**issued, "expires_in": knobs["expires_in"], **fields}
             body = {k: v for k, v in fields.items() if v is not None}

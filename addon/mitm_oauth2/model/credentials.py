@@ -41,9 +41,15 @@ class AuthMethod(enum.StrEnum):
     CLIENT_SECRET_JWT = "client_secret_jwt"  # RFC 7523, HMAC over the secret
     PRIVATE_KEY_JWT = "private_key_jwt"  # RFC 7523, signed with the client's private key
     TLS_CLIENT_AUTH = "tls_client_auth"  # RFC 8705, the client certificate authenticates
+    # RFC 8705 §2.2: a self-signed certificate, registered with the server (its JWKS or itself)
+    SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
     # RFC 7521 §4.2 with an assertion the platform issues (workload identity): read from a file
     CLIENT_ASSERTION = "client_assertion"
     NONE = "none"  # jwt_bearer: the grant's own assertion is the proof (RFC 7523 §2.1)
+
+    @property
+    def uses_certificate(self) -> bool:
+        return self in (AuthMethod.TLS_CLIENT_AUTH, AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH)
 
     @property
     def uses_secret(self) -> bool:
