@@ -10,6 +10,9 @@ Fixtures:
                              oidc_harness.clients()
   api_backend     function  ApiBackend: a resource server on 127.0.0.1 that introspects every
                              bearer token it is sent at oidc_provider
+  mtls_provider   session   OidcProvider on HTTPS asking for client certificates (RFC 8705),
+                             with the clients of oidc_harness.mtls_clients()
+  mtls_backend    function  ApiBackend on HTTPS for mtls_provider, checking certificate binding
 The real mitmdump (``mitmdump``) and the report of a failed test's processes are tests/support's.
 """
 
@@ -24,6 +27,8 @@ from tests.interop.oidc_harness import InteropKeys
 from tests.interop.oidc_harness import OidcProvider
 from tests.interop.oidc_harness import clients
 from tests.interop.oidc_harness import make_keys
+from tests.interop.oidc_harness import mtls_clients
+from tests.support.devservers import TlsFiles
 from tests.support.fixtures import report_output
 
 
@@ -47,5 +52,23 @@ def oidc_provider(
 @pytest.fixture
 def api_backend(oidc_provider: OidcProvider) -> Iterator[ApiBackend]:
     backend = ApiBackend(oidc_provider)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def mtls_provider(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_ca: TlsFiles
+) -> Iterator[OidcProvider]:
+    workdir = tmp_path_factory.mktemp("oidc-provider-mtls")
+    provider = OidcProvider(mtls_clients(), workdir, tls=tls_ca)
+    report_output(request, provider)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture
+def mtls_backend(mtls_provider: OidcProvider, tls_ca: TlsFiles) -> Iterator[ApiBackend]:
+    backend = ApiBackend(mtls_provider, tls=tls_ca)
     yield backend
     backend.close()

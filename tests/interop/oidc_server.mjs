@@ -2,7 +2,10 @@
 // for the interoperability tests: started and stopped by tests/interop/conftest.py.
 //
 //   node oidc_server.mjs --clients CLIENTS.json [--port N]
+//                        [--tls-cert PEM --tls-key PEM --client-ca PEM]
 //
+// With --tls-*, it serves HTTPS and asks for client certificates issued by --client-ca: RFC 8705
+// (tls_client_auth, self_signed_tls_client_auth, certificate-bound access tokens).
 // CLIENTS.json is an array of client metadata (client_id, token_endpoint_auth_method,
 // client_secret or jwks, scope); every client gets the client_credentials grant only.
 // --port 0 (the default) picks a free port. When ready, prints one JSON line:
@@ -13,6 +16,7 @@
 // Exits 0 on SIGTERM or SIGINT.
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { parseArgs } from 'node:util';
 
 import Provider, { errors } from 'oidc-provider';
@@ -27,8 +31,20 @@ const { values: args } = parseArgs({
   options: {
     clients: { type: 'string' },
     port: { type: 'string', default: '0' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'client-ca': { type: 'string' },
   },
 });
+const tls = args['tls-cert']
+  ? {
+      cert: readFileSync(args['tls-cert']),
+      key: readFileSync(args['tls-key']),
+      ca: readFileSync(args['client-ca']),
+      requestCert: true, // asked for, verified by Node against the CA, judged by the provider
+      rejectUnauthorized: false,
+    }
+  : null;
 if (!args.clients) {
   console.error('usage: node oidc_server.mjs --clients CLIENTS.json [--port N]');
   process.exit(2);
@@ -51,19 +67,46 @@ let handler = (_req, res) => {
   res.statusCode = 503;
   res.end();
 };
-const server = http.createServer((req, res) => {
+const listener = (req, res) => {
   if (req.method === 'GET' && req.url === '/_interop/grants') {
     res.setHeader('Content-Type', 'application/json');
     res.end(JSON.stringify(issued));
     return;
   }
   handler(req, res);
-});
+};
+const server = tls ? https.createServer(tls, listener) : http.createServer(listener);
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(Number(args.port), '127.0.0.1', resolve);
 });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
+
+// RFC 8705 on a TLS socket of this process: the certificate Node verified against --client-ca.
+const peerCertificate = (ctx) => ctx.socket.getPeerX509Certificate?.();
+const mTLS = tls
+  ? {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      selfSignedTlsClientAuth: true,
+      getCertificate: peerCertificate,
+      certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+      // tls_client_auth_subject_dn "CN=name": the subject's CN (the rest is the test CA's).
+      certificateSubjectMatches: (ctx, property, expected) => {
+        const peer = peerCertificate(ctx);
+        if (!peer || property !== 'tls_client_auth_subject_dn') {
+          return false;
+        }
+        return peer.subject.split('\n').includes(expected);
+      },
+    }
+  : { enabled: false };
+const authMethods = ['client_secret_basic', 'client_secret_post', 'client_secret_jwt'];
+authMethods.push('private_key_jwt', 'none');
+if (tls) {
+  authMethods.push('tls_client_auth', 'self_signed_tls_client_auth');
+}
 
 const provider = new Provider(issuer, {
   clients,
@@ -71,7 +114,9 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'offline_access', ...RESOURCE_SCOPE.split(' ')],
   // Only signs cookies, which the client-credentials grant never sets.
   cookies: { keys: ['interop-tests-only'] },
+  clientAuthMethods: authMethods,
   features: {
+    mTLS,
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: {

@@ -20,6 +20,7 @@ from tests.interop.oidc_harness import BASIC_CLIENT_ID
 from tests.interop.oidc_harness import BASIC_SECRET
 from tests.interop.oidc_harness import EC_JWT_CLIENT_ID
 from tests.interop.oidc_harness import JWT_SECRET
+from tests.interop.oidc_harness import MTLS_CLIENT_ID
 from tests.interop.oidc_harness import POST_CLIENT_ID
 from tests.interop.oidc_harness import POST_SECRET
 from tests.interop.oidc_harness import RSA_JWT_CLIENT_ID
@@ -28,7 +29,10 @@ from tests.interop.oidc_harness import SECRET_JWT_CLIENT_ID
 from tests.interop.oidc_harness import ApiBackend
 from tests.interop.oidc_harness import InteropKeys
 from tests.interop.oidc_harness import OidcProvider
+from tests.support.devservers import TlsFiles
 from tests.support.devservers import toml_backend
+from tests.support.key_material import issue_client_cert
+from tests.support.key_material import tls_client_auth
 from tests.support.proxies import ProxyFactory
 
 
@@ -296,3 +300,37 @@ def test_one_token_per_backend_reused_across_requests(
     after = oidc_provider.grants()
     for client_id in (BASIC_CLIENT_ID, POST_CLIENT_ID):
         assert after.get(client_id, 0) == before.get(client_id, 0) + 1
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["certificate_bound", "not-presented"])
+def test_certificate_bound_token(
+    mtls_provider: OidcProvider,
+    mtls_backend: ApiBackend,
+    mitmdump: ProxyFactory,
+    tls_ca: TlsFiles,
+    tmp_path: Path,
+    bound: bool,
+) -> None:
+    """RFC 8705: tls_client_auth at the provider, which binds the token to the certificate
+    (introspection's cnf x5t#S256); the backend serves it only on a connection presenting that
+    certificate, which certificate_bound makes the proxy do."""
+    cert = issue_client_cert(tls_ca, tmp_path, MTLS_CLIENT_ID)
+    text = config(
+        mtls_provider,
+        mtls_backend,
+        **tls_client_auth(tls_ca, cert, MTLS_CLIENT_ID),
+        certificate_bound=bound,
+    )
+    proxy = mitmdump(text)
+    answer = get(proxy, f"{mtls_backend.url}/things/1")
+    seen = mtls_backend.requests
+    bound_to = [
+        request.introspection["cnf"]["x5t#S256"] for request in seen if request.introspection
+    ]
+    assert bound_to
+    if bound:
+        assert answer.status_code == 200, answer.text
+        assert [request.thumbprint for request in seen] == bound_to  # the same certificate
+    else:
+        assert answer.status_code == 401
+        assert all(request.thumbprint is None for request in seen)
