@@ -10,6 +10,7 @@ Fixtures:
                              oidc_harness.clients()
   api_backend     function  ApiBackend: a resource server on 127.0.0.1 that introspects every
                              bearer token it is sent at oidc_provider
+  self_signed     session   ClientCert: the self-signed client's certificate and key
   mtls_provider   session   OidcProvider on HTTPS asking for client certificates (RFC 8705),
                              with the clients of oidc_harness.mtls_clients()
   mtls_backend    function  ApiBackend on HTTPS for mtls_provider, checking certificate binding
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.interop.oidc_harness import SELF_SIGNED_CLIENT_ID
 from tests.interop.oidc_harness import ApiBackend
 from tests.interop.oidc_harness import InteropKeys
 from tests.interop.oidc_harness import OidcProvider
@@ -30,6 +32,8 @@ from tests.interop.oidc_harness import make_keys
 from tests.interop.oidc_harness import mtls_clients
 from tests.support.devservers import TlsFiles
 from tests.support.fixtures import report_output
+from tests.support.key_material import ClientCert
+from tests.support.key_material import self_signed_client_cert
 
 
 @pytest.fixture(scope="session")
@@ -57,18 +61,28 @@ def api_backend(oidc_provider: OidcProvider) -> Iterator[ApiBackend]:
 
 
 @pytest.fixture(scope="session")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ClientCert:
+    return self_signed_client_cert(tmp_path_factory.mktemp("self-signed"), SELF_SIGNED_CLIENT_ID)
+
+
+@pytest.fixture(scope="session")
 def mtls_provider(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_ca: TlsFiles
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_ca: TlsFiles,
+    self_signed: ClientCert,
 ) -> Iterator[OidcProvider]:
     workdir = tmp_path_factory.mktemp("oidc-provider-mtls")
-    provider = OidcProvider(mtls_clients(), workdir, tls=tls_ca)
+    provider = OidcProvider(mtls_clients(self_signed.cert), workdir, tls=tls_ca)
     report_output(request, provider)
     yield provider
     provider.close()
 
 
 @pytest.fixture
-def mtls_backend(mtls_provider: OidcProvider, tls_ca: TlsFiles) -> Iterator[ApiBackend]:
-    backend = ApiBackend(mtls_provider, tls=tls_ca)
+def mtls_backend(
+    mtls_provider: OidcProvider, tls_ca: TlsFiles, self_signed: ClientCert
+) -> Iterator[ApiBackend]:
+    backend = ApiBackend(mtls_provider, tls=tls_ca, trusted=(self_signed.cert,))
     yield backend
     backend.close()

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -53,6 +54,8 @@ RSA_JWT_CLIENT_ID = "rsa-jwt-client"
 EC_JWT_CLIENT_ID = "ec-jwt-client"
 # RFC 8705: the certificate's subject CN names this client; its tokens are bound to it.
 MTLS_CLIENT_ID = "mtls-bound-client"
+# RFC 8705 §2.2: a self-signed certificate, registered as a JWK (x5c); tokens bound to it too.
+SELF_SIGNED_CLIENT_ID = "self-signed-client"
 # The resource server's own client, for the introspection endpoint.
 API_CLIENT_ID = "interop-api"
 API_SECRET = "api-secret"
@@ -112,15 +115,27 @@ def clients(keys: InteropKeys) -> list[dict[str, Any]]:
     ]
 
 
-def mtls_clients() -> list[dict[str, Any]]:
-    """Clients of the provider on TLS: one with certificate-bound tokens, and the backend's."""
+def mtls_clients(self_signed: Path) -> list[dict[str, Any]]:
+    """Clients of the provider on TLS, with certificate-bound tokens: one with a certificate of
+    the test CA, one with the self-signed certificate in PEM file `self_signed`; and the
+    backend's."""
     bound = _client(
         MTLS_CLIENT_ID,
         "tls_client_auth",
         tls_client_auth_subject_dn=f"CN={MTLS_CLIENT_ID}",
         tls_client_certificate_bound_access_tokens=True,
     )
-    return [bound, _client(API_CLIENT_ID, "client_secret_basic", client_secret=API_SECRET)]
+    cert = x509.load_pem_x509_certificate(self_signed.read_bytes())
+    jwk = ECAlgorithm.to_jwk(cert.public_key(), as_dict=True)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    jwk |= {"x5c": [base64.b64encode(der).decode()], "use": "sig"}
+    own = _client(
+        SELF_SIGNED_CLIENT_ID,
+        "self_signed_tls_client_auth",
+        jwks={"keys": [jwk]},
+        tls_client_certificate_bound_access_tokens=True,
+    )
+    return [bound, own, _client(API_CLIENT_ID, "client_secret_basic", client_secret=API_SECRET)]
 
 
 def _client(client_id: str, method: str, **metadata: Any) -> dict[str, Any]:
@@ -171,6 +186,7 @@ class OidcProvider:
         self.token_endpoint: str = ready["token_endpoint"]
         self.introspection_endpoint: str = ready["introspection_endpoint"]
         self.resource: str = ready["resource"]
+        self.ca_bundle = tls.ca_cert if tls is not None else None  # what verifies the provider
         verify = tls.ssl_context() if tls is not None else True
         self.http = httpx.Client(trust_env=False, timeout=10, verify=verify)
 
@@ -210,7 +226,10 @@ class ApiBackend:
     """A resource server on 127.0.0.1: 200 only for a bearer token that the provider calls
     active, for its resource and with SCOPE; 401 otherwise. Records every request."""
 
-    def __init__(self, provider: OidcProvider, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self, provider: OidcProvider, tls: TlsFiles | None = None, trusted: tuple[Path, ...] = ()
+    ) -> None:
+        """`trusted`: certificates accepted from clients besides the test CA's (self-signed)."""
         self.provider = provider
         self._requests: list[BackendRequest] = []
         self._lock = threading.Lock()
@@ -227,6 +246,8 @@ class ApiBackend:
         self.server.daemon_threads = True
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(tls.ca_cert))
+            for certificate in trusted:
+                context.load_verify_locations(cafile=str(certificate))
             context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
             context.verify_mode = ssl.CERT_OPTIONAL  # asked for, verified if sent
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)

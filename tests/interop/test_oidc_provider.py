@@ -26,11 +26,13 @@ from tests.interop.oidc_harness import POST_SECRET
 from tests.interop.oidc_harness import RSA_JWT_CLIENT_ID
 from tests.interop.oidc_harness import SCOPE
 from tests.interop.oidc_harness import SECRET_JWT_CLIENT_ID
+from tests.interop.oidc_harness import SELF_SIGNED_CLIENT_ID
 from tests.interop.oidc_harness import ApiBackend
 from tests.interop.oidc_harness import InteropKeys
 from tests.interop.oidc_harness import OidcProvider
 from tests.support.devservers import TlsFiles
 from tests.support.devservers import toml_backend
+from tests.support.key_material import ClientCert
 from tests.support.key_material import issue_client_cert
 from tests.support.key_material import tls_client_auth
 from tests.support.proxies import ProxyFactory
@@ -334,3 +336,28 @@ def test_certificate_bound_token(
     else:
         assert answer.status_code == 401
         assert all(request.thumbprint is None for request in seen)
+
+
+def test_self_signed_certificate_bound_token(
+    mtls_provider: OidcProvider,
+    mtls_backend: ApiBackend,
+    mitmdump: ProxyFactory,
+    self_signed: ClientCert,
+) -> None:
+    """RFC 8705 §2.2: the provider knows the self-signed certificate from the client's JWKS."""
+    text = config(
+        mtls_provider,
+        mtls_backend,
+        client_id=SELF_SIGNED_CLIENT_ID,
+        auth_method="self_signed_tls_client_auth",
+        client_cert_file=str(self_signed.cert),
+        client_key_file=str(self_signed.key),
+        token_ca_bundle=str(mtls_provider.ca_bundle),
+        certificate_bound=True,
+    )
+    answer = get(mitmdump(text), f"{mtls_backend.url}/things/1")
+    assert answer.status_code == 200, answer.text
+    (seen,) = mtls_backend.requests
+    assert seen.introspection is not None
+    assert seen.introspection["client_id"] == SELF_SIGNED_CLIENT_ID
+    assert seen.thumbprint == seen.introspection["cnf"]["x5t#S256"]

@@ -1,13 +1,16 @@
 """Key material for the auth-method tests, made fresh in a temporary folder: signing keys for
 private_key_jwt (private PEM for the proxy, public PEM for the devservers) and client
-certificates for tls_client_auth, issued by the session's test CA, with the backend keys that
-use one."""
+certificates for tls_client_auth, issued by the session's test CA (or self-signed, for
+self_signed_tls_client_auth), with the backend keys that use one."""
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -57,6 +60,34 @@ def issue_client_cert(tls: TlsFiles, directory: Path, common_name: str) -> Clien
     for i, blob in enumerate(leaf.cert_chain_pems):
         blob.write_to_path(str(files.cert), append=i > 0)
     leaf.private_key_pem.write_to_path(str(files.key))
+    return files
+
+
+def self_signed_client_cert(directory: Path, common_name: str) -> ClientCert:
+    """A self-signed EC P-256 certificate with subject CN ``common_name`` (clientAuth usage)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(key, hashes.SHA256())
+    )
+    files = ClientCert(directory / f"{common_name}-cert.pem", directory / f"{common_name}-key.pem")
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return files
 
 
