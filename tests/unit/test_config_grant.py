@@ -177,6 +177,17 @@ BAD = [
     ({**GENERIC, "auth_method": "private_key_jwt"}, "auth_method", "signs the grant itself"),
     ({**GENERIC, "client_secret": "s"}, "client_secret", "not used by auth_method none"),
     ({**GENERIC, "token_url": None}, "token_url", "exactly one of token_url and issuer"),
+    (
+        {
+            **GENERIC,
+            "client_id": None,
+            "client_secret": "s",
+            "assertion_issuer": "x",
+            "auth_method": "client_secret_post",
+        },
+        "client_id",
+        "missing",
+    ),
 ]
 
 

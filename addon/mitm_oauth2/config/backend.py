@@ -173,7 +173,8 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         )
         if audience is AssertionAudience.ISSUER and issuer is None:
             raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
-    client_id = reader.string("client_id", required=not is_bearer)
+    # jwt_bearer without client authentication: the assertion names who asks.
+    client_id = reader.string("client_id", required=method is not AuthMethod.NONE)
     bearer = _bearer(reader, account, client_id, issuer) if is_bearer else None
     return ClientCredentials(
         client_id=client_id or (account.client_email if account else ""),
