@@ -130,22 +130,24 @@ def test_a_google_service_account_key_file(
     assert keys.google.private_key.read_text().splitlines()[1] not in proxy.output()
 
 
+def crm(server: AuthlibServer, key: KeyPair, **fields: str) -> str:
+    """A backend whose assertion names the connected app's key and the user, as Salesforce's."""
+    return toml_backend(
+        name="crm",
+        hosts=[server.host],
+        token_url=server.token_url,
+        grant="jwt_bearer",
+        private_key_file=str(key.private_key),
+        assertion_issuer=CONSUMER_KEY,
+        assertion_subject=USER,
+        **fields,
+    )
+
+
 def test_a_generic_assertion_for_a_user(
     authlib_server: AuthlibServer, mitmdump: ProxyFactory, keys: Keys
 ) -> None:
-    proxy = mitmdump(
-        toml_backend(
-            name="crm",
-            hosts=[authlib_server.host],
-            token_url=authlib_server.token_url,
-            grant="jwt_bearer",
-            private_key_file=str(keys.generic.private_key),
-            key_id="crm-1",
-            assertion_issuer=CONSUMER_KEY,
-            assertion_subject=USER,
-            scope="api",
-        )
-    )
+    proxy = mitmdump(crm(authlib_server, keys.generic, key_id="crm-1", scope="api"))
     before = len(authlib_server.log())
     with proxy.client() as client:
         answer = client.get(f"{authlib_server.base_url}/api/accounts")
@@ -165,17 +167,7 @@ def test_an_assertion_the_server_refuses_is_a_502_saying_what_to_check(
     authlib_server: AuthlibServer, mitmdump: ProxyFactory, keys: Keys
 ) -> None:
     """Signed with a key the server does not have for this issuer."""
-    proxy = mitmdump(
-        toml_backend(
-            name="crm",
-            hosts=[authlib_server.host],
-            token_url=authlib_server.token_url,
-            grant="jwt_bearer",
-            private_key_file=str(keys.stranger.private_key),
-            assertion_issuer=CONSUMER_KEY,
-            assertion_subject=USER,
-        )
-    )
+    proxy = mitmdump(crm(authlib_server, keys.stranger))
     with proxy.client() as client:
         answer = client.get(f"{authlib_server.base_url}/api/accounts")
     assert answer.status_code == 502
