@@ -49,14 +49,11 @@ class Client:
         for it. Several may run at once."""
         if self.kind == "wrk":
             cmd = ["wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(seconds))}s", url]
-            return Load(self.kind, url, seconds, _spawn(cmd, None))
-        job = {
-            "mode": "closed",
-            "urls": [url],
-            "connections": self.connections,
-            "duration": seconds,
-        }
-        return Load(self.kind, url, seconds, _spawn([sys.executable, "-m", "bench_lib.load"], job))
+        else:
+            job = {"mode": "closed", "urls": [url], "connections": self.connections}
+            job["duration"] = seconds
+            cmd = [sys.executable, "-m", "bench_lib.load", json.dumps(job)]
+        return Load(self.kind, url, seconds, _spawn(cmd))
 
 
 @dataclass
@@ -85,20 +82,15 @@ class Load:
         return int(result["requests"]), float(result["seconds"])
 
 
-def _spawn(cmd: list[str], job: dict[str, Any] | None) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+def _spawn(cmd: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         cmd,
-        stdin=subprocess.DEVNULL if job is None else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
     )
-    if job is not None:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(job))
-        proc.stdin.close()
-    return proc
 
 
 def run_job(job: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:

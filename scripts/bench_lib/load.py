@@ -166,7 +166,8 @@ async def crowd(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.read())
+    # The job: a JSON argument (load clients started side by side), else standard input.
+    job = json.loads(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read())
     runners = {"closed": closed, "open": open_loop, "crowd": crowd}
     result = asyncio.run(runners[job["mode"]](job))
     json.dump(result, sys.stdout)
