@@ -1,0 +1,115 @@
+"""DPoP proofs (RFC 9449): a JWT signed with the proxy's DPoP key for one HTTP request, which
+binds the token to that key. One for each token request (§5) and each request to the backend
+(§7), never reused: a fresh `jti` every time."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import ECAlgorithm
+from jwt.algorithms import RSAAlgorithm
+
+from ..model.credentials import Secret
+
+DPOP_TYP = "dpop+jwt"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class DpopKey:
+    """A DPoP key: the private key (PEM, never shown), its algorithm, and its public JWK and
+    RFC 7638 thumbprint (`jkt`, what a bound token's `cnf` names), computed once."""
+
+    pem: Secret = field(repr=False)
+    algorithm: str
+    public_jwk: dict[str, str] = field(compare=False)
+    thumbprint: str
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> DpopKey:
+        """ES256 for a P-256 key, RS256 for RSA; ValueError for anything else."""
+        key = serialization.load_pem_private_key(pem, password=None)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            if key.curve.name != "secp256r1":
+                raise ValueError("an EC DPoP key must be P-256 (ES256)")
+            algorithm, jwk = "ES256", ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            members = ("crv", "kty", "x", "y")
+        elif isinstance(key, rsa.RSAPrivateKey):
+            algorithm, jwk = "RS256", RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            members = ("e", "kty", "n")
+        else:
+            raise ValueError("a DPoP key must be EC P-256 or RSA")
+        public = {name: str(jwk[name]) for name in members}
+        clean = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cls(Secret(clean.decode("ascii")), algorithm, public, jwk_thumbprint(public))
+
+    @classmethod
+    def generate(cls) -> DpopKey:
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cls.from_pem(pem)
+
+
+def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
+    """RFC 7638 §3: SHA-256 over the required members, in lexicographic order, no whitespace."""
+    canonical = json.dumps(public_jwk, separators=(",", ":"), sort_keys=True).encode()
+    return _b64(hashlib.sha256(canonical).digest())
+
+
+def htu(url: str) -> str:
+    """RFC 9449 §4.2: the request's URI without query and fragment."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def access_token_hash(access_token: str) -> str:
+    """`ath`: base64url SHA-256 of the access token (ASCII)."""
+    return _b64(hashlib.sha256(access_token.encode("ascii")).digest())
+
+
+def proof(
+    key: DpopKey,
+    method: str,
+    url: str,
+    now: float,
+    *,
+    access_token: str | None = None,
+    nonce: str | None = None,
+) -> str:
+    """A DPoP proof for `method` `url` at `now`; with `access_token` for a resource request
+    (`ath`), with the server's `nonce` when it asked for one (§8, §9)."""
+    claims: dict[str, Any] = {
+        "jti": uuid.uuid4().hex,
+        "htm": method.upper(),
+        "htu": htu(url),
+        "iat": int(now),
+    }
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    if nonce is not None:
+        claims["nonce"] = nonce
+    headers = {"typ": DPOP_TYP, "jwk": key.public_jwk}
+    return jwt.encode(claims, key.pem.reveal(), algorithm=key.algorithm, headers=headers)
