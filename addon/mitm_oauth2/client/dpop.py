@@ -8,8 +8,6 @@ import base64
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm
 from jwt.algorithms import RSAAlgorithm
 
+from ..model.credentials import DpopKey
 from ..model.credentials import Secret
 
 DPOP_TYP = "dpop+jwt"
@@ -30,47 +29,38 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-@dataclass(frozen=True)
-class DpopKey:
-    """A DPoP key: the private key (PEM, never shown), its algorithm, and its public JWK and
-    RFC 7638 thumbprint (`jkt`, what a bound token's `cnf` names), computed once."""
+def load_dpop_key(pem: bytes) -> DpopKey:
+    """ES256 for a P-256 key, RS256 for RSA; ValueError for anything else."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    members: tuple[str, ...]
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name != "secp256r1":
+            raise ValueError("an EC DPoP key must be P-256 (ES256)")
+        algorithm, jwk = "ES256", ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        members = ("crv", "kty", "x", "y")
+    elif isinstance(key, rsa.RSAPrivateKey):
+        algorithm, jwk = "RS256", RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        members = ("e", "kty", "n")
+    else:
+        raise ValueError("a DPoP key must be EC P-256 or RSA")
+    public = {name: str(jwk[name]) for name in members}
+    clean = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    pem_text = Secret(clean.decode("ascii"))
+    return DpopKey(pem_text, algorithm, tuple(sorted(public.items())), jwk_thumbprint(public))
 
-    pem: Secret = field(repr=False)
-    algorithm: str
-    public_jwk: dict[str, str] = field(compare=False)
-    thumbprint: str
 
-    @classmethod
-    def from_pem(cls, pem: bytes) -> DpopKey:
-        """ES256 for a P-256 key, RS256 for RSA; ValueError for anything else."""
-        key = serialization.load_pem_private_key(pem, password=None)
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            if key.curve.name != "secp256r1":
-                raise ValueError("an EC DPoP key must be P-256 (ES256)")
-            algorithm, jwk = "ES256", ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
-            members = ("crv", "kty", "x", "y")
-        elif isinstance(key, rsa.RSAPrivateKey):
-            algorithm, jwk = "RS256", RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-            members = ("e", "kty", "n")
-        else:
-            raise ValueError("a DPoP key must be EC P-256 or RSA")
-        public = {name: str(jwk[name]) for name in members}
-        clean = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return cls(Secret(clean.decode("ascii")), algorithm, public, jwk_thumbprint(public))
-
-    @classmethod
-    def generate(cls) -> DpopKey:
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return cls.from_pem(pem)
+def generate_dpop_key() -> DpopKey:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return load_dpop_key(pem)
 
 
 def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
@@ -111,5 +101,5 @@ def proof(
         claims["ath"] = access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
-    headers = {"typ": DPOP_TYP, "jwk": key.public_jwk}
+    headers = {"typ": DPOP_TYP, "jwk": dict(key.public_jwk)}
     return jwt.encode(claims, key.pem.reveal(), algorithm=key.algorithm, headers=headers)

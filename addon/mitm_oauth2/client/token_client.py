@@ -31,11 +31,13 @@ from ..model.token import TokenResponse
 from .assertion import read_assertion
 from .auth import authenticate
 from .discovery import Discovery
+from .dpop import proof
 from .grant import grant
 from .http import ACCEPT_ENCODING
 from .http import read_limited
 
 logger = logging.getLogger(__name__)
+MAX_NONCES = 256
 
 
 class _DebugOnly(logging.Filter):
@@ -112,6 +114,7 @@ class TokenClient:
         self._clock = clock or SystemClock()
         self._pools: dict[TokenTransport, httpx.AsyncClient] = {}
         self._discovery = Discovery(self._clock)
+        self._nonces: dict[str, str] = {}  # RFC 9449 §8: the last DPoP nonce, by server origin
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
@@ -128,24 +131,43 @@ class TokenClient:
             assert credentials.issuer is not None  # config requires one of the two
             mtls = credentials.auth_method.uses_certificate
             endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
-        now = self._clock.wall()
-        asked = grant(credentials, endpoint, now)
-        assertion = None
-        if credentials.assertion_file is not None:
-            # Read again each time: the platform rotates it. A thread: a file system may stall.
-            assertion = await asyncio.to_thread(read_assertion, credentials.assertion_file, now)
-        auth = authenticate(credentials, endpoint, now, assertion)
-        form = {**asked.form, **auth.form}
-        headers = {**dict(credentials.token_headers), "Accept": "application/json", **auth.headers}
-        status, body, retry_after = await self._post(
-            http, endpoint, form, headers, credentials.transport.timeout
-        )
-        try:
+        origin = _origin(endpoint)
+        for attempt in (1, 2):
+            # Everything made again for a retry: assertions and proofs are used once.
+            now = self._clock.wall()
+            asked = grant(credentials, endpoint, now)
+            assertion = None
+            if credentials.assertion_file is not None:
+                # Read again each time: the platform rotates it. A thread: a file system may stall.
+                assertion = await asyncio.to_thread(read_assertion, credentials.assertion_file, now)
+            auth = authenticate(credentials, endpoint, now, assertion)
+            form = {**asked.form, **auth.form}
+            headers = {**dict(credentials.token_headers), "Accept": "application/json"}
+            headers |= auth.headers
             secrets = [*asked.secrets, *auth.secrets]
+            if credentials.dpop is not None:
+                nonce = self._nonces.get(origin)
+                headers["DPoP"] = proof(credentials.dpop, "POST", endpoint, now, nonce=nonce)
+                secrets.append(headers["DPoP"])
+            status, body, retry_after, nonce = await self._post(
+                http, endpoint, form, headers, credentials.transport.timeout
+            )
+            if nonce is None or credentials.dpop is None:
+                break
+            self._keep_nonce(origin, nonce)
+            # RFC 9449 §8: a server that wants a nonce says so, and is asked again once.
+            if attempt == 2 or _error_code(body) != "use_dpop_nonce":
+                break
+        try:
             return self._parse(status, body, secrets, endpoint, credentials)
         except TokenError as e:
             e.retry_after = retry_after
             raise
+
+    def _keep_nonce(self, origin: str, nonce: str) -> None:
+        if len(self._nonces) >= MAX_NONCES and origin not in self._nonces:
+            self._nonces.clear()  # bounded, however many servers a configuration names
+        self._nonces[origin] = nonce
 
     def _pool(self, transport: TokenTransport) -> httpx.AsyncClient:
         pool = self._pools.get(transport)
@@ -179,13 +201,15 @@ class TokenClient:
         form: dict[str, str | list[str]],
         headers: dict[str, str],
         limit: float,
-    ) -> tuple[int, bytes, float | None]:
-        """Posts the form; `limit` is the pool's timeout, named in the error."""
+    ) -> tuple[int, bytes, float | None, str | None]:
+        """Posts the form: status, body, Retry-After and DPoP-Nonce. `limit` is the pool's
+        timeout, named in the error."""
         try:
             async with http.stream("POST", url, data=form, headers=headers) as response:
                 body = await read_limited(response, "token endpoint")
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                return response.status_code, body, retry_after
+                nonce = response.headers.get("DPoP-Nonce")
+                return response.status_code, body, retry_after, nonce
         except httpx.TimeoutException as e:
             raise TokenError(f"token endpoint timed out after {limit:g} s") from e
         except httpx.ConnectError as e:
@@ -231,14 +255,17 @@ class TokenClient:
             # It goes into a header: a line break there would let the server inject headers.
             raise TokenError("token endpoint issued an access_token a header cannot carry")
         token_type = document.get("token_type")
-        if token_type is None:
+        wanted = "DPoP" if credentials.dpop is not None else "Bearer"
+        if token_type is None and wanted == "Bearer":
             logger.warning("%s: token response has no token_type; taken as Bearer", endpoint)
             token_type = "Bearer"
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        if not isinstance(token_type, str) or token_type.lower() != wanted.lower():
             kind = printable(str(token_type), 40)
-            # RFC 6749 §7.1: a client must not use a token type it does not understand.
+            # RFC 6749 §7.1: a client must not use a token type it does not understand; and a
+            # Bearer token where DPoP was asked for is not bound to the key (RFC 9449 §5).
+            why = " (is DPoP enabled for this client at the server?)" if wanted == "DPoP" else ""
             raise TokenError(
-                f"token endpoint issued token_type '{kind}', not Bearer", status=status
+                f"token endpoint issued token_type '{kind}', not {wanted}{why}", status=status
             )
         scope = document.get("scope")
         expires_in = _parse_expires_in(document.get("expires_in"))
@@ -248,7 +275,7 @@ class TokenClient:
             logger.warning("%s: expires_in %s is not a number; taken as absent", endpoint, shown)
         return TokenResponse(
             access_token=access_token,
-            token_type="Bearer",
+            token_type=wanted,
             expires_in=expires_in,
             scope=scope if isinstance(scope, str) else None,
         )
@@ -326,3 +353,17 @@ def _http_error(status: int, endpoint: str, credentials: ClientCredentials) -> T
     """An answer without an OAuth error code."""
     advice = _advice(status, None, endpoint, credentials)
     return TokenError(f"token endpoint answered HTTP {status} ({advice})", status=status)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    return error if isinstance(error, str) else None

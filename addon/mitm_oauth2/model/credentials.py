@@ -115,6 +115,18 @@ class BearerAssertion:
 
 
 @dataclass(frozen=True)
+class DpopKey:
+    """A DPoP key (RFC 9449): the private key (PEM, never shown), its JWS algorithm, its public
+    JWK (what each proof carries) and that JWK's RFC 7638 thumbprint (what a bound token's
+    `cnf.jkt` names). Made by client.dpop.load_dpop_key."""
+
+    pem: Secret = field(repr=False)
+    algorithm: str
+    public_jwk: tuple[tuple[str, str], ...]
+    thumbprint: str
+
+
+@dataclass(frozen=True)
 class TlsIdentity:
     """A client certificate and its key (PEM files), presented on the token call."""
 
@@ -160,6 +172,7 @@ class ClientCredentials:
     transport: TokenTransport = TokenTransport()
     grant: GrantType = GrantType.CLIENT_CREDENTIALS
     bearer: BearerAssertion | None = None  # jwt_bearer
+    dpop: DpopKey | None = None  # RFC 9449: the token is bound to this key
 
     @property
     def scope(self) -> str | None:
@@ -195,6 +208,7 @@ class ClientCredentials:
             ]
             if self.bearer
             else None,
+            [self.dpop.pem.reveal(), self.dpop.algorithm] if self.dpop else None,
             self.assertion_audience.value,
             sorted(self.scopes),
             self.audience,
