@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable
 from collections.abc import Set
 from pathlib import Path
@@ -20,6 +21,7 @@ from mitmproxy import tls
 from . import store_options
 from . import story
 from .bound_certs import BoundCertificates
+from .client.dpop import proof
 from .client.token_client import TokenClient
 from .commands import OAuth2Commands
 from .config.backend import BackendConfig
@@ -291,8 +293,18 @@ class OAuth2Backend:
         # and 3 want names in lower case; mitmproxy would fix it and log so for each request.
         story.issued(flow, backend.name, issue)
         request = flow.request
-        name = backend.header.lower() if request.is_http2 or request.is_http3 else backend.header
-        request.headers[name] = backend.header_format.replace("{token}", issue.token.access_token)
+        lower = request.is_http2 or request.is_http3
+        name = backend.header.lower() if lower else backend.header
+        access_token = issue.token.access_token
+        dpop = backend.grant.credentials.dpop
+        if dpop is None:
+            request.headers[name] = backend.header_format.replace("{token}", access_token)
+            return
+        # RFC 9449 §7: the token with a proof of its key for this very request.
+        request.headers[name] = f"DPoP {access_token}"
+        request.headers["dpop" if lower else "DPoP"] = proof(
+            dpop, request.method, request.url, time.time(), access_token=access_token
+        )
 
     def _note_near_miss(self, request: http.Request) -> None:
         """Says once per host:port (and configuration) which backend nearly took a request

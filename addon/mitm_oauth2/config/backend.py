@@ -18,12 +18,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from ..client.assertion import AssertionProblem
 from ..client.assertion import check_assertion
 from ..client.auth import ASSERTION_LIFETIME
+from ..client.dpop import generate_dpop_key
+from ..client.dpop import load_dpop_key
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
 from ..model.credentials import AssertionAudience
 from ..model.credentials import AuthMethod
 from ..model.credentials import BasicEncoding
 from ..model.credentials import BearerAssertion
 from ..model.credentials import ClientCredentials
+from ..model.credentials import DpopKey
 from ..model.credentials import GrantType
 from ..model.credentials import Secret
 from ..model.credentials import SigningKey
@@ -47,6 +50,7 @@ FILE_KEYS = (
     "client_secret_file",
     "private_key_file",
     "service_account_file",
+    "dpop_key_file",
     "client_cert_file",
     "client_key_file",
     "token_ca_bundle",
@@ -59,7 +63,7 @@ KEYS = frozenset(
     | {"grant", "service_account_file", "assertion_issuer", "assertion_subject"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
-    | {"header", "header_format", "allow_plain_http", "certificate_bound"}
+    | {"header", "header_format", "allow_plain_http", "certificate_bound", "dpop"}
     | set(SECRET_KEYS)
     | set(FILE_KEYS)
 )
@@ -194,7 +198,28 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         transport=_transport(reader, method),
         grant=grant,
         bearer=bearer,
+        dpop=_dpop_key(reader),
     )
+
+
+def _dpop_key(reader: TableReader) -> DpopKey | None:
+    """dpop = true: the key of dpop_key_file, or one made here."""
+    dpop = reader.flag("dpop", False)
+    reader.refuse_unless(dpop, ("dpop_key_file",), "only with dpop = true")
+    if not dpop:
+        return None
+    for key in ("header", "header_format"):
+        if reader.has(key):
+            raise reader.error(key, "a DPoP token goes in Authorization: DPoP <token>")
+    if not reader.has("dpop_key_file"):
+        return generate_dpop_key()
+    path = reader.file("dpop_key_file")
+    try:
+        return load_dpop_key(path.read_bytes())
+    except (ValueError, TypeError) as e:
+        raise reader.error(
+            "dpop_key_file", f"{path}: not an unencrypted PEM EC P-256 or RSA key ({reason(e)})"
+        ) from e
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+from . import dpop
 from .httpd import Handler
 from .state import token_id
 
@@ -28,7 +29,11 @@ class BackendHandler(Handler):
             scheme, _, token = values[0].partition(" ") if len(values) == 1 else ("", "", "")
         else:  # e.g. X-Api-Key: the bare token
             scheme, token = "bearer", values[0] if len(values) == 1 else ""
-        ok = scheme.lower() == "bearer" and bool(token) and state.token_valid(token)
+        jkt = state.dpop_key(token) if token else None
+        expected = "dpop" if jkt is not None else "bearer"  # RFC 9449 §7.1
+        ok = scheme.lower() == expected and bool(token) and state.token_valid(token)
+        dpop_error = self._dpop_error(token, jkt) if ok and jkt is not None else None
+        ok = ok and dpop_error is None
         presented = self._client_certificate()
         binding = state.binding(token) if token else None
         mismatch = binding is not None and binding != presented
@@ -39,6 +44,7 @@ class BackendHandler(Handler):
         ok = ok and forced is None
         seen = {"authorization": authorization, "credential": values, "host": host, "ok": ok}
         seen["cert_sha256"] = presented
+        seen["dpop_error"] = dpop_error
         state.record("backend", {**echo, **seen})
         time.sleep(knobs["backend_delay"])
         if forced is not None:
@@ -50,8 +56,26 @@ class BackendHandler(Handler):
             self._send(401, {"ok": False, "error": "no token"}, {"WWW-Authenticate": "Bearer"})
         else:
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            error = "certificate mismatch" if mismatch else "invalid_token"
+            error = "certificate mismatch" if mismatch else dpop_error or "invalid_token"
+            if jkt is not None:
+                challenge = {"WWW-Authenticate": 'DPoP error="invalid_token"'}
             self._send(401, {"ok": False, "error": error}, challenge)
+
+    def _dpop_error(self, token: str, jkt: str) -> str | None:
+        """What is wrong with the DPoP proof of a request with a DPoP-bound token, if anything."""
+        proofs = self.headers.get_all("DPoP") or []
+        if len(proofs) != 1:
+            return "one DPoP proof needed"
+        url = self.server.base_url + self.path.split("?")[0].split("#")[0]
+        try:
+            claims, thumbprint = dpop.verify(proofs[0], self.command, url, access_token=token)
+        except dpop.ProofError as e:
+            return str(e)
+        if thumbprint != jkt:
+            return "DPoP proof is signed by another key than the token's"
+        if not self.server.state.use_jti("dpop-backend", str(claims["jti"])):
+            return "DPoP proof jti reused"
+        return None
 
     def _client_certificate(self) -> str | None:
         """The SHA-256 of the client certificate this TLS connection presented, if any."""

@@ -48,6 +48,8 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "metadata_issuer": (None, (str, NoneType)),
     "metadata_rfc8414": (True, (bool,)),
     "metadata_openid": (True, (bool,)),
+    # DPoP (RFC 9449 §8): the nonce the token endpoint wants in proofs (None: no nonce).
+    "dpop_nonce": (None, (str, NoneType)),
 }
 
 
@@ -72,6 +74,7 @@ class State:
             self._knobs = {name: default for name, (default, _) in KNOBS.items()}
             self._tokens: dict[str, float | None] = {}  # token -> monotonic expiry
             self._bound: dict[str, str] = {}  # token -> SHA-256 of the certificate (RFC 8705 §3)
+            self._jkt: dict[str, str] = {}  # token -> thumbprint of its DPoP key (RFC 9449 §6)
             self._logs: dict[str, list[dict[str, Any]]] = {
                 "token": [],
                 "backend": [],
@@ -104,14 +107,27 @@ class State:
             self._jtis.add((client_id, jti))
             return True
 
-    def issue(self, expires_in: int | None, prefix: str = "", bound_to: str | None = None) -> str:
-        """A new token; `bound_to`: the hex SHA-256 of the client certificate it is bound to."""
+    def issue(
+        self,
+        expires_in: int | None,
+        prefix: str = "",
+        bound_to: str | None = None,
+        jkt: str | None = None,
+    ) -> str:
+        """A new token; `bound_to`: the hex SHA-256 of the client certificate it is bound to;
+        `jkt`: the thumbprint of the DPoP key it is bound to."""
         token = prefix + secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = None if expires_in is None else time.monotonic() + expires_in
             if bound_to is not None:
                 self._bound[token] = bound_to
+            if jkt is not None:
+                self._jkt[token] = jkt
         return token
+
+    def dpop_key(self, token: str) -> str | None:
+        with self._lock:
+            return self._jkt.get(token)
 
     def binding(self, token: str) -> str | None:
         with self._lock:
@@ -126,6 +142,7 @@ class State:
         with self._lock:
             self._tokens.clear()
             self._bound.clear()
+            self._jkt.clear()
 
     def arrive(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from . import dpop
 from .authn import AUTH_METHODS
 from .authn import HMAC_ALGORITHMS
 from .authn import KEY_ALGORITHMS
@@ -101,6 +102,11 @@ class TokenHandler(Handler):
         entry: dict[str, Any] = {"time": time.time(), "path": path, "auth": None}
         entry["client_id"] = None
         status, fields, headers = self._authorize(raw, path, entry)
+        jkt = None
+        if status == 200 and self.headers.get("DPoP") is not None:
+            status, fields, jkt = self._dpop(path, knobs, entry, fields)
+        if knobs["dpop_nonce"] is not None:
+            headers["DPoP-Nonce"] = knobs["dpop_nonce"]
         time.sleep(knobs["delay"])
         body: object = fields
         if knobs["down"]:
@@ -121,8 +127,9 @@ class TokenHandler(Handler):
             )
             binding = entry.get("cert_sha256") if bound else None
             entry["bound"] = binding is not None
-            token = state.issue(knobs["expires_in"], knobs["token_prefix"], binding)
-            issued = {"access_token": token, "token_type": knobs["token_type"]}
+            token = state.issue(knobs["expires_in"], knobs["token_prefix"], binding, jkt)
+            token_type = "DPoP" if jkt is not None else knobs["token_type"]
+            issued = {"access_token": token, "token_type": token_type}
             fields = {**issued, "expires_in": knobs["expires_in"], **fields}
             body = {k: v for k, v in fields.items() if v is not None}
             entry["token_id"] = token_id(token)
@@ -132,6 +139,23 @@ class TokenHandler(Handler):
         state.record("token", entry)  # before answering: stats are current for the client
         if status:
             self._send(status, body, headers, knobs["content_type"] or JSON)
+
+    def _dpop(
+        self, path: str, knobs: dict[str, Any], entry: dict[str, Any], fields: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], str | None]:
+        """RFC 9449 §5: the request's DPoP proof, and the server's nonce when one is wanted.
+        (status, fields, the key thumbprint to bind the token to)."""
+        try:
+            claims, jkt = dpop.verify(self.headers["DPoP"], "POST", self.server.base_url + path)
+        except dpop.ProofError as e:
+            return 400, {"error": "invalid_dpop_proof", "error_description": str(e)}, None
+        entry["dpop"] = {"jkt": jkt, "nonce": claims.get("nonce"), "jti": claims["jti"]}
+        if not self.server.state.use_jti("dpop", str(claims["jti"])):
+            return 400, {"error": "invalid_dpop_proof", "error_description": "jti reused"}, None
+        wanted = knobs["dpop_nonce"]
+        if wanted is not None and claims.get("nonce") != wanted:
+            return 400, {"error": "use_dpop_nonce", "error_description": "nonce needed"}, None
+        return 200, fields, jkt
 
     def _echo(self, raw: bytes) -> str:
         """What the client sent to authenticate, raw and decoded (the `echo_auth` knob)."""

@@ -1,0 +1,29 @@
+"""DPoP (RFC 9449) through the real mitmdump, against the devservers' checks: the token request
+carries a proof (and the server's nonce when it asks for one), the token is bound to the
+proxy's key, and every request to the backend carries `Authorization: DPoP` and a fresh proof
+for its method, URL and token."""
+
+from __future__ import annotations
+
+from tests.support.devservers import DevServersProcess
+from tests.support.proxies import ProxyFactory
+
+
+def test_dpop_bound_token_and_a_proof_per_request(
+    devservers: DevServersProcess, mitmdump: ProxyFactory
+) -> None:
+    devservers.configure(dpop_nonce="server-nonce-1")
+    proxy = mitmdump(devservers.backend_toml(dpop=True))
+    with proxy.client() as client:
+        answers = [client.get(f"{devservers.backend_url}/things/{n}?q={n}") for n in range(3)]
+    assert [answer.status_code for answer in answers] == [200] * 3, answers[0].text
+    log = devservers.token_log()
+    # The first proof had no nonce: the server asked for one, the proxy asked again with it.
+    assert [(entry["status"], entry["dpop"]["nonce"]) for entry in log] == [
+        (400, None),
+        (200, "server-nonce-1"),
+    ]
+    seen = devservers.backend_requests()
+    assert all(request["authorization"][0].startswith("DPoP ") for request in seen)
+    assert [request["dpop_error"] for request in seen] == [None] * 3
+    assert proxy.output().count("BEGIN") == 0  # no key material in the log
