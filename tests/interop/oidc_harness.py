@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm
 from jwt.algorithms import RSAAlgorithm
 
+from mitm_oauth2.devservers import dpop
 from tests.support.devservers import TlsFiles
 from tests.support.procs import Child
 from tests.support.procs import node
@@ -261,16 +262,23 @@ class ApiBackend:
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         authorization = handler.headers.get("Authorization")
         introspection = None
-        if authorization is not None and authorization.startswith("Bearer "):
-            introspection = self.provider.introspect(authorization.removeprefix("Bearer "))
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme in ("Bearer", "DPoP") and token:
+            introspection = self.provider.introspect(token)
         thumbprint = _thumbprint(handler)
-        bound_to = (introspection or {}).get("cnf", {}).get("x5t#S256")
+        cnf = (introspection or {}).get("cnf", {})
+        bound_to = cnf.get("x5t#S256")
+        dpop_error = None
+        if "jkt" in cnf:  # RFC 9449 §7: the token with a proof by its key
+            dpop_error = self._dpop_error(handler, scheme, token, cnf["jkt"])
         accepted = (
             introspection is not None
             and introspection.get("active") is True
             and introspection.get("aud") == self.provider.resource
             and SCOPE in str(introspection.get("scope", "")).split()
             and (bound_to is None or bound_to == thumbprint)  # RFC 8705 §3
+            and dpop_error is None
+            and (scheme == "DPoP") == ("jkt" in cnf)
         )
         status = 200 if accepted else 401
         with self._lock:
@@ -288,6 +296,19 @@ class ApiBackend:
             handler.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _dpop_error(
+        self, handler: BaseHTTPRequestHandler, scheme: str, token: str, jkt: str
+    ) -> str | None:
+        proofs = handler.headers.get_all("DPoP") or []
+        if scheme != "DPoP" or len(proofs) != 1:
+            return "a DPoP-bound token needs Authorization: DPoP and one DPoP proof"
+        url = self.url + handler.path.split("?")[0]
+        try:
+            _, thumbprint = dpop.verify(proofs[0], handler.command, url, access_token=token)
+        except dpop.ProofError as e:
+            return str(e)
+        return None if thumbprint == jkt else "DPoP proof by another key than the token's"
 
     @property
     def requests(self) -> list[BackendRequest]:

@@ -14,6 +14,7 @@
 // per introspection error. GET /_interop/grants (outside the provider) answers with the number
 // of tokens issued so far by client id, counted before each token response is sent.
 // Exits 0 on SIGTERM or SIGINT.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -117,6 +118,8 @@ const provider = new Provider(issuer, {
   clientAuthMethods: authMethods,
   features: {
     mTLS,
+    // RFC 9449: DPoP-bound tokens for requests with a proof, always with a server nonce.
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: {

@@ -361,3 +361,27 @@ def test_self_signed_certificate_bound_token(
     assert seen.introspection is not None
     assert seen.introspection["client_id"] == SELF_SIGNED_CLIENT_ID
     assert seen.thumbprint == seen.introspection["cnf"]["x5t#S256"]
+
+
+def test_dpop_bound_token_with_the_servers_nonce(
+    oidc_provider: OidcProvider, api_backend: ApiBackend, mitmdump: ProxyFactory
+) -> None:
+    """RFC 9449 at oidc-provider, which wants a nonce in every proof: the token is DPoP-bound
+    (introspection's cnf.jkt), and the backend verifies each request's proof against it."""
+    text = config(
+        oidc_provider,
+        api_backend,
+        client_id=POST_CLIENT_ID,
+        client_secret=POST_SECRET,
+        auth_method="client_secret_post",
+        dpop=True,
+    )
+    proxy = mitmdump(text)
+    with proxy.client() as client:
+        answers = [client.get(f"{api_backend.url}/things/{n}?page={n}") for n in range(2)]
+    assert [answer.status_code for answer in answers] == [200, 200], answers[0].text
+    for seen in api_backend.requests:
+        assert seen.authorization is not None
+        assert seen.authorization.startswith("DPoP ")
+        assert seen.introspection is not None
+        assert "jkt" in seen.introspection["cnf"]
