@@ -296,15 +296,12 @@ class OAuth2Backend:
         lower = request.is_http2 or request.is_http3
         name = backend.header.lower() if lower else backend.header
         access_token = issue.token.access_token
+        request.headers[name] = backend.header_format.replace("{token}", access_token)
         dpop = backend.grant.credentials.dpop
-        if dpop is None:
-            request.headers[name] = backend.header_format.replace("{token}", access_token)
-            return
-        # RFC 9449 §7: the token with a proof of its key for this very request.
-        request.headers[name] = f"DPoP {access_token}"
-        request.headers["dpop" if lower else "DPoP"] = proof(
-            dpop, request.method, request.url, time.time(), access_token=access_token
-        )
+        if dpop is not None:  # RFC 9449 §7: and a proof of its key for this very request
+            request.headers["dpop" if lower else "DPoP"] = proof(
+                dpop, request.method, request.url, time.time(), access_token=access_token
+            )
 
     def _note_near_miss(self, request: http.Request) -> None:
         """Says once per host:port (and configuration) which backend nearly took a request

@@ -27,3 +27,19 @@ def test_dpop_bound_token_and_a_proof_per_request(
     assert all(request["authorization"][0].startswith("DPoP ") for request in seen)
     assert [request["dpop_error"] for request in seen] == [None] * 3
     assert proxy.output().count("BEGIN") == 0  # no key material in the log
+
+
+def test_a_rejected_dpop_token_is_replayed_with_a_new_token_and_proof(
+    devservers: DevServersProcess, mitmdump: ProxyFactory
+) -> None:
+    proxy = mitmdump(devservers.backend_toml(dpop=True))
+    with proxy.client() as client:
+        assert client.get(f"{devservers.backend_url}/things").status_code == 200
+        devservers.revoke()  # the backend refuses the token: a new one, and a proof for it
+        answer = client.get(f"{devservers.backend_url}/things")
+    assert answer.status_code == 200, answer.text
+    first, refused, replayed = devservers.backend_requests()
+    assert (first["ok"], refused["ok"], replayed["ok"]) == (True, False, True)
+    assert replayed["authorization"] != refused["authorization"]
+    assert replayed["dpop_error"] is None
+    assert [entry["status"] for entry in devservers.token_log()] == [200, 200]

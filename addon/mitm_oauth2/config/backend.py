@@ -44,6 +44,7 @@ from .table import reason
 DEFAULT_MAX_TOKEN_AGE = 3600.0
 DEFAULT_HEADER = "Authorization"
 DEFAULT_HEADER_FORMAT = "Bearer {token}"
+DPOP_HEADER_FORMAT = "DPoP {token}"
 SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
 # Keys naming files the configuration depends on (the watcher follows them while running).
 FILE_KEYS = (
@@ -127,7 +128,8 @@ def parse_backend(reader: TableReader) -> BackendConfig:
         retry_on_401=reader.flag("retry_on_401", True),
         path_prefix=_path_prefix(reader),
         header=_header(reader),
-        header_format=_header_format(reader),
+        # RFC 9449 §7.1: a DPoP token goes as `Authorization: DPoP <token>`, with its proof.
+        header_format=DPOP_HEADER_FORMAT if grant.credentials.dpop else _header_format(reader),
         allow_plain_http=reader.flag("allow_plain_http", False),
         certificate_bound=_certificate_bound(reader, grant),
     )
