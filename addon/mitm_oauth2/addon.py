@@ -21,6 +21,7 @@ from mitmproxy import tls
 from . import store_options
 from . import story
 from .bound_certs import BoundCertificates
+from .client.dpop import Nonces
 from .client.dpop import proof
 from .client.token_client import TokenClient
 from .commands import OAuth2Commands
@@ -35,6 +36,7 @@ from .model.errors import TokenError
 from .problem import Problem
 from .problem import token_unavailable
 from .replay import Replays
+from .replay import dpop_nonce_asked
 from .startup import fatal_at_startup
 from .startup import unknown_options
 from .startup import warn_if_exposed
@@ -77,6 +79,7 @@ class OAuth2Backend:
         self.backends: tuple[BackendConfig, ...] = ()
         self.destinations = Destinations()
         self.bound = BoundCertificates()
+        self.dpop_nonces = Nonces()  # the backends' DPoP nonces (RFC 9449 §9)
         self.broker: TokenBroker | None = None
         self.store: GuardedStore | None = None  # the broker's, whose health the status tells
         self.cache_dir: Path | None = None
@@ -287,8 +290,7 @@ class OAuth2Backend:
             e = TokenError(f"internal error ({type(e).__name__})")
         self._refuse(flow, backend.name, token_unavailable(backend.name, e), e.cause)
 
-    @staticmethod
-    def _inject(flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
+    def _inject(self, flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
         # Replaces whatever the caller sent under that name (every copy of the header). HTTP/2
         # and 3 want names in lower case; mitmproxy would fix it and log so for each request.
         story.issued(flow, backend.name, issue)
@@ -299,8 +301,10 @@ class OAuth2Backend:
         request.headers[name] = backend.header_format.replace("{token}", access_token)
         dpop = backend.grant.credentials.dpop
         if dpop is not None:  # RFC 9449 §7: and a proof of its key for this very request
+            url = request.url
+            nonce = self.dpop_nonces.get(url)
             request.headers["dpop" if lower else "DPoP"] = proof(
-                dpop, request.method, request.url, time.time(), access_token=access_token
+                dpop, request.method, url, time.time(), access_token=access_token, nonce=nonce
             )
 
     def _note_near_miss(self, request: http.Request) -> None:
@@ -341,6 +345,13 @@ class OAuth2Backend:
     async def _after_401(
         self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
     ) -> None:
+        response, dpop = flow.response, backend.grant.credentials.dpop
+        nonce = dpop_nonce_asked(response) if response is not None and dpop else None
+        if nonce is not None:  # RFC 9449 §9: the same token again, its proof with the nonce
+            self.dpop_nonces.keep(flow.request.url, nonce)
+            outcome = await self.replays.with_nonce(flow, backend)
+            story.after_401(flow, outcome)
+            return
         outcome = await self.replays.on_response(flow, backend, broker)
         if outcome.no_token is not None:
             cause = f"token rejected (401), no fresh one: {outcome.no_token.cause}"

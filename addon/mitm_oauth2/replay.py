@@ -98,18 +98,32 @@ def parse_challenges(values: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
 def token_rejected(response: http.Response) -> bool:
     """Whether the backend says the token itself is bad, so that a fresh one may succeed.
 
-    A 401 without a challenge, or with a Bearer challenge whose error is `invalid_token` or
-    absent (RFC 6750 §3.1 makes the error optional). Not a 403 (`insufficient_scope`: a fresh
-    token has the same scope), not another Bearer error such as `invalid_request` (the request
-    is at fault), not a challenge for other schemes only (the backend wants other credentials).
+    A 401 without a challenge, or with a Bearer (or DPoP, RFC 9449 §7.1) challenge whose error
+    is `invalid_token` or absent (RFC 6750 §3.1 makes the error optional). Not a 403
+    (`insufficient_scope`: a fresh token has the same scope), not another error such as
+    `invalid_request` (the request is at fault) or `use_dpop_nonce` (see `dpop_nonce_asked`),
+    not a challenge for other schemes only (the backend wants other credentials).
     """
     if response.status_code != 401:
         return False
     values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
     if not values:
         return True
-    bearer = [params for scheme, params in parse_challenges(values) if scheme == "bearer"]
-    return any(params.get("error", "invalid_token") == "invalid_token" for params in bearer)
+    ours = [p for scheme, p in parse_challenges(values) if scheme in ("bearer", "dpop")]
+    return any(params.get("error", "invalid_token") == "invalid_token" for params in ours)
+
+
+def dpop_nonce_asked(response: http.Response) -> str | None:
+    """RFC 9449 §9: the nonce a resource server wants in DPoP proofs, when its 401 says so."""
+    if response.status_code != 401:
+        return None
+    values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
+    asked = any(
+        scheme == "dpop" and params.get("error") == "use_dpop_nonce"
+        for scheme, params in parse_challenges(values)
+    )
+    nonce = response.headers.get("DPoP-Nonce")
+    return nonce if asked and nonce else None
 
 
 def is_replay(flow: http.HTTPFlow) -> bool:
@@ -227,6 +241,28 @@ class Replays:
                 backend.name,
                 answer.status_code,
             )
+        return Outcome(replayed=True)
+
+    async def with_nonce(self, flow: http.HTTPFlow, backend: BackendConfig) -> Outcome:
+        """Sends `flow` again for a resource server that asked for a DPoP nonce: the same
+        token, a new proof with the nonce (the replay's requestheaders makes it)."""
+        if is_replay(flow):
+            return Outcome(not_replayed="a replay is never replayed again")
+        if flow.request.stream or flow.request.raw_content is None:
+            return Outcome(not_replayed="the request body was streamed")
+        try:
+            replay = await self._replay(flow)
+        except ReplayError as e:
+            return self._failed(backend, Outcome(replay_error=f"not sent: {e}"))
+        if isinstance(replay, str):
+            return self._failed(backend, Outcome(replayed=True, replay_error=replay))
+        assert replay.response is not None  # _replay returns only a replay that has a response
+        flow.response = replay.response.copy()
+        logger.info(
+            "backend %s: asked for a DPoP nonce; replayed with it: %d",
+            backend.name,
+            replay.response.status_code,
+        )
         return Outcome(replayed=True)
 
     @staticmethod

@@ -43,3 +43,23 @@ def test_a_rejected_dpop_token_is_replayed_with_a_new_token_and_proof(
     assert replayed["authorization"] != refused["authorization"]
     assert replayed["dpop_error"] is None
     assert [entry["status"] for entry in devservers.token_log()] == [200, 200]
+
+
+def test_a_backend_that_wants_a_nonce_gets_it_once_asked(
+    devservers: DevServersProcess, mitmdump: ProxyFactory
+) -> None:
+    """RFC 9449 §9: a 401 `use_dpop_nonce` with a DPoP-Nonce is answered by the same request
+    with the nonce in its proof, and later requests carry it from the start."""
+    devservers.configure(backend_dpop_nonce="backend-nonce-7")
+    proxy = mitmdump(devservers.backend_toml(dpop=True))
+    with proxy.client() as client:
+        answers = [client.get(f"{devservers.backend_url}/things/{n}") for n in range(2)]
+    assert [answer.status_code for answer in answers] == [200, 200], answers[0].text
+    first, again, later = devservers.backend_requests()
+    assert (first["dpop_error"], again["dpop_error"], later["dpop_error"]) == (
+        "use_dpop_nonce",
+        None,
+        None,
+    )
+    assert first["authorization"] == again["authorization"]  # the same token
+    assert len(devservers.token_log()) == 1

@@ -6,6 +6,7 @@ import pytest
 
 from mitm_oauth2.replay import Action
 from mitm_oauth2.replay import decide
+from mitm_oauth2.replay import dpop_nonce_asked
 from mitm_oauth2.replay import parse_challenges
 from mitm_oauth2.replay import token_rejected
 from tests.unit.replay_fakes import INVALID
@@ -37,10 +38,31 @@ from tests.unit.replay_fakes import rejected_flow
         (403, [], False),
         (200, [], False),
         (500, [INVALID], False),
+        (401, ['DPoP error="invalid_token"'], True),  # RFC 9449 §7.1: the same error codes
+        (401, ['DPoP algs="ES256", error="use_dpop_nonce"'], False),  # see dpop_nonce_asked
     ],
 )
 def test_token_rejected(status: int, challenges: list[str], rejected: bool) -> None:
     assert token_rejected(answer(status, *challenges)) is rejected
+
+
+@pytest.mark.parametrize(
+    ("status", "challenge", "nonce", "asked"),
+    [
+        (401, 'DPoP error="use_dpop_nonce"', "n-1", "n-1"),
+        (401, 'DPoP error="use_dpop_nonce"', None, None),  # asked, but none given
+        (401, 'DPoP error="invalid_token"', "n-1", None),  # a new nonce, but the token is bad
+        (401, 'Bearer error="use_dpop_nonce"', "n-1", None),
+        (400, 'DPoP error="use_dpop_nonce"', "n-1", None),
+    ],
+)
+def test_dpop_nonce_asked(
+    status: int, challenge: str, nonce: str | None, asked: str | None
+) -> None:
+    response = answer(status, challenge)
+    if nonce is not None:
+        response.headers["DPoP-Nonce"] = nonce
+    assert dpop_nonce_asked(response) == asked
 
 
 def test_parse_challenges() -> None:

@@ -69,6 +69,29 @@ def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
     return _b64(hashlib.sha256(canonical).digest())
 
 
+class Nonces:
+    """The last DPoP nonce each server gave (RFC 9449 §8, §9), by origin; bounded, however many
+    servers a configuration names."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._limit = limit
+        self._by_origin: dict[str, str] = {}
+
+    def get(self, url: str) -> str | None:
+        return self._by_origin.get(origin(url))
+
+    def keep(self, url: str, nonce: str) -> None:
+        key = origin(url)
+        if len(self._by_origin) >= self._limit and key not in self._by_origin:
+            self._by_origin.clear()
+        self._by_origin[key] = nonce
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def htu(url: str) -> str:
     """RFC 9449 §4.2: the request's URI without query and fragment."""
     parts = urlsplit(url)

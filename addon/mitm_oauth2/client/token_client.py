@@ -31,13 +31,13 @@ from ..model.token import TokenResponse
 from .assertion import read_assertion
 from .auth import authenticate
 from .discovery import Discovery
+from .dpop import Nonces
 from .dpop import proof
 from .grant import grant
 from .http import ACCEPT_ENCODING
 from .http import read_limited
 
 logger = logging.getLogger(__name__)
-MAX_NONCES = 256
 
 
 class _DebugOnly(logging.Filter):
@@ -114,7 +114,7 @@ class TokenClient:
         self._clock = clock or SystemClock()
         self._pools: dict[TokenTransport, httpx.AsyncClient] = {}
         self._discovery = Discovery(self._clock)
-        self._nonces: dict[str, str] = {}  # RFC 9449 §8: the last DPoP nonce, by server origin
+        self._nonces = Nonces()  # RFC 9449 §8: the token endpoints' DPoP nonces
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
@@ -131,7 +131,6 @@ class TokenClient:
             assert credentials.issuer is not None  # config requires one of the two
             mtls = credentials.auth_method.uses_certificate
             endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
-        origin = _origin(endpoint)
         for attempt in (1, 2):
             # Everything made again for a retry: assertions and proofs are used once.
             now = self._clock.wall()
@@ -146,7 +145,7 @@ class TokenClient:
             headers |= auth.headers
             secrets = [*asked.secrets, *auth.secrets]
             if credentials.dpop is not None:
-                nonce = self._nonces.get(origin)
+                nonce = self._nonces.get(endpoint)
                 headers["DPoP"] = proof(credentials.dpop, "POST", endpoint, now, nonce=nonce)
                 secrets.append(headers["DPoP"])
             status, body, retry_after, nonce = await self._post(
@@ -154,7 +153,7 @@ class TokenClient:
             )
             if nonce is None or credentials.dpop is None:
                 break
-            self._keep_nonce(origin, nonce)
+            self._nonces.keep(endpoint, nonce)
             # RFC 9449 §8: a server that wants a nonce says so, and is asked again once.
             if attempt == 2 or _error_code(body) != "use_dpop_nonce":
                 break
@@ -163,11 +162,6 @@ class TokenClient:
         except TokenError as e:
             e.retry_after = retry_after
             raise
-
-    def _keep_nonce(self, origin: str, nonce: str) -> None:
-        if len(self._nonces) >= MAX_NONCES and origin not in self._nonces:
-            self._nonces.clear()  # bounded, however many servers a configuration names
-        self._nonces[origin] = nonce
 
     def _pool(self, transport: TokenTransport) -> httpx.AsyncClient:
         pool = self._pools.get(transport)
@@ -353,11 +347,6 @@ def _http_error(status: int, endpoint: str, credentials: ClientCredentials) -> T
     """An answer without an OAuth error code."""
     advice = _advice(status, None, endpoint, credentials)
     return TokenError(f"token endpoint answered HTTP {status} ({advice})", status=status)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _error_code(body: bytes) -> str | None:

@@ -32,7 +32,8 @@ class BackendHandler(Handler):
         jkt = state.dpop_key(token) if token else None
         expected = "dpop" if jkt is not None else "bearer"  # RFC 9449 §7.1
         ok = scheme.lower() == expected and bool(token) and state.token_valid(token)
-        dpop_error = self._dpop_error(token, jkt) if ok and jkt is not None else None
+        wanted = knobs["backend_dpop_nonce"]
+        dpop_error = self._dpop_error(token, jkt, wanted) if ok and jkt is not None else None
         ok = ok and dpop_error is None
         presented = self._client_certificate()
         binding = state.binding(token) if token else None
@@ -57,11 +58,14 @@ class BackendHandler(Handler):
         else:
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             error = "certificate mismatch" if mismatch else dpop_error or "invalid_token"
-            if jkt is not None:
+            if dpop_error == "use_dpop_nonce":
+                challenge = {"WWW-Authenticate": 'DPoP error="use_dpop_nonce"'}
+                challenge["DPoP-Nonce"] = str(wanted)
+            elif jkt is not None:
                 challenge = {"WWW-Authenticate": 'DPoP error="invalid_token"'}
             self._send(401, {"ok": False, "error": error}, challenge)
 
-    def _dpop_error(self, token: str, jkt: str) -> str | None:
+    def _dpop_error(self, token: str, jkt: str, nonce: str | None) -> str | None:
         """What is wrong with the DPoP proof of a request with a DPoP-bound token, if anything."""
         proofs = self.headers.get_all("DPoP") or []
         if len(proofs) != 1:
@@ -75,6 +79,8 @@ class BackendHandler(Handler):
             return "DPoP proof is signed by another key than the token's"
         if not self.server.state.use_jti("dpop-backend", str(claims["jti"])):
             return "DPoP proof jti reused"
+        if nonce is not None and claims.get("nonce") != nonce:
+            return "use_dpop_nonce"
         return None
 
     def _client_certificate(self) -> str | None:

@@ -50,6 +50,8 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "metadata_openid": (True, (bool,)),
     # DPoP (RFC 9449 §8): the nonce the token endpoint wants in proofs (None: no nonce).
     "dpop_nonce": (None, (str, NoneType)),
+    # ... and the one the backend wants (a 401 use_dpop_nonce for a proof without it).
+    "backend_dpop_nonce": (None, (str, NoneType)),
 }
 
 
