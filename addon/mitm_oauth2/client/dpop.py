@@ -5,6 +5,7 @@ binds the token to that key. One for each token request (§5) and each request t
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import uuid
@@ -125,4 +126,12 @@ def proof(
     if nonce is not None:
         claims["nonce"] = nonce
     headers = {"typ": DPOP_TYP, "jwk": dict(key.public_jwk)}
-    return jwt.encode(claims, key.pem.reveal(), algorithm=key.algorithm, headers=headers)
+    return jwt.encode(claims, _signer(key.pem.reveal()), algorithm=key.algorithm, headers=headers)
+
+
+@functools.lru_cache(maxsize=64)
+def _signer(pem: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    # A proof is signed for every request to a DPoP backend: the PEM is parsed once, not each time.
+    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)  # load_dpop_key's
+    return key
