@@ -217,15 +217,11 @@ class Replays:
             await broker.token(backend.grant)
         except TokenError as e:
             return Outcome(no_token=e)
-        try:
-            replay = await self._replay(flow)
-        except ReplayError as e:
-            return self._failed(backend, Outcome(replay_error=f"not sent: {e}"))
-        if isinstance(replay, str):
-            return self._failed(backend, Outcome(replayed=True, replay_error=replay))
+        replay = await self._again(flow, backend)
+        if isinstance(replay, Outcome):
+            return replay
         answer = replay.response
-        assert answer is not None  # _replay returns only a replay that has a response
-        flow.response = answer.copy()
+        assert answer is not None  # _again returns only a replay that has a response
         fresh = sent_token(replay, backend)
         if fresh is not None and token_rejected(answer):
             self._rejected_fresh[backend.name] = (_digest(fresh), self._clock.monotonic())
@@ -250,6 +246,20 @@ class Replays:
             return Outcome(not_replayed="a replay is never replayed again")
         if flow.request.stream or flow.request.raw_content is None:
             return Outcome(not_replayed="the request body was streamed")
+        replay = await self._again(flow, backend)
+        if isinstance(replay, Outcome):
+            return replay
+        assert replay.response is not None  # _again returns only a replay that has a response
+        logger.info(
+            "backend %s: asked for a DPoP nonce; replayed with it: %d",
+            backend.name,
+            replay.response.status_code,
+        )
+        return Outcome(replayed=True)
+
+    async def _again(self, flow: http.HTTPFlow, backend: BackendConfig) -> http.HTTPFlow | Outcome:
+        """A copy of `flow` sent again: the finished copy, whose answer is now the flow's too;
+        or the Outcome saying why there is none."""
         try:
             replay = await self._replay(flow)
         except ReplayError as e:
@@ -258,12 +268,7 @@ class Replays:
             return self._failed(backend, Outcome(replayed=True, replay_error=replay))
         assert replay.response is not None  # _replay returns only a replay that has a response
         flow.response = replay.response.copy()
-        logger.info(
-            "backend %s: asked for a DPoP nonce; replayed with it: %d",
-            backend.name,
-            replay.response.status_code,
-        )
-        return Outcome(replayed=True)
+        return replay
 
     @staticmethod
     def _failed(backend: BackendConfig, outcome: Outcome) -> Outcome:
