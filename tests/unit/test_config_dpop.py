@@ -73,3 +73,12 @@ def test_bad_dpop_settings(tmp_path: Path, overrides: dict[str, Any], key: str, 
     assert f"backend 'api': key '{key}'" in message
     assert words in message
     assert "BEGIN" not in message
+
+
+def test_a_made_key_stays_when_the_configuration_is_read_again(tmp_path: Path) -> None:
+    """A re-read file must not change the key: the token bound to it would be lost."""
+    first = dpop_of(tmp_path, dpop=True)
+    again = dpop_of(tmp_path, dpop=True)
+    other = dpop_of(tmp_path, dpop=True, name="other")
+    assert first == again
+    assert other != first

@@ -64,6 +64,13 @@ def generate_dpop_key() -> DpopKey:
     return load_dpop_key(pem)
 
 
+@functools.cache
+def process_dpop_key(backend: str) -> DpopKey:
+    """The key this process made for `backend`: made once, so that a re-read configuration
+    keeps it (and the token bound to it)."""
+    return generate_dpop_key()
+
+
 def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
     """RFC 7638 §3: SHA-256 over the required members, in lexicographic order, no whitespace."""
     canonical = json.dumps(public_jwk, separators=(",", ":"), sort_keys=True).encode()

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from ..client.assertion import AssertionProblem
 from ..client.assertion import check_assertion
 from ..client.auth import ASSERTION_LIFETIME
-from ..client.dpop import generate_dpop_key
 from ..client.dpop import load_dpop_key
+from ..client.dpop import process_dpop_key
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
 from ..model.credentials import AssertionAudience
 from ..model.credentials import AuthMethod
@@ -205,7 +205,7 @@ def _credentials(reader: TableReader) -> ClientCredentials:
 
 
 def _dpop_key(reader: TableReader) -> DpopKey | None:
-    """dpop = true: the key of dpop_key_file, or one made here."""
+    """dpop = true: the key of dpop_key_file, or the one this process made for the backend."""
     dpop = reader.flag("dpop", False)
     reader.refuse_unless(dpop, ("dpop_key_file",), "only with dpop = true")
     if not dpop:
@@ -214,7 +214,7 @@ def _dpop_key(reader: TableReader) -> DpopKey | None:
         if reader.has(key):
             raise reader.error(key, "a DPoP token goes in Authorization: DPoP <token>")
     if not reader.has("dpop_key_file"):
-        return generate_dpop_key()
+        return process_dpop_key(reader.string("name"))
     path = reader.file("dpop_key_file")
     try:
         return load_dpop_key(path.read_bytes())
