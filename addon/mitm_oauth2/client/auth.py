@@ -14,6 +14,7 @@ from ..model.credentials import AssertionAudience
 from ..model.credentials import AuthMethod
 from ..model.credentials import BasicEncoding
 from ..model.credentials import ClientCredentials
+from ..model.credentials import SigningKey
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # A client assertion only has to survive the token call it is made for.
@@ -45,29 +46,39 @@ def basic_credentials(client_id: str, client_secret: str, encoding: BasicEncodin
     return "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
 
 
+def assertion_claims(
+    issuer: str, subject: str | None, audience: str | None, now: float, lifetime: int
+) -> dict[str, object]:
+    """RFC 7523 §3: iss, sub (when there is one), aud, iat, exp, and a new `jti` every time."""
+    claims: dict[str, object] = {"iss": issuer}
+    if subject is not None:
+        claims["sub"] = subject
+    claims |= {"aud": audience, "iat": int(now), "exp": int(now) + lifetime}
+    claims["jti"] = uuid.uuid4().hex
+    return claims
+
+
+def signed(claims: dict[str, object], key: SigningKey) -> str:
+    """`claims` as a JWT signed with `key` (its `kid` in the header, when it has one)."""
+    headers = {"kid": key.key_id} if key.key_id else None
+    return jwt.encode(claims, key.pem.reveal(), algorithm=key.algorithm, headers=headers)
+
+
 def client_assertion(credentials: ClientCredentials, token_endpoint: str, now: float) -> str:
-    """A signed JWT client assertion (RFC 7523 §2.2, §3), new `jti` every time."""
+    """A signed JWT client assertion (RFC 7523 §2.2, §3): the client is issuer and subject."""
     client_id = credentials.client_id
     audience = (
         credentials.issuer
         if credentials.assertion_audience is AssertionAudience.ISSUER
         else token_endpoint
     )
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "iat": int(now),
-        "exp": int(now) + ASSERTION_LIFETIME,
-        "jti": uuid.uuid4().hex,
-    }
+    claims = assertion_claims(client_id, client_id, audience, now, ASSERTION_LIFETIME)
     if credentials.auth_method is AuthMethod.CLIENT_SECRET_JWT:
         assert credentials.client_secret is not None  # config requires it for this method
         return jwt.encode(claims, credentials.client_secret.reveal(), algorithm="HS256")
     key = credentials.signing_key
     assert key is not None  # config requires it for private_key_jwt
-    headers = {"kid": key.key_id} if key.key_id else None
-    return jwt.encode(claims, key.pem.reveal(), algorithm=key.algorithm, headers=headers)
+    return signed(claims, key)
 
 
 def authenticate(

@@ -4,16 +4,15 @@ Okta's service-app flows, whose assertion is signed here for each request."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from dataclasses import field
-
-import jwt
 
 from ..model.credentials import AssertionAudience
 from ..model.credentials import BearerAssertion
 from ..model.credentials import ClientCredentials
 from ..model.credentials import GrantType
+from .auth import assertion_claims
+from .auth import signed
 
 
 @dataclass(frozen=True)
@@ -54,13 +53,7 @@ def bearer_assertion(
         audience = token_endpoint
     else:
         audience = bearer.audience
-    claims: dict[str, object] = {"iss": bearer.issuer}
-    if bearer.subject is not None:
-        claims["sub"] = bearer.subject
-    claims |= {"aud": audience, "iat": int(now), "exp": int(now) + bearer.lifetime}
-    claims["jti"] = uuid.uuid4().hex
+    claims = assertion_claims(bearer.issuer, bearer.subject, audience, now, bearer.lifetime)
     if bearer.scope_claim and credentials.scope:
         claims["scope"] = credentials.scope
-    key = bearer.key
-    headers = {"kid": key.key_id} if key.key_id else None
-    return jwt.encode(claims, key.pem.reveal(), algorithm=key.algorithm, headers=headers)
+    return signed(claims, bearer.key)
