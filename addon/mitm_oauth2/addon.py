@@ -299,7 +299,7 @@ class OAuth2Backend:
         name = backend.header.lower() if lower else backend.header
         access_token = issue.token.access_token
         request.headers[name] = backend.header_format.replace("{token}", access_token)
-        dpop = backend.grant.credentials.dpop
+        dpop = issue.token.dpop_key
         if dpop is not None:  # RFC 9449 §7: and a proof of its key for this very request
             url = request.url
             nonce = self.dpop_nonces.get(url)

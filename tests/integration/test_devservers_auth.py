@@ -30,6 +30,7 @@ from tests.support.key_material import make_key_pair
 from tests.support.procs import subprocess_env
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GRANT = {"grant_type": "client_credentials"}
 HMAC_SECRET = "an HMAC secret of at least thirty-two bytes"
 
@@ -139,6 +140,40 @@ def test_two_methods_at_once_are_refused(
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+def test_the_jwt_bearer_grant(
+    jwt_servers: DevServersProcess, http: httpx.Client, rsa_pair: KeyPair, tmp_path: Path
+) -> None:
+    """RFC 7523 §2.1: an assertion signed with the issuer's registered key is the grant, with
+    no client authentication; Google's kind (no `sub`, the scope as a claim) too."""
+    key = rsa_pair.private_key.read_text()
+    url = jwt_servers.token_url
+
+    def grant(token: str) -> httpx.Response:
+        return http.post(url, data={"grant_type": JWT_BEARER_GRANT, "assertion": token})
+
+    google = claims("rs-client", url, sub=None, jti=None, scope="read")
+    answer = grant(jwt.encode(google, key, "RS256"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["scope"] == "read"
+    (entry,) = jwt_servers.token_log()
+    assert (entry["auth"], entry["client_id"]) == ("none", "rs-client")
+    assert "assertion" not in entry["params"]
+    stranger = make_key_pair(tmp_path, "ec").private_key.read_text()
+    refused = [
+        jwt.encode(claims("rs-client", url), stranger, "ES256"),
+        jwt.encode(claims("rs-client", "https://elsewhere.example/token"), key, "RS256"),
+        jwt.encode(claims("rs-client", url, exp=int(time.time()) - 120), key, "RS256"),
+        jwt.encode(claims("nobody", url), key, "RS256"),
+        jwt.encode(claims("hs-client", url), HMAC_SECRET, "HS256"),
+        "not a JWT",
+    ]
+    for token in refused:
+        answer = grant(token)
+        assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant"), token
+    no_assertion = http.post(url, data={"grant_type": JWT_BEARER_GRANT})
+    assert no_assertion.json()["error"] == "invalid_request"
 
 
 PLATFORM = "https://kubernetes.default.svc.cluster.local"

@@ -5,8 +5,12 @@ for its method, URL and token."""
 
 from __future__ import annotations
 
+import pytest
+
+from tests.integration.test_lifecycle import crowd
 from tests.support.devservers import DevServersProcess
 from tests.support.proxies import ProxyFactory
+from tests.support.redis_server import RedisServer
 
 
 def test_dpop_bound_token_and_a_proof_per_request(
@@ -63,3 +67,33 @@ def test_a_backend_that_wants_a_nonce_gets_it_once_asked(
     )
     assert first["authorization"] == again["authorization"]  # the same token
     assert len(devservers.token_log()) == 1
+
+
+@pytest.mark.anyio
+async def test_proxies_sharing_a_store_share_one_token_and_the_key_it_is_bound_to(
+    devservers: DevServersProcess,
+    mitmdump: ProxyFactory,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three proxies, each with a key of its own making, at a cold start on one Redis: one
+    token request, and every proxy's proofs are signed with the key that token is bound to,
+    which the store holds sealed with the store key."""
+    monkeypatch.setenv("FLEET_STORE_KEY", "fleet-store-key-aa01b2c3d4")
+    devservers.configure(delay=0.3)
+    options = ("--set", f"oauth2_store={redis_server.url}")
+    options += ("--set", "oauth2_store_key_env=FLEET_STORE_KEY")
+    proxies = [mitmdump(devservers.backend_toml(dpop=True), *options) for _ in range(3)]
+    statuses = await crowd(proxies, devservers.backend_url, 10)
+    assert statuses == [200] * 30
+    assert [entry["status"] for entry in devservers.token_log()] == [200]
+    seen = devservers.backend_requests()
+    assert {request["dpop_error"] for request in seen} == {None}
+    assert len({request["authorization"][0] for request in seen}) == 1
+    with redis_server.client() as client:
+        stored = b"".join(client.get(key) or b"" for key in client.keys("mitm-oauth2:token/*"))
+    assert stored
+    assert b"PRIVATE KEY" not in stored  # sealed, the key with the token
+    assert b"DPoP" not in stored
+    for proxy in proxies:
+        assert "PRIVATE KEY" not in proxy.output()

@@ -5,6 +5,7 @@ binds the token to that key. One for each token request (§5) and each request t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import json
@@ -61,13 +62,14 @@ def generate_dpop_key() -> DpopKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return load_dpop_key(pem)
+    return dataclasses.replace(load_dpop_key(pem), generated=True)
 
 
 @functools.cache
 def process_dpop_key(backend: str) -> DpopKey:
     """The key this process made for `backend`: made once, so that a re-read configuration
-    keeps it (and the token bound to it)."""
+    keeps it (and the token bound to it). A token this process requests is bound to it; one
+    another process requested comes with its own key (see DpopKey)."""
     return generate_dpop_key()
 
 

@@ -2,7 +2,8 @@
 client_secret_basic (§2.3.1), client_secret_post, JWT client assertions (RFC 7523: HS* over the
 secret for client_secret_jwt, RS/PS/ES with a registered public key for private_key_jwt, or
 a federated platform's assertion for a registered workload) and tls_client_auth (RFC 8705: a
-verified client certificate mapped to the client)."""
+verified client certificate mapped to the client); and the JWT-bearer grant's assertion
+(RFC 7523 §2.1), which may come without any client authentication."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .clients import Client
 from .state import State
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 AUTH_METHODS = (
@@ -53,13 +55,20 @@ def _invalid_client(description: str) -> AuthFailure:
     return AuthFailure(401, "invalid_client", description)
 
 
+def _offered(presented: Presented) -> list[bool]:
+    """Which client authentications the request offers: Basic, a secret, an assertion."""
+    form = presented.form
+    offered = [bool(presented.authorization), "client_secret" in form]
+    offered.append("client_assertion" in form or "client_assertion_type" in form)
+    return offered
+
+
 def authenticate(state: State, presented: Presented, entry: dict[str, Any]) -> str:
     """The id of the authenticated client; how it authenticated goes into the log `entry`."""
     form, headers = presented.form, presented.authorization
     if presented.peer_cert is not None:
         entry.update(_describe_cert(presented.peer_cert))
-    offered = [bool(headers), "client_secret" in form]
-    offered.append("client_assertion" in form or "client_assertion_type" in form)
+    offered = _offered(presented)
     if sum(offered) > 1 or len(headers) > 1:
         raise AuthFailure(400, "invalid_request", "more than one client authentication")
     if headers:
@@ -193,3 +202,39 @@ def _verify_assertion(state: State, presented: Presented, entry: dict[str, Any])
     if not state.use_jti(client_id, str(claims["jti"])):
         raise _invalid_client("client_assertion jti already used")
     return client_id
+
+
+def authorize_bearer_grant(state: State, presented: Presented, entry: dict[str, Any]) -> str:
+    """RFC 7523 §2.1: the grant's `assertion`, signed with the public key registered for the
+    client its `iss` names (as a service account's), for one of our audiences and unexpired;
+    a client authentication, if one is offered as well, must hold too (§3.1: it is optional).
+    Google's assertions carry no `sub`, and their scope as a claim. The client's id."""
+    if any(_offered(presented)):
+        authenticate(state, presented, entry)
+    else:
+        entry["auth"] = "none"
+    assertion = presented.form.get("assertion")
+    if assertion is None:
+        raise AuthFailure(400, "invalid_request", "the jwt-bearer grant needs an assertion")
+    try:
+        alg = jwt.get_unverified_header(assertion).get("alg")
+        issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError as e:
+        raise AuthFailure(400, "invalid_grant", f"malformed assertion ({e})") from e
+    client = state.clients.get(issuer) if isinstance(issuer, str) else None
+    if client is None or client.public_key is None or alg not in KEY_ALGORITHMS:
+        raise AuthFailure(400, "invalid_grant", "assertion from an unknown issuer")
+    try:
+        claims = jwt.decode(
+            assertion,
+            client.public_key,
+            algorithms=[alg],
+            audience=list(presented.audiences),
+            issuer=issuer,
+            options={"require": ["iss", "aud", "exp"]},
+        )
+    except jwt.PyJWTError as e:
+        raise AuthFailure(400, "invalid_grant", f"assertion rejected ({e})") from e
+    entry["grant_assertion"] = {k: claims.get(k) for k in ("iss", "sub", "aud", "scope", "exp")}
+    entry["client_id"] = entry.get("client_id") or issuer
+    return str(issuer)

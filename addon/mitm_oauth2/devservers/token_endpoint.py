@@ -1,6 +1,6 @@
-"""The authorization server's handler: the client-credentials token endpoint (RFC 6749 §4.4,
-client authentication in authn.py), its metadata (RFC 8414, OpenID Connect Discovery) and the
-admin API."""
+"""The authorization server's handler: the token endpoint (the client-credentials grant, RFC
+6749 §4.4, and the JWT-bearer grant, RFC 7523 §2.1; client authentication in authn.py), its
+metadata (RFC 8414, OpenID Connect Discovery) and the admin API."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from typing import Any
 from . import dpop
 from .authn import AUTH_METHODS
 from .authn import HMAC_ALGORITHMS
+from .authn import JWT_BEARER_GRANT
 from .authn import KEY_ALGORITHMS
 from .authn import AuthFailure
 from .authn import Presented
 from .authn import authenticate
+from .authn import authorize_bearer_grant
 from .httpd import JSON
 from .httpd import Handler
 from .state import token_id
@@ -28,7 +30,7 @@ RFC8414_PATH = "/.well-known/oauth-authorization-server"
 OPENID_PATH = "/.well-known/openid-configuration"
 # Logged with every token request, besides any X-* header.
 RECORDED_HEADERS = frozenset({"accept", "content-type", "user-agent"})
-SECRET_PARAMS = frozenset({"client_secret", "client_assertion"})  # never logged
+SECRET_PARAMS = frozenset({"client_secret", "client_assertion", "assertion"})  # never logged
 REPEATABLE_PARAMS = frozenset({"resource"})  # RFC 8707 §2
 
 
@@ -83,7 +85,7 @@ class TokenHandler(Handler):
         document: dict[str, Any] = {
             "issuer": knobs["metadata_issuer"] or base,
             "token_endpoint": base + TOKEN_PATH,
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", JWT_BEARER_GRANT],
             "token_endpoint_auth_methods_supported": list(
                 AUTH_METHODS if mtls else AUTH_METHODS[:-1]
             ),
@@ -186,14 +188,19 @@ class TokenHandler(Handler):
             peer_cert=self._peer_cert(),
             audiences=self._audiences(path),
         )
+        grant = form.get("grant_type")
+        if grant not in ("client_credentials", JWT_BEARER_GRANT):
+            return _error(400, "unsupported_grant_type", f"unsupported grant_type {grant!r}")
         try:
-            authenticate(self.server.state, presented, entry)
+            if grant == JWT_BEARER_GRANT:
+                authorize_bearer_grant(self.server.state, presented, entry)
+            else:
+                authenticate(self.server.state, presented, entry)
         except AuthFailure as e:
             return _error(e.status, e.code, e.description)
-        if form.get("grant_type") != "client_credentials":
-            return _error(400, "unsupported_grant_type", "only client_credentials is supported")
+        scope = form.get("scope") or (entry.get("grant_assertion") or {}).get("scope")
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-        return 200, {"scope": form.get("scope")}, headers
+        return 200, {"scope": scope}, headers
 
     def _recorded_headers(self) -> dict[str, list[str]]:
         recorded: dict[str, list[str]] = {}

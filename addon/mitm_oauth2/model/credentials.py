@@ -118,12 +118,17 @@ class BearerAssertion:
 class DpopKey:
     """A DPoP key (RFC 9449): the private key (PEM, never shown), its JWS algorithm, its public
     JWK (what each proof carries) and that JWK's RFC 7638 thumbprint (what a bound token's
-    `cnf.jkt` names). Made by client.dpop.load_dpop_key."""
+    `cnf.jkt` names). Made by client.dpop.load_dpop_key.
+
+    `generated`: made by the proxy, not read from a file. Such a key travels with its token
+    through the store (sealed like it), so that every process sharing the token can use it.
+    """
 
     pem: Secret = field(repr=False)
     algorithm: str
     public_jwk: tuple[tuple[str, str], ...]
     thumbprint: str
+    generated: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ class ClientCredentials:
             ]
             if self.bearer
             else None,
-            [self.dpop.pem.reveal(), self.dpop.algorithm] if self.dpop else None,
+            self._dpop_identity(),
             self.assertion_audience.value,
             sorted(self.scopes),
             self.audience,
@@ -223,6 +228,15 @@ class ClientCredentials:
             if self.transport.client_cert
             else None,
         ]
+
+    def _dpop_identity(self) -> list[str] | None:
+        if self.dpop is None:
+            return None
+        # A generated key is each process's own: the processes sharing a store share the token
+        # (and its key, see DpopKey), so that key cannot be part of the token's identity.
+        if self.dpop.generated:
+            return ["generated"]
+        return [self.dpop.pem.reveal(), self.dpop.algorithm]
 
 
 @dataclass(frozen=True)

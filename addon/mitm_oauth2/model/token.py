@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from dataclasses import field
 
+from .credentials import DpopKey
+
 
 @dataclass(frozen=True)
 class Token:
@@ -21,6 +23,9 @@ class Token:
     issued_at: float
     lifetime: float
     scope: str | None = None
+    # DPoP: the key the token is bound to; its proofs are signed with it. Not part of what
+    # makes two tokens the same: a token read back from the store is the one written.
+    dpop_key: DpopKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def expires_at(self) -> float:

@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..model.credentials import DpopKey
+from ..model.credentials import Secret
 from ..model.errors import UnreadableEntry
 from ..model.token import Token
 
@@ -25,7 +27,11 @@ def _derive(key: str, purpose: bytes) -> bytes:
 class TokenCodec:
     """Encodes tokens for a store. With a key, tokens are encrypted and bound to their cache
     key (a sealed value moved under another key does not open), and the cache-key HMAC key is
-    derived from it too, so every process given the same key computes the same cache keys."""
+    derived from it too, so every process given the same key computes the same cache keys.
+
+    A token bound to a DPoP key the proxy generated is stored with that key: without it, the
+    other processes could not use the token (a key file's is never stored: each has the file).
+    """
 
     def __init__(self, key: str | None = None) -> None:
         self._aead = None if key is None else AESGCM(_derive(key, b"mitm-oauth2 token sealing"))
@@ -36,15 +42,22 @@ class TokenCodec:
         return self._aead is not None
 
     def encode(self, token: Token, cache_key: str) -> bytes:
-        plain = json.dumps(
-            {
-                "access_token": token.access_token,
-                "token_type": token.token_type,
-                "issued_at": token.issued_at,
-                "lifetime": token.lifetime,
-                "scope": token.scope,
+        record: dict[str, object] = {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "issued_at": token.issued_at,
+            "lifetime": token.lifetime,
+            "scope": token.scope,
+        }
+        key = token.dpop_key
+        if key is not None and key.generated:
+            record["dpop_key"] = {
+                "pem": key.pem.reveal(),
+                "alg": key.algorithm,
+                "jwk": dict(key.public_jwk),
+                "jkt": key.thumbprint,
             }
-        ).encode()
+        plain = json.dumps(record).encode()
         if self._aead is None:
             return plain
         nonce = os.urandom(_NONCE_BYTES)
@@ -82,6 +95,21 @@ class TokenCodec:
                 issued_at=float(record["issued_at"]),
                 lifetime=float(record["lifetime"]),
                 scope=record.get("scope"),
+                dpop_key=_dpop_key(record.get("dpop_key")),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise UnreadableEntry("not a token record") from e
+
+
+def _dpop_key(stored: object) -> DpopKey | None:
+    if stored is None:
+        return None
+    if not isinstance(stored, dict) or not isinstance(jwk := stored["jwk"], dict):
+        raise TypeError("not a DPoP key record")
+    return DpopKey(
+        pem=Secret(str(stored["pem"])),
+        algorithm=str(stored["alg"]),
+        public_jwk=tuple(sorted((str(name), str(value)) for name, value in jwk.items())),
+        thumbprint=str(stored["jkt"]),
+        generated=True,
+    )

@@ -7,6 +7,7 @@ persistence in the store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -342,6 +343,7 @@ class TokenBroker:
             issued_at=sent_wall,
             lifetime=lifetime,
             scope=response.scope,
+            dpop_key=grant.credentials.dpop,  # the token client signed its proof with it
         )
         took = self._clock.monotonic() - sent_mono
         logger.info(
@@ -371,7 +373,11 @@ class TokenBroker:
         """Places a persisted token on this process's monotonic clock.
 
         Its time left is never more than its lifetime, so a wall clock set back cannot stretch it.
+        A stored token without a DPoP key of its own is bound to the configured one (a key
+        file's, which every process has; only generated keys are stored).
         """
+        if token.dpop_key is None and grant.credentials.dpop is not None:
+            token = dataclasses.replace(token, dpop_key=grant.credentials.dpop)
         now = self._clock.monotonic()
         left = min(token.lifetime, token.expires_at - self._clock.wall())
         margin = safety_margin(token.lifetime, grant.refresh_margin)
