@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,14 @@ from mitm_oauth2.problem import CONTENT_TYPE
 from tests.hardening.fault_rig import crowd
 from tests.hardening.fault_rig import poll
 from tests.hardening.fault_rig import wait_for_lines
+from tests.hardening.secret_forms import BEARER_ISSUER
+from tests.hardening.secret_forms import BEARER_SUBJECT
 from tests.hardening.secret_forms import SECRET_BASIC
+from tests.hardening.secret_forms import SECRET_DPOP
 from tests.hardening.secret_forms import SECRET_HS
 from tests.hardening.secret_forms import TOKEN_PREFIX
 from tests.hardening.secret_forms import WORKLOAD_CLIENT
+from tests.hardening.secret_forms import Keys
 from tests.support.devservers import DevServersProcess
 from tests.support.proxies import Proxy
 
@@ -48,8 +53,9 @@ FAILURES: dict[str, dict[str, Any]] = {
 }
 
 
-def config(servers: DevServersProcess, private_key: Path, assertion_file: Path) -> str:
-    """One backend per auth method, each under its own path prefix of the dev backend."""
+def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
+    """One backend per auth method and grant, and the DPoP ones (a key file's, a made key),
+    each under its own path prefix of the dev backend."""
     tables: dict[str, dict[str, Any]] = {
         "basic": {"client_id": "hyg-basic", "client_secret": SECRET_BASIC},
         "post": {
@@ -67,7 +73,7 @@ def config(servers: DevServersProcess, private_key: Path, assertion_file: Path) 
             "client_id": "hyg-rs",
             "auth_method": "private_key_jwt",
             "client_secret": None,
-            "private_key_file": str(private_key),
+            "private_key_file": str(keys.client.private_key),
         },
         "wi": {
             "client_id": WORKLOAD_CLIENT,
@@ -75,6 +81,21 @@ def config(servers: DevServersProcess, private_key: Path, assertion_file: Path) 
             "client_secret": None,
             "client_assertion_file": str(assertion_file),
         },
+        "jb": {
+            "client_id": None,
+            "client_secret": None,
+            "grant": "jwt_bearer",
+            "private_key_file": str(keys.grant.private_key),
+            "assertion_issuer": BEARER_ISSUER,
+            "assertion_subject": BEARER_SUBJECT,
+        },
+        "dpop": {
+            "client_id": "hyg-dpop",
+            "client_secret": SECRET_DPOP,
+            "dpop": True,
+            "dpop_key_file": str(keys.dpop),
+        },
+        "dpopgen": {"client_id": "hyg-dpop", "client_secret": SECRET_DPOP, "dpop": True},
     }
     return "\n".join(
         servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=1, **fields)
@@ -82,7 +103,7 @@ def config(servers: DevServersProcess, private_key: Path, assertion_file: Path) 
     )
 
 
-BACKENDS = ("basic", "post", "hs", "rs", "wi")
+BACKENDS = ("basic", "post", "hs", "rs", "wi", "jb", "dpop", "dpopgen")
 ALL_OK = [200] * len(BACKENDS)
 
 
@@ -183,13 +204,22 @@ def flow_writings(flows_file: Path) -> bytes:
     return b"\n".join(parts)
 
 
-def cache_contents(cache_dir: Path, scratch: Path) -> tuple[bytes, dict[str, bytes]]:
-    """The keys (from a copy opened with diskcache, so the proxy's own files stay untouched)
-    and the raw bytes of every file."""
+@dataclass
+class CacheContents:
+    keys: bytes  # every key, a line each
+    files: dict[str, bytes]  # file name -> raw bytes
+    made_keys: list[str]  # the PEM of each DPoP key the proxy made, stored with its token
+
+
+def cache_contents(cache_dir: Path, scratch: Path) -> CacheContents:
+    """Read from a copy opened with diskcache, so the proxy's own files stay untouched."""
     files = {p.name: p.read_bytes() for p in sorted(cache_dir.rglob("*")) if p.is_file()}
     copy = scratch / "cache-copy"
     shutil.copytree(cache_dir, copy)
     with diskcache.Cache(str(copy)) as cache:
         keys = [str(key) for key in cache.iterkeys()]
-    assert any(key.startswith("token/") for key in keys)
-    return "\n".join(keys).encode(), files
+        values = [cache.get(key) for key in keys if key.startswith("token/")]
+    assert values
+    records = [json.loads(value) for value in values if value is not None]
+    made = [r["dpop_key"]["pem"] for r in records if "dpop_key" in r]
+    return CacheContents("\n".join(keys).encode(), files, made)

@@ -16,24 +16,56 @@ from pathlib import Path
 import jwt
 
 from tests.support.devservers import basic_auth
+from tests.support.key_material import KeyPair
 
 TOKEN_PREFIX = "HYGTOK"
 SECRET_BASIC = "HygBasic-s3cr3t: +%&/="
 SECRET_POST = "HygPost-s3cr3t/+ %&="
 SECRET_HS = "HygHmac-s3cr3t of more than thirty-two bytes: %&+"
-CLIENTS = {"hyg-basic": SECRET_BASIC, "hyg-post": SECRET_POST, "hyg-hs": SECRET_HS}
+SECRET_DPOP = "HygDpop-s3cr3t &%+: /="
+CLIENTS = {
+    "hyg-basic": SECRET_BASIC,
+    "hyg-post": SECRET_POST,
+    "hyg-hs": SECRET_HS,
+    "hyg-dpop": SECRET_DPOP,
+}
 WORKLOAD_CLIENT = "hyg-wi"  # client_assertion: a platform's token from a file
 PLATFORM = "https://kubernetes.default.svc.cluster.local"
 WORKLOAD = "system:serviceaccount:hygiene:app"
+BEARER_ISSUER = "hyg-jb"  # jwt_bearer: the assertion's issuer, as a service account
+BEARER_SUBJECT = "hygiene-user@example.com"  # ... for this user
 
-# A JSON Web Token: a client assertion, whoever signed it.
+# A JSON Web Token: a client assertion, a grant's assertion or a DPoP proof, whoever signed it.
 JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
-# mitmproxy's dumper printing the request header the addon injected (flow_detail >= 2).
-DUMPED_HEADER = re.compile(rf"^\s*authorization: Bearer {TOKEN_PREFIX}[A-Za-z0-9_-]+\s*$", re.I)
-# proxy_debug: mitmproxy's trace of the bytes it sends the backend, that header among them.
-SENT_TO_SERVER = re.compile(
-    rf"<< SendData\(server, b['\"].*\\r\\nauthorization: Bearer {TOKEN_PREFIX}", re.I
+A_PROOF = "a DPoP proof"
+# mitmproxy's dumper printing the request headers the addon injected (flow_detail >= 2): the
+# token, and with DPoP the proof of the request.
+DUMPED_HEADER = re.compile(
+    rf"^\s*authorization: (Bearer|DPoP) {TOKEN_PREFIX}[A-Za-z0-9_-]+\s*$", re.I
 )
+DUMPED_PROOF = re.compile(rb"^\s*dpop: eyJ[A-Za-z0-9_.-]+\s*$", re.I)
+# proxy_debug: mitmproxy's trace of the bytes it sends the backend, those headers among them.
+SENT_TO_SERVER = re.compile(
+    rf"<< SendData\(server, b['\"].*\\r\\nauthorization: (Bearer|DPoP) {TOKEN_PREFIX}", re.I
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The run's private keys: private_key_jwt's, the JWT-bearer grant's and a DPoP key file."""
+
+    client: KeyPair
+    grant: KeyPair
+    dpop: Path
+
+
+def jwt_kind(token: bytes) -> str:
+    """A DPoP proof (its header's `typ`), or any other JWT: an assertion."""
+    try:
+        typ = jwt.get_unverified_header(token).get("typ")
+    except jwt.PyJWTError:
+        typ = None
+    return A_PROOF if typ == "dpop+jwt" else "a JWT (client assertion)"
 
 
 def encodings(value: str) -> set[bytes]:
@@ -51,10 +83,10 @@ def encodings(value: str) -> set[bytes]:
     return {form.encode() for form in forms}
 
 
-def payload_prefix(client_id: str) -> bytes:
-    """The start of a client assertion's base64url payload for `client_id` (PyJWT writes the
-    claims compactly, in the order given, `iss` first)."""
-    claims = json.dumps({"iss": client_id, "sub": client_id}, separators=(",", ":"))[:-1]
+def payload_prefix(issuer: str, subject: str) -> bytes:
+    """The start of an assertion's base64url payload (PyJWT writes the claims compactly, in
+    the order given, `iss` and `sub` first)."""
+    claims = json.dumps({"iss": issuer, "sub": subject}, separators=(",", ":"))[:-1]
     whole = len(claims) // 3 * 3  # base64 of whole 3-byte groups does not depend on what follows
     return base64.urlsafe_b64encode(claims[:whole].encode())
 
@@ -68,8 +100,7 @@ class Credentials:
 
     def hits(self, blob: bytes, *, tokens: bool = True) -> list[str]:
         found = [name for name, forms in self.secrets.items() if any(f in blob for f in forms)]
-        if JWT.search(blob):
-            found.append("a JWT (client assertion)")
+        found += sorted({jwt_kind(match) for match in JWT.findall(blob)})
         if tokens:
             found += [f"token form {t[:12]!r}" for t in self.tokens if t in blob]
         return found
@@ -82,7 +113,13 @@ def platform_assertion(private_key: Path) -> str:
     return jwt.encode(claims, private_key.read_bytes(), algorithm="RS256")
 
 
-def credentials(private_key: Path, assertion: str) -> Credentials:
+def key_forms(pem: str) -> set[bytes]:
+    """A PEM key's first base64 lines, each enough to be that key."""
+    lines = [line for line in pem.splitlines() if "-----" not in line]
+    return {line.encode() for line in lines[:3]}
+
+
+def credentials(keys: Keys, assertion: str, made_keys: list[str]) -> Credentials:
     found = Credentials()
     for client_id, secret in CLIENTS.items():
         found.secrets[f"secret of {client_id}"] = encodings(secret)
@@ -90,10 +127,14 @@ def credentials(private_key: Path, assertion: str) -> Credentials:
     raw_basic = base64.b64encode(f"hyg-basic:{SECRET_BASIC}".encode()).decode()
     found.secrets["Basic value"] = encodings(basic) | encodings(basic.removeprefix("Basic "))
     found.secrets["Basic value"] |= encodings(raw_basic)
-    key_lines = [line for line in private_key.read_text().splitlines() if "-----" not in line]
-    found.secrets["private key"] = {line.encode() for line in key_lines[:3]}
+    found.secrets["private key"] = key_forms(keys.client.private_key.read_text())
+    found.secrets["JWT-bearer grant key"] = key_forms(keys.grant.private_key.read_text())
+    found.secrets["DPoP key file"] = key_forms(keys.dpop.read_text())
+    for n, pem in enumerate(made_keys, 1):
+        found.secrets[f"DPoP key made by the proxy #{n}"] = key_forms(pem)
     for client_id in ("hyg-hs", "hyg-rs"):
-        found.secrets[f"assertion of {client_id}"] = {payload_prefix(client_id)}
+        found.secrets[f"assertion of {client_id}"] = {payload_prefix(client_id, client_id)}
+    found.secrets["JWT-bearer grant"] = {payload_prefix(BEARER_ISSUER, BEARER_SUBJECT)}
     found.secrets["platform assertion"] = encodings(assertion) | {
         part.encode() for part in assertion.split(".")[1:]
     }

@@ -7,19 +7,23 @@ marker and the problems the addon answered (`save_stream_file`, read back with m
 the output of oauth.status, oauth.refresh and oauth.purge, the Prometheus text, and the token
 cache: its keys and the raw bytes of its SQLite files.
 
-Searched for: the client secrets (basic, post from a file, client_secret_jwt), the Basic
-values, the private_key_jwt key, any JWT (client assertions, the platform's assertion that
-client_assertion reads from a file), and the access tokens (the dev
-token server issues them with a recognisable prefix), each as written and URL-, JSON-, base64-
-and base64url-encoded. The authorization server misbehaves on purpose, echoing the credentials
-it was sent in its error descriptions.
+Searched for: the client secrets (basic, post from a file, client_secret_jwt, a DPoP client's),
+the Basic values, the private keys (private_key_jwt's, the JWT-bearer grant's, a DPoP key file's
+and the DPoP key the proxy made, as the cache holds it), any JWT (client assertions, the
+JWT-bearer grant's assertions, the platform's assertion that client_assertion reads from a file,
+DPoP proofs), and the access tokens (the dev token server issues them with a recognisable
+prefix), each as written and URL-, JSON-, base64- and base64url-encoded. The authorization
+server misbehaves on purpose, echoing the credentials it was sent in its error descriptions.
 
 Exceptions, by design, each asserted to be exactly that:
-- mitmproxy's own dump of the request headers (flow_detail >= 2) shows the header the addon
-  injected, `authorization: Bearer <token>`, as it shows every header; with proxy_debug, its
-  trace of the bytes sent to the backend (`<< SendData(server, b'...')`) shows it too;
+- mitmproxy's own dump of the request headers (flow_detail >= 2) shows the headers the addon
+  injected, `authorization: Bearer <token>` (or `DPoP <token>`) and a DPoP backend's `dpop:
+  <proof>`, as it shows every header; with proxy_debug, its trace of the bytes sent to the
+  backend (`<< SendData(server, b'...')`) shows them too;
 - the cache's files hold the access tokens themselves (the cache exists to keep them across
-  restarts; 0600 files in a 0700 directory). Its keys never do, and no secret is stored.
+  restarts; 0600 files in a 0700 directory), and with each token of a key the proxy made, that
+  DPoP key (without it the token is useless to the processes sharing the cache). Its keys
+  never do, and no other secret or key is stored.
 (Saved flows, `-w`, likewise keep every request header, the injected one included; only what
 the addon adds to a flow is searched here.) tests/unit/test_store.py checks the cache's modes on
 the store itself; here they are checked after real use by mitmdump.
@@ -36,14 +40,18 @@ import pytest
 
 from mitm_oauth2.testing import free_port
 from tests.hardening.hygiene_run import VERBOSE
+from tests.hardening.hygiene_run import CacheContents
 from tests.hardening.hygiene_run import Run
 from tests.hardening.hygiene_run import cache_contents
 from tests.hardening.hygiene_run import config
 from tests.hardening.hygiene_run import flow_writings
 from tests.hardening.hygiene_run import scenario
 from tests.hardening.launch import Launcher
+from tests.hardening.secret_forms import A_PROOF
+from tests.hardening.secret_forms import BEARER_ISSUER
 from tests.hardening.secret_forms import CLIENTS
 from tests.hardening.secret_forms import DUMPED_HEADER
+from tests.hardening.secret_forms import DUMPED_PROOF
 from tests.hardening.secret_forms import PLATFORM
 from tests.hardening.secret_forms import SECRET_POST
 from tests.hardening.secret_forms import SENT_TO_SERVER
@@ -51,6 +59,7 @@ from tests.hardening.secret_forms import TOKEN_PREFIX
 from tests.hardening.secret_forms import WORKLOAD
 from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.hardening.secret_forms import Credentials
+from tests.hardening.secret_forms import Keys
 from tests.hardening.secret_forms import credentials
 from tests.hardening.secret_forms import platform_assertion
 from tests.support.key_material import make_key_pair
@@ -63,7 +72,7 @@ class Evidence:
     credentials: Credentials
     output: str  # mitmdump's stdout and stderr
     written: dict[str, bytes]  # where -> what the addon wrote there (tokens must not appear)
-    cache_files: dict[str, bytes]  # file name -> raw bytes (tokens stored by design)
+    cache: CacheContents  # tokens, and the DPoP keys made, stored by design
     cache_dir: Path
     tokens_at_backend: list[str]
 
@@ -71,21 +80,27 @@ class Evidence:
 @pytest.fixture(scope="module")
 def evidence(launcher: Launcher) -> Evidence:
     directory = launcher.workdir
-    keys = make_key_pair(directory, "rsa")
-    public = keys.public_key.read_text()
+    (directory / "dpop").mkdir()
+    keys = Keys(
+        client=make_key_pair(directory, "rsa"),
+        grant=make_key_pair(directory, "ec"),
+        dpop=make_key_pair(directory / "dpop", "ec").private_key,
+    )
+    public = keys.client.public_key.read_text()
     federated = {"federated_issuer": PLATFORM, "federated_subject": WORKLOAD}
     federated |= {"federated_audience": WORKLOAD_CLIENT, "federated_key": public}
     clients: dict[str, Any] = {**CLIENTS, "hyg-rs": {"public_key": public}}
     clients[WORKLOAD_CLIENT] = federated
+    clients[BEARER_ISSUER] = {"public_key": keys.grant.public_key.read_text()}
     servers = launcher.devservers(clients=clients)
     config_dir = directory / "proxy"
     config_dir.mkdir()
     (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
-    assertion = platform_assertion(keys.private_key)
+    assertion = platform_assertion(keys.client.private_key)
     (config_dir / "platform-token").write_text(assertion, encoding="utf-8")
     flows_file, metrics_port = directory / "flows.mitm", free_port()
     proxy = launcher.proxy(
-        config(servers, keys.private_key, config_dir / "platform-token"),
+        config(servers, keys, config_dir / "platform-token"),
         *VERBOSE,
         *("--set", f"save_stream_file={flows_file}"),
         *("--set", f"oauth2_metrics_port={metrics_port}"),
@@ -98,22 +113,22 @@ def evidence(launcher: Launcher) -> Evidence:
     finally:
         run.client.close()
         proxy.stop()  # flushes the flows file
-    keys_text, cache_files = cache_contents(proxy.cache_dir, directory)
+    cache = cache_contents(proxy.cache_dir, directory)
     tokens = [
-        r["authorization"][0].removeprefix("Bearer ")
+        r["authorization"][0].partition(" ")[2]
         for r in servers.backend_requests()
         if r["authorization"]
     ]
-    found = credentials(keys.private_key, assertion)
+    found = credentials(keys, assertion, cache.made_keys)
     found.tokens |= {t.encode() for t in tokens}
     written = {
         "problem bodies": b"\n".join(run.problems),
         "flow metadata, comments and markers": flow_writings(flows_file),
         "command output": b"\n".join(run.commands),
         "Prometheus metrics": b"\n".join(run.metrics),
-        "cache keys": keys_text,
+        "cache keys": cache.keys,
     }
-    return Evidence(found, proxy.output(), written, cache_files, proxy.cache_dir, tokens)
+    return Evidence(found, proxy.output(), written, cache, proxy.cache_dir, tokens)
 
 
 @pytest.mark.parametrize(
@@ -140,25 +155,34 @@ def test_no_credential_in_the_output_but_mitmproxys_own_dump_of_the_injected_hea
     leaks, dumped, traced = {}, [], []
     for number, line in enumerate(lines, 1):
         hits = evidence.credentials.hits(line.encode())
-        tokens_only = all(hit.startswith("token") for hit in hits)
-        if hits and tokens_only and DUMPED_HEADER.match(line):
+        sent = all(hit.startswith("token") or hit == A_PROOF for hit in hits)
+        if hits and sent and (DUMPED_HEADER.match(line) or DUMPED_PROOF.match(line.encode())):
             dumped.append(line)
-        elif hits and tokens_only and SENT_TO_SERVER.search(line):
+        elif hits and sent and SENT_TO_SERVER.search(line):
             traced.append(line)
         elif hits:
             leaks[number] = (line, hits)
     assert leaks == {}
-    # The exceptions are real: every token the backend got is in such lines, and only there.
+    # The exceptions are real: every token the backend got is in such lines, and only there,
+    # and the proofs of the DPoP backends' requests are.
     assert dumped
     assert traced
     assert all(token in "\n".join(dumped) for token in evidence.tokens_at_backend)
+    assert any(DUMPED_PROOF.match(line.encode()) for line in dumped)
+    assert any(line.strip().lower().startswith("authorization: dpop ") for line in dumped)
 
 
-def test_no_secret_in_the_cache_files_which_hold_only_tokens(evidence: Evidence) -> None:
-    everything = b"".join(evidence.cache_files.values())
-    assert evidence.credentials.hits(everything, tokens=False) == []
-    # The search reads these bytes: the tokens the cache exists to keep are found in them.
+def test_no_secret_in_the_cache_files_which_hold_only_tokens_and_made_dpop_keys(
+    evidence: Evidence,
+) -> None:
+    everything = b"".join(evidence.cache.files.values())
+    hits = evidence.credentials.hits(everything, tokens=False)
+    assert [hit for hit in hits if not hit.startswith("DPoP key made by the proxy")] == []
+    # The search reads these bytes: the tokens the cache exists to keep are found in them, and
+    # the one DPoP key made (dpopgen's; dpop's is a key file's, never stored) with its token.
     assert TOKEN_PREFIX.encode() in everything
+    assert len(evidence.cache.made_keys) == 1
+    assert hits == ["DPoP key made by the proxy #1"]
 
 
 def test_cache_directory_0700_and_its_files_0600_after_real_use(evidence: Evidence) -> None:
@@ -179,3 +203,5 @@ def test_the_search_finds_every_form_it_looks_for(evidence: Evidence) -> None:
     for token in evidence.tokens_at_backend:
         assert found.hits(f"Bearer {token}".encode()) != []
     assert found.hits(b"eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln") == ["a JWT (client assertion)"]
+    proof = b"eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2In0.eyJqdGkiOiIxIn0.c2ln"  # typ dpop+jwt
+    assert found.hits(b"dpop: " + proof) == [A_PROOF]

@@ -56,12 +56,13 @@ class FakeEndpoint:
 
     async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
         self.calls += 1
+        call = self.calls
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.failure is not None:
             raise self.failure
-        return TokenResponse(f"tok-{self.calls}", "Bearer", self.expires_in, None)
+        return TokenResponse(f"tok-{call}", "Bearer", self.expires_in, None)
 
     async def aclose(self) -> None:
         self.closed = True

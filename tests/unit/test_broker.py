@@ -159,6 +159,27 @@ async def test_invalidate_is_compare_and_delete(broker, endpoint, store, make_gr
     assert endpoint.calls == 2
 
 
+async def test_a_purge_keeps_nothing_of_a_token_request_under_way(
+    broker, endpoint, store, make_grant
+) -> None:
+    """Who waited before the purge gets that request's token; it is neither kept nor stored,
+    and the requests after the purge get a new one."""
+    grant = make_grant()
+    endpoint.gate = asyncio.Event()
+    before = asyncio.ensure_future(broker.token(grant))
+    await endpoint.started.wait()
+    await broker.purge(grant)
+    after = asyncio.ensure_future(broker.token(grant))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert endpoint.calls == 2  # the request after the purge did not join the earlier one
+    endpoint.gate.set()
+    assert ((await before).access_token, (await after).access_token) == ("tok-1", "tok-2")
+    assert store.tokens[grant].access_token == "tok-2"
+    assert (await broker.token(grant)).access_token == "tok-2"
+    assert endpoint.calls == 2
+
+
 @pytest.mark.parametrize(("expires_in", "lifetime"), [(0, 3600), (-5, 3600), (0.2, 1)])
 async def test_odd_expires_in_is_clamped_with_a_warning(
     broker, endpoint, make_grant, caplog, expires_in, lifetime

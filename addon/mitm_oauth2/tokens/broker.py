@@ -115,6 +115,8 @@ class TokenBroker:
         self._stored: dict[TokenGrant, Token | None] = {}
         self._looked_after: tuple[TokenGrant, ...] = ()
         self._looking: asyncio.Task[None] | None = None
+        # Bumped by each purge of the grant: an acquisition started before it keeps nothing.
+        self._purges: dict[TokenGrant, int] = {}
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""
@@ -229,7 +231,13 @@ class TokenBroker:
         self._acquisition(grant, stale_ok=False)
 
     async def purge(self, grant: TokenGrant) -> None:
-        """Forgets the backend's token here and in the store; the next request fetches one."""
+        """Forgets the backend's token here and in the store; the next request fetches one.
+
+        A token request already under way still answers the requests waiting for it, but its
+        token is neither kept nor stored, and later requests do not wait for it.
+        """
+        self._purges[grant] = self._purges.get(grant, 0) + 1
+        self._inflight.pop(grant, None)
         self._held.pop(grant, None)
         self._failures.forget(grant)
         await self._store.delete(grant)
@@ -284,6 +292,7 @@ class TokenBroker:
         request one per credential across every process sharing the store; the others wait for
         its result, or take over once a dead holder's lease runs out.
         """
+        purges = self._purges.get(grant, 0)
         adopted = await self._adopt_stored(grant, stale_ok=stale_ok)
         if adopted is not None:
             return adopted
@@ -298,7 +307,7 @@ class TokenBroker:
             if adopted is not None:
                 return adopted
             try:
-                held = await self._fetch(grant)
+                held = await self._fetch(grant, purges)
             except TokenError as e:
                 self._record_failure(grant, e)
                 raise
@@ -308,14 +317,19 @@ class TokenBroker:
                 raise error from e
         finally:
             await self._store.unlock(grant, self._owner)
-        self._failures.forget(grant)
-        self._held[grant] = held
+        if self._purges.get(grant, 0) == purges:
+            self._failures.forget(grant)
+            self._held[grant] = held
         return held
 
     async def _adopt_stored(self, grant: TokenGrant, *, stale_ok: bool) -> _Held | None:
         """Takes the stored token when it is another than ours and still valid (and not due,
         unless `stale_ok`)."""
-        stored = self._stored[grant] = await self._store.load(grant)
+        purges = self._purges.get(grant, 0)
+        stored = await self._store.load(grant)
+        if self._purges.get(grant, 0) != purges:
+            return None  # read before a purge deleted it
+        self._stored[grant] = stored
         current = self._held.get(grant)
         # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
         if stored is None or (current is not None and stored == current.token):
@@ -330,7 +344,7 @@ class TokenBroker:
         self._failures.forget(grant)
         return adopted
 
-    async def _fetch(self, grant: TokenGrant) -> _Held:
+    async def _fetch(self, grant: TokenGrant, purges: int) -> _Held:
         sent_wall = self._clock.wall()
         sent_mono = self._clock.monotonic()
         response = await self._endpoint.request_token(grant.credentials)
@@ -353,8 +367,9 @@ class TokenBroker:
             took,
         )
         self.counters.of(grant.backend).fetches += 1
-        await self._store.save(grant, token, ttl=lifetime)
-        self._stored[grant] = token
+        if self._purges.get(grant, 0) == purges:  # else purged while it was asked for
+            await self._store.save(grant, token, ttl=lifetime)
+            self._stored[grant] = token
         margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(
             token,
