@@ -73,9 +73,12 @@ def run(
             f = figures
             steps: list[tuple[list[str], Callable[[], object]]] = [
                 (
-                    ["1", "1c", "1f", "1fc", "6", "6c"],
+                    ["1", "1c", "1f", "1fc", "6", "6c", "7", "7c"],
                     lambda: throughput(
-                        rig, (f["1"], f["1c"], f["1f"], f["1fc"]), (f["6"], f["6c"])
+                        rig,
+                        (f["1"], f["1c"], f["1f"], f["1fc"]),
+                        (f["6"], f["6c"]),
+                        (f["7"], f["7c"]),
                     ),
                 ),
                 (["2a", "2b"], lambda: head_of_line(rig, f["2a"], f["2b"])),
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         help="throughput load (default: wrk if installed, else python; python with --smoke)",
     )
     parser.add_argument(
-        "--runs", type=int, help="runs per figure (default: 3, figures 1 and 6: 7; smoke: 1)"
+        "--runs", type=int, help="runs per figure (default: 3, figures 1, 6 and 7: 7; smoke: 1)"
     )
     parser.add_argument("--only", default="", help="these figures only, e.g. 1,4b (and their step)")
     args = parser.parse_args(argv)

@@ -2,8 +2,10 @@
 127.0.0.1 and prints one JSON line ``{"ports": [...]}`` once it listens.
 
 Each PORTSPEC is ``protected`` or ``open``: a protected port answers 401 to a request without
-``Authorization: Bearer ...`` (so a proxy that failed to add a token shows up as errors, never as
-fast answers), an open port answers every request. Answers are a few bytes with keep-alive.
+``Authorization: Bearer ...``, or ``Authorization: DPoP ...`` with a ``DPoP`` proof header (so a
+proxy that failed to add a token shows up as errors, never as fast answers; the proof is not
+verified: the tests do that), an open port answers every request. Answers are a few bytes with
+keep-alive.
 
 The devservers' backend is a threaded ``http.server`` that records every request: fine for tests,
 but too slow and too memory-hungry to sit behind a proxy being measured. This one is a bare
@@ -57,11 +59,15 @@ class Responder(asyncio.Protocol):
     def _answer(self, head: bytes) -> bytes:
         if not self.protected:
             return OK
+        scheme, proof = b"", False
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"authorization" and value.strip()[:7].lower() == b"bearer ":
-                return OK
-        return DENIED
+            name = name.strip().lower()
+            if name == b"authorization":
+                scheme = value.strip().partition(b" ")[0].lower()
+            elif name == b"dpop":
+                proof = True
+        return OK if scheme == b"bearer" or (scheme == b"dpop" and proof) else DENIED
 
 
 def _content_length(head: bytes) -> int | None:

@@ -1,6 +1,7 @@
-"""Figures 1, 2 and 6: what the addon costs a request when it has a token (against bare
-mitmdump and against the floor, a one-hook script), and whether a slow token request holds up
-anything but the flows that need it."""
+"""Figures 1, 2, 6 and 7: what the addon costs a request when it has a token (against bare
+mitmdump and against the floor, a one-hook script; with many backends; with a DPoP proof signed
+for each request), and whether a slow token request holds up anything but the flows that need
+it."""
 
 from __future__ import annotations
 
@@ -64,11 +65,13 @@ def throughput(
     rig: Rig,
     cache_hit: tuple[Figure, Figure, Figure, Figure],
     many: tuple[Figure, Figure],
+    dpop: tuple[Figure, Figure],
 ) -> None:
     """1. mitmdump with the addon and a valid token / bare mitmdump (1, 1c) and / the floor, a
     one-hook script that sets a constant bearer header (1f, 1fc), all three measured side by
     side, against the same backend process.
-    6. The same addon request with N configured backends (the one used is last) / with 1."""
+    6. The same addon request with N configured backends (the one used is last) / with 1.
+    7. The same addon request to a DPoP backend (a proof signed for each) / to a bearer one."""
     rig.idp.configure(expires_in=3600, delay=0)
     port, count = rig.protected[0], rig.profile.many_backends
     real = rig.config("api", port)
@@ -76,11 +79,12 @@ def throughput(
         rig.idp.backend_toml(f"svc-{n:04d}", f"svc-{n:04d}.{DUMMY_DOMAIN}")
         for n in range(count - 1)
     )
-    bare, floor, one, lots = rig.mitmdumps(
+    bare, floor, one, lots, bound = rig.mitmdumps(
         ("bare", [rig.open_port], None),
         ("floor", [port], FLOOR_SCRIPT),
         ("one", [port], real),
         ("many", [port], dummies + real),
+        ("dpop", [port], rig.config("api", port, dpop=True)),
     )
     try:
         by_bare, by_bare_cpu, by_floor, by_floor_cpu = cache_hit
@@ -94,8 +98,11 @@ def throughput(
         runs, pinned = side_by_side(rig, one, lots)
         for o, lot in runs:
             add_pair(*many, lot, o, "" if pinned else ", not pinned to one CPU")
+        runs, pinned = side_by_side(rig, one, bound)
+        for o, d in runs:
+            add_pair(*dpop, d, o, "" if pinned else ", not pinned to one CPU")
     finally:
-        rig.stop(bare, floor, one, lots)
+        rig.stop(bare, floor, one, lots, bound)
 
 
 def p99(records: list[list[float]], target: int) -> tuple[float, float]:

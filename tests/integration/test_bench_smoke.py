@@ -13,7 +13,24 @@ from pathlib import Path
 from tests.support.procs import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ("1", "1c", "1f", "1fc", "2a", "2b", "3a", "3b", "4a", "4b", "4c", "5", "6", "6c")
+FIGURES = (
+    "1",
+    "1c",
+    "1f",
+    "1fc",
+    "2a",
+    "2b",
+    "3a",
+    "3b",
+    "4a",
+    "4b",
+    "4c",
+    "5",
+    "6",
+    "6c",
+    "7",
+    "7c",
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

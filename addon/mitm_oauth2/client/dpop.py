@@ -9,12 +9,12 @@ import dataclasses
 import functools
 import hashlib
 import json
-import uuid
+import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -125,22 +125,47 @@ def proof(
     """A DPoP proof for `method` `url` at `now`; with `access_token` for a resource request
     (`ath`), with the server's `nonce` when it asked for one (§8, §9)."""
     claims: dict[str, Any] = {
-        "jti": uuid.uuid4().hex,
+        "jti": os.urandom(16).hex(),
         "htm": method.upper(),
         "htu": htu(url),
         "iat": int(now),
     }
     if access_token is not None:
-        claims["ath"] = access_token_hash(access_token)
+        claims["ath"] = _token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
-    headers = {"typ": DPOP_TYP, "jwk": dict(key.public_jwk)}
-    return jwt.encode(claims, _signer(key.pem.reveal()), algorithm=key.algorithm, headers=headers)
+    signer = _signer(key.pem.reveal(), key.algorithm, key.public_jwk)
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{signer.header}.{payload}"
+    signature = signer.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{_b64(signature)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Signer:
+    """What every proof of one key shares: the encoded JWS header (only `typ`, `alg` and the
+    public JWK) and the signing, by PyJWT's algorithm for the key."""
+
+    header: str
+    sign: Callable[[bytes], bytes]
 
 
 @functools.lru_cache(maxsize=64)
-def _signer(pem: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
-    # A proof is signed for every request to a DPoP backend: the PEM is parsed once, not each time.
+def _signer(pem: str, algorithm: str, public_jwk: tuple[tuple[str, str], ...]) -> _Signer:
+    # A proof is signed for every request to a DPoP backend: the key is parsed and the header
+    # encoded once, not each time (jwt.encode would do both again for every proof).
     key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)  # load_dpop_key's
-    return key
+    sign: Callable[[bytes], bytes]
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        sign = functools.partial(ECAlgorithm(ECAlgorithm.SHA256).sign, key=key)
+    else:
+        assert isinstance(key, rsa.RSAPrivateKey)  # load_dpop_key allows no other
+        sign = functools.partial(RSAAlgorithm(RSAAlgorithm.SHA256).sign, key=key)
+    header = {"alg": algorithm, "typ": DPOP_TYP, "jwk": dict(public_jwk)}
+    return _Signer(_b64(json.dumps(header, separators=(",", ":")).encode()), sign)
+
+
+@functools.lru_cache(maxsize=64)
+def _token_hash(access_token: str) -> str:
+    # The same token is in every proof for its lifetime: hashed once.
+    return access_token_hash(access_token)
