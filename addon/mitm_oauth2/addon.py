@@ -21,6 +21,11 @@ from mitmproxy import tls
 from . import store_options
 from . import story
 from .bound_certs import BoundCertificates
+from .challenge import ScopeRefusal
+from .challenge import Scopes
+from .challenge import dpop_nonce_asked
+from .challenge import scope_wanted
+from .challenge import token_scopes
 from .client.dpop import Nonces
 from .client.dpop import proof
 from .client.token_client import TokenClient
@@ -35,8 +40,8 @@ from .model.errors import ConfigError
 from .model.errors import TokenError
 from .problem import Problem
 from .problem import token_unavailable
+from .redaction import redact
 from .replay import Replays
-from .replay import dpop_nonce_asked
 from .startup import fatal_at_startup
 from .startup import unknown_options
 from .startup import warn_if_exposed
@@ -76,7 +81,11 @@ class OAuth2Backend:
         self.router: HostRouter[BackendConfig] = HostRouter()
         # host:port of requests that nearly matched a backend, told once per configuration
         self.near_misses: set[tuple[str, int]] = set()
+        # (backend, scopes wanted, scopes the token has) of the refusals logged
+        self.scope_refusals: set[tuple[str, Scopes, Scopes]] = set()
         self.backends: tuple[BackendConfig, ...] = ()
+        self.by_name: dict[str, BackendConfig] = {}
+        self.redacting = True  # oauth2_redact
         self.destinations = Destinations()
         self.bound = BoundCertificates()
         self.dpop_nonces = Nonces()  # the backends' DPoP nonces (RFC 9449 §9)
@@ -127,6 +136,16 @@ class OAuth2Backend:
             """,
         )
         loader.add_option(
+            "oauth2_redact",
+            bool,
+            True,
+            """
+            Once a request has gone upstream, replace the token on the flow's copy of it with
+            "[redacted <fingerprint>]" (a DPoP proof with "[redacted]"), so that mitmweb, saved
+            flows, HAR exports and mitmdump's dumps hold no live token.
+            """,
+        )
+        loader.add_option(
             "oauth2_lock_lease",
             int,
             int(DEFAULT_LOCK_LEASE),
@@ -139,6 +158,8 @@ class OAuth2Backend:
     @fatal_at_startup
     def _configure(self, updated: Set[str]) -> None:
         warn_if_exposed(updated)
+        if "oauth2_redact" in updated:
+            self.redacting = ctx.options.oauth2_redact  # read on every response
         if "oauth2_config" in updated:
             # Options of ours that nothing declared are still deferred once we are loaded.
             unknown = unknown_options(ctx.options.deferred, ctx.options.keys())
@@ -199,8 +220,10 @@ class OAuth2Backend:
         backends: tuple[BackendConfig, ...],
     ) -> None:
         self.router, self.bound, self.backends = router, bound, backends
+        self.by_name = {backend.name: backend for backend in backends}
         self.destinations = Destinations()  # its answers depend on the backends' settings
         self.near_misses.clear()  # a new configuration may miss, or match, other requests
+        self.scope_refusals.clear()
         self._look_after_stored_tokens()
 
     def running(self) -> None:
@@ -332,15 +355,68 @@ class OAuth2Backend:
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         # Synchronous unless a 401 may mean our token was rejected (a coroutine only then).
         if self.replays.settle(flow):
+            self._redact(flow)
             return None  # one of our replays: the request waiting for it takes its answer
+        after = self._answered(flow)
+        if after is None:
+            self._redact(flow)
+            return None
+        return self._redact_after(after, flow)
+
+    async def _redact_after(self, after: Awaitable[None], flow: http.HTTPFlow) -> None:
+        try:
+            await after
+        finally:
+            self._redact(flow)
+
+    def _redact(self, flow: http.HTTPFlow) -> None:
+        if not self.redacting:
+            return
+        meta = flow.metadata.get("oauth2")
+        backend = self.by_name.get(meta.get("backend", "")) if isinstance(meta, dict) else None
+        if backend is not None:
+            redact(flow, backend)
+
+    def _answered(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """What the backend's answer leads to: nothing, or (a 401 that may mean our token was
+        rejected) a coroutine that renews and replays."""
         if flow.error or not flow.live or self.broker is None:
             return None
-        if flow.response is None or flow.response.status_code != 401:
+        if flow.response is None or flow.response.status_code not in (401, 403):
             return None
         backend = self._backend_of(flow)
         if backend is None:
             return None
+        wanted = scope_wanted(flow.response)
+        if wanted is not None:  # not a bad token: a fresh one would have the same scopes
+            self._scope_refused(flow, backend, self.broker, wanted)
+            return None
+        if flow.response.status_code != 401:
+            return None
         return self._after_401(flow, backend, self.broker)
+
+    def _scope_refused(
+        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker, wanted: Scopes
+    ) -> None:
+        """Tells what the backend wanted and what the token has, on the flow, in the status
+        and once in the log (per backend and scopes, until the configuration changes)."""
+        has = token_scopes(broker.valid_token(backend.grant), backend)
+        refusal = ScopeRefusal(wanted, has)
+        story.scope_refused(flow, backend.name, refusal)
+        broker.counters.of(backend.name).scope_refused(refusal.describe())
+        told = (backend.name, wanted, has)
+        if told in self.scope_refusals:
+            return
+        if len(self.scope_refusals) >= MAX_NEAR_MISSES:
+            self.scope_refusals.clear()
+        self.scope_refusals.add(told)
+        logger.warning(
+            "backend %s: the backend refused the token for lack of scope (%s): add what it "
+            "wants to `scope` of this backend, if the authorization server grants it to the "
+            "client",
+            backend.name,
+            refusal.describe(),
+        )
 
     async def _after_401(
         self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
@@ -365,6 +441,7 @@ class OAuth2Backend:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.replays.settle(flow)
+        self._redact(flow)
 
     def _backend_of(self, flow: http.HTTPFlow) -> BackendConfig | None:
         """The backend whose token `requestheaders` put on this flow, if it did."""

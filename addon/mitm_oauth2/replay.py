@@ -12,9 +12,7 @@ import asyncio
 import enum
 import hashlib
 import logging
-import re
 from collections.abc import Callable
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +20,7 @@ from mitmproxy import ctx
 from mitmproxy import http
 
 from . import story
+from .challenge import token_rejected
 from .config.backend import BackendConfig
 from .model.clock import Clock
 from .model.clock import SystemClock
@@ -38,12 +37,6 @@ REPLAY_TIMEOUT = 60.0
 # After a token rejected right after it was issued, that token is not evicted again for this
 # long: a backend that rejects every token would otherwise cost one token request per request.
 REJECTED_FRESH_COOLDOWN = 30.0
-
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-# One element of a WWW-Authenticate value (RFC 9110 §11.6.1): an auth-param `name=value`, or a
-# bare token, which starts a new challenge (a token68 credential parses as a harmless param).
-_ELEMENT = re.compile(rf'[\s,]*(?:({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)|({_TOKEN}))')
-_QUOTED_PAIR = re.compile(r"\\(.)")
 
 
 class Broker(Protocol):
@@ -76,54 +69,6 @@ class Action(enum.Enum):
     PASS = "pass"  # the answer goes to the caller as is
     EVICT = "evict"  # the token was rejected, but the request cannot be sent again
     REPLAY = "replay"
-
-
-def parse_challenges(values: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
-    """(scheme, params) per challenge, names in lower case; stops at what it cannot parse."""
-    challenges: list[tuple[str, dict[str, str]]] = []
-    for value in values:
-        pos = 0
-        while (match := _ELEMENT.match(value, pos)) is not None:
-            pos = match.end()
-            name, raw, scheme = match.groups()
-            if scheme is not None:
-                challenges.append((scheme.lower(), {}))
-            elif challenges:
-                if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-                    raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
-                challenges[-1][1][name.lower()] = raw
-    return challenges
-
-
-def token_rejected(response: http.Response) -> bool:
-    """Whether the backend says the token itself is bad, so that a fresh one may succeed.
-
-    A 401 without a challenge, or with a Bearer (or DPoP, RFC 9449 §7.1) challenge whose error
-    is `invalid_token` or absent (RFC 6750 §3.1 makes the error optional). Not a 403
-    (`insufficient_scope`: a fresh token has the same scope), not another error such as
-    `invalid_request` (the request is at fault) or `use_dpop_nonce` (see `dpop_nonce_asked`),
-    not a challenge for other schemes only (the backend wants other credentials).
-    """
-    if response.status_code != 401:
-        return False
-    values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
-    if not values:
-        return True
-    ours = [p for scheme, p in parse_challenges(values) if scheme in ("bearer", "dpop")]
-    return any(params.get("error", "invalid_token") == "invalid_token" for params in ours)
-
-
-def dpop_nonce_asked(response: http.Response) -> str | None:
-    """RFC 9449 §9: the nonce a resource server wants in DPoP proofs, when its 401 says so."""
-    if response.status_code != 401:
-        return None
-    values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
-    asked = any(
-        scheme == "dpop" and params.get("error") == "use_dpop_nonce"
-        for scheme, params in parse_challenges(values)
-    )
-    nonce = response.headers.get("DPoP-Nonce")
-    return nonce if asked and nonce else None
 
 
 def is_replay(flow: http.HTTPFlow) -> bool:

@@ -2,8 +2,9 @@
 `flow.comment`, which mitmweb and the console show and `~meta` / `~comment` filters find.
 
 The comment leads with the token's state, so mitmweb's narrow Comment column still tells it:
-`cache · 3480 s left · orders`, `refused · <cause> · orders`. Never the token itself: only a short
-fingerprint in the metadata, enough to tell two tokens apart.
+`cache · 3480 s left · orders · aud orders-api · scope read`, `refused · <cause> · orders`.
+Never the token itself: only a short fingerprint in the metadata, enough to tell two tokens
+apart, and what a JWT token says of itself (`claims`: decoded, not verified; "opaque" else).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
+from .model.claims import shown
 from .tokens.broker import Issued
 
 if TYPE_CHECKING:  # replay imports this module to tell a replay's story
+    from .challenge import ScopeRefusal
     from .replay import Outcome
 
 # mitmweb shows a marker as text: the character mitmproxy's emoji table gives its name (🔴 for
@@ -32,14 +35,17 @@ def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
     source = issue.source
     if issue.renewing:
         source += ", refreshing ahead"
+    claims = issue.token.claims
     flow.metadata["oauth2"] = {
         "backend": backend,
         "source": source,
         "token_age_s": round(issue.age, 1),
         "token_left_s": round(issue.left, 1),
         "fingerprint": issue.token.fingerprint,
+        "claims": shown(claims),
     }
-    flow.comment = f"{source} · {issue.left:.0f} s left · {backend}"
+    comment = f"{source} · {issue.left:.0f} s left · {backend}"
+    flow.comment = f"{comment} · {claims.summary}" if claims and claims.summary else comment
 
 
 def refused(flow: http.HTTPFlow, backend: str, cause: str) -> None:
@@ -61,6 +67,16 @@ def after_401(flow: http.HTTPFlow, outcome: Outcome) -> None:
         meta["source"] = "renewed after 401"
         status = flow.response.status_code if flow.response else "no answer"
         _comment(flow, "renewed after 401", f"replayed once: {status}", meta["backend"])
+
+
+def scope_refused(flow: http.HTTPFlow, backend: str, refusal: ScopeRefusal) -> None:
+    """The backend took the token as valid but wants more scope: nothing was renewed or
+    replayed; the caller has the backend's answer."""
+    flow.metadata["oauth2"]["insufficient_scope"] = {
+        "wanted": list(refusal.wanted),
+        "token_has": list(refusal.has),
+    }
+    _comment(flow, "insufficient scope", refusal.describe(), backend)
 
 
 def replay_of(flow: http.HTTPFlow, original_id: str) -> None:

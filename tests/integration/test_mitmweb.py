@@ -127,6 +127,57 @@ def test_mitmweb_shows_the_token_story(
     assert dumped["/stock"].comment == no["comment"]
 
 
+def test_mitmweb_shows_what_the_token_says_and_why_the_backend_refused_it(
+    devservers: DevServersProcess, start_mitmweb: StartMitmweb
+) -> None:
+    """A JWT access token's claims on the flow and in the status (decoded, not verified); a
+    backend's insufficient_scope told on the flow, in the status and in the log, with neither a
+    new token nor a replay."""
+    devservers.configure(jwt_tokens=True, token_audience="orders-api")
+    web = start_mitmweb(devservers.backend_toml("orders", scope="orders:read"))
+    with web.proxy_client() as client:
+        assert client.get(f"{devservers.backend_url}/orders/1").status_code == 200
+        challenge = 'Bearer realm="orders", error="insufficient_scope", scope="orders:write"'
+        devservers.configure(backend_status=403, backend_challenge=challenge)
+        refused = client.post(f"{devservers.backend_url}/orders", json={"item": 7})
+    assert refused.status_code == 403  # the backend's own answer
+    assert devservers.token_requests() == 1  # no renewal ...
+    assert len(devservers.backend_requests()) == 2  # ... and no replay
+
+    _, flows = web.flows_json()
+    ok, scoped = sorted(flows, key=lambda f: f["request"]["timestamp_start"])
+    assert re.fullmatch(
+        r"fetched · \d+ s left · orders · aud orders-api · scope orders:read", ok["comment"]
+    ), ok["comment"]
+    assert scoped["comment"] == (
+        "insufficient scope · wants orders:write; the token has orders:read · orders"
+    )
+    dumped = sorted(web.flows_dump(), key=lambda f: f.request.timestamp_start)
+    claims = dumped[0].metadata["oauth2"]["claims"]
+    assert claims == {
+        "verified": False,
+        "iss": devservers.issuer,
+        "sub": "demo-client",
+        "aud": "orders-api",
+        "scope": "orders:read",
+        "client_id": "demo-client",
+        "iat": claims["iat"],
+        "exp": claims["iat"] + 3600,
+    }
+    assert dumped[1].metadata["oauth2"]["insufficient_scope"] == {
+        "wanted": ["orders:write"],
+        "token_has": ["orders:read"],
+    }
+    status = json.loads(web.command("oauth.status")["value"])["orders"]
+    assert status["claims"] == claims
+    assert (status["scope_refusals"], status["last_scope_refusal"]) == (
+        1,
+        "wants orders:write; the token has orders:read",
+    )
+    assert status["replays"] == 0
+    assert "backend orders: the backend refused the token for lack of scope" in web.output()
+
+
 def test_mitmweb_filters_find_the_flows(
     devservers: DevServersProcess, start_mitmweb: StartMitmweb
 ) -> None:

@@ -146,6 +146,9 @@ class BrokerStub:
     def issue_held(self, grant: TokenGrant) -> None:
         return None
 
+    def valid_token(self, grant: TokenGrant) -> Token | None:
+        return None
+
     async def issue(self, grant: TokenGrant) -> Issued:
         token = await self.token(grant)
         return Issued(token, "cache", renewing=False, age=0.0, left=token.lifetime)

@@ -36,7 +36,8 @@ class Running:
 def reported(token: str, age: float, left: float, **fields: object) -> dict[str, object]:
     """A backend's entry in oauth.status's report, its token where `token` says, `age` s old
     with `left` s to use; `fields` say what else differs from one that is not renewing, has
-    fetched nothing, no replays and no failures, on the test's memory store."""
+    fetched nothing, no replays, no failures and no scope refusals, on the test's memory
+    store."""
     entry: dict[str, object] = {
         "token": token,
         "renewing": False,
@@ -47,8 +48,11 @@ def reported(token: str, age: float, left: float, **fields: object) -> dict[str,
         "replays": 0,
         "failures": {},
         "last_error": None,
+        "scope_refusals": 0,
+        "last_scope_refusal": None,
         "store": "test memory",
         "store_ok": True,
+        "claims": "opaque",  # the fake endpoint's tokens are no JWTs
     }
     unknown = fields.keys() - entry.keys()
     assert not unknown, f"not in a status entry: {unknown}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
+from mitmproxy import ctx
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy.test import taddons
@@ -77,7 +79,7 @@ async def test_addon_replays_with_the_fresh_token(wired) -> None:
     assert f.response is not None
     assert (f.response.status_code, f.response.content) == (200, b"ok")
     (replay,) = playback.started
-    assert replay.request.headers["Authorization"] == "Bearer tok-2"
+    assert replay.request.headers["Authorization"] == redacted("tok-2")  # what it carried
     assert replay.metadata["oauth2"]["replay_of"] == f.id
     assert f.metadata["oauth2"]["replayed"] is True
     assert f.metadata["oauth2"]["source"] == "renewed after 401"
@@ -153,3 +155,93 @@ async def test_addon_leaves_other_flows_alone(wired) -> None:
     await run_hook(addon.response(saved))  # a flow loaded from a file
     assert playback.started == []
     assert ("invalidate", "tok-1") not in broker.calls
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("wired", ['scope = "orders:read"'], indirect=True)
+async def test_insufficient_scope_is_told_not_replayed(wired, status: int, addon_log) -> None:
+    """RFC 6750 §3.1: the token is good, its scope is not enough: no eviction, no renewal, no
+    replay; the flow, the status and one log line say what was wanted and what it has."""
+    addon, broker, playback = wired
+    challenge = 'Bearer realm="orders", error="insufficient_scope", scope="orders:write admin"'
+    for _ in range(2):
+        f = await sent_through(addon, answer(status, challenge))
+        assert f.response is not None
+        assert f.response.status_code == status  # the backend's answer, as it was
+    assert playback.started == []
+    assert [call for call, _ in broker.calls] == ["token", "token"]  # no invalidate
+    assert f.metadata["oauth2"]["insufficient_scope"] == {
+        "wanted": ["orders:write", "admin"],
+        "token_has": ["orders:read"],  # as asked: the stub's token response names none
+    }
+    assert f.comment == (
+        "insufficient scope · wants orders:write admin; the token has orders:read · api"
+    )
+    counters = broker.counters.of("api")
+    assert (counters.scope_refusals, counters.last_scope_refusal) == (
+        2,
+        "wants orders:write admin; the token has orders:read",
+    )
+    (line,) = [r.getMessage() for r in addon_log.records if "lack of scope" in r.getMessage()]
+    assert line == (
+        "backend api: the backend refused the token for lack of scope (wants orders:write "
+        "admin; the token has orders:read): add what it wants to `scope` of this backend, if "
+        "the authorization server grants it to the client"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_403_without_insufficient_scope_is_left_alone(wired) -> None:
+    addon, broker, playback = wired
+    f = await sent_through(addon, answer(403, 'Bearer error="invalid_request"'))
+    assert f.response is not None
+    assert f.response.status_code == 403
+    assert "insufficient_scope" not in f.metadata["oauth2"]
+    assert playback.started == []
+    assert [call for call, _ in broker.calls] == ["token"]
+
+
+def redacted(token: str) -> str:
+    return f"Bearer [redacted {hashlib.sha256(token.encode()).hexdigest()[:12]}]"
+
+
+@pytest.mark.anyio
+async def test_the_flow_keeps_no_live_token_once_answered(wired) -> None:
+    addon, _, _ = wired
+    f = await sent_through(addon, answer(200, content=b"ok"))
+    assert f.request.headers["Authorization"] == redacted("tok-1")
+    failed = tflow.tflow(req=tutils.treq(host="api.test", port=443, scheme=b"https"))
+    await run_hook(addon.requestheaders(failed))
+    assert failed.request.headers["Authorization"] == "Bearer tok-1"  # on its way upstream
+    failed.error = mflow.Error("connection reset")
+    addon.error(failed)
+    assert failed.request.headers["Authorization"] == redacted("tok-1")
+
+
+@pytest.mark.anyio
+async def test_a_replayed_flow_and_its_replay_keep_no_live_token(wired) -> None:
+    addon, _, playback = wired
+    playback.outcomes.append(answer(200, content=b"ok"))
+    f = await sent_through(addon, answer(401, INVALID))
+    (replay,) = playback.started
+    assert f.request.headers["Authorization"] == redacted("tok-1")
+    assert replay.request.headers["Authorization"] == redacted("tok-2")
+
+
+@pytest.mark.anyio
+async def test_a_request_the_addon_did_not_touch_is_left_as_it_was(wired) -> None:
+    addon, _, _ = wired
+    f = tflow.tflow(req=tutils.treq(host="other.test", headers=((b"Authorization", b"Basic x"),)))
+    await run_hook(addon.requestheaders(f))
+    f.response = answer(200)
+    await run_hook(addon.response(f))
+    assert f.request.headers["Authorization"] == "Basic x"
+
+
+@pytest.mark.anyio
+async def test_oauth2_redact_false_keeps_the_header_as_sent(wired) -> None:
+    addon, _, _ = wired
+    ctx.options.update(oauth2_redact=False)
+    f = await sent_through(addon, answer(200))
+    assert f.request.headers["Authorization"] == "Bearer tok-1"

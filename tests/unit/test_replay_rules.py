@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from mitm_oauth2.challenge import dpop_nonce_asked
+from mitm_oauth2.challenge import parse_challenges
+from mitm_oauth2.challenge import scope_wanted
+from mitm_oauth2.challenge import token_rejected
 from mitm_oauth2.replay import Action
 from mitm_oauth2.replay import decide
-from mitm_oauth2.replay import dpop_nonce_asked
-from mitm_oauth2.replay import parse_challenges
-from mitm_oauth2.replay import token_rejected
 from tests.unit.replay_fakes import INVALID
 from tests.unit.replay_fakes import answer
 from tests.unit.replay_fakes import rejected_flow
@@ -63,6 +64,23 @@ def test_dpop_nonce_asked(
     if nonce is not None:
         response.headers["DPoP-Nonce"] = nonce
     assert dpop_nonce_asked(response) == asked
+
+
+@pytest.mark.parametrize(
+    ("status", "challenges", "wanted"),
+    [
+        (403, ['Bearer error="insufficient_scope", scope="write admin"'], ("write", "admin")),
+        (401, ['Bearer realm="x", error="insufficient_scope", scope="write"'], ("write",)),
+        (403, ['Bearer error="insufficient_scope"'], ()),  # names none
+        (403, ['Basic realm="x", DPoP error="insufficient_scope", scope="w"'], ("w",)),
+        (403, ['Basic realm="x"'], None),
+        (403, [], None),
+        (401, [INVALID], None),
+        (400, ['Bearer error="insufficient_scope", scope="write"'], None),
+    ],
+)
+def test_scope_wanted(status: int, challenges: list[str], wanted: tuple[str, ...] | None) -> None:
+    assert scope_wanted(answer(status, *challenges)) == wanted
 
 
 def test_parse_challenges() -> None:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from types import NoneType
 from typing import Any
 
+import jwt
+
 from .clients import DEFAULT_CLIENTS
 from .clients import Client
 from .clients import as_clients
@@ -48,6 +50,10 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "metadata_issuer": (None, (str, NoneType)),
     "metadata_rfc8414": (True, (bool,)),
     "metadata_openid": (True, (bool,)),
+    # True: access tokens are JWTs (RFC 9068: iss, sub, aud, scope, client_id, iat, exp, jti;
+    # HS256 with a key of this server's), with token_audience as their `aud` when set.
+    "jwt_tokens": (False, (bool,)),
+    "token_audience": (None, (str, NoneType)),
     # DPoP (RFC 9449 §8): the nonce the token endpoint wants in proofs (None: no nonce).
     "dpop_nonce": (None, (str, NoneType)),
     # ... and the one the backend wants (a 401 use_dpop_nonce for a proof without it).
@@ -69,6 +75,7 @@ class State:
     def __init__(self, clients: Mapping[str, str | Client] | None = None) -> None:
         self.clients = as_clients(clients)
         self._lock = threading.Lock()
+        self._jwt_key = secrets.token_bytes(32)  # signs JWT access tokens (jwt_tokens)
         self.reset()
 
     def reset(self) -> None:
@@ -115,10 +122,11 @@ class State:
         prefix: str = "",
         bound_to: str | None = None,
         jkt: str | None = None,
+        claims: dict[str, Any] | None = None,
     ) -> str:
         """A new token; `bound_to`: the hex SHA-256 of the client certificate it is bound to;
-        `jkt`: the thumbprint of the DPoP key it is bound to."""
-        token = prefix + secrets.token_urlsafe(32)
+        `jkt`: the thumbprint of the DPoP key it is bound to; `claims`: a JWT saying these."""
+        token = prefix + (secrets.token_urlsafe(32) if claims is None else self._jwt(claims))
         with self._lock:
             self._tokens[token] = None if expires_in is None else time.monotonic() + expires_in
             if bound_to is not None:
@@ -126,6 +134,11 @@ class State:
             if jkt is not None:
                 self._jkt[token] = jkt
         return token
+
+    def _jwt(self, claims: dict[str, Any]) -> str:
+        now = int(time.time())
+        issued = {"iat": now, "jti": secrets.token_hex(8), **claims}
+        return jwt.encode({k: v for k, v in issued.items() if v is not None}, self._jwt_key)
 
     def dpop_key(self, token: str) -> str | None:
         with self._lock:

@@ -129,7 +129,8 @@ class TokenHandler(Handler):
             )
             binding = entry.get("cert_sha256") if bound else None
             entry["bound"] = binding is not None
-            token = state.issue(knobs["expires_in"], knobs["token_prefix"], binding, jkt)
+            claims = self._claims(knobs, entry, fields) if knobs["jwt_tokens"] else None
+            token = state.issue(knobs["expires_in"], knobs["token_prefix"], binding, jkt, claims)
             token_type = "DPoP" if jkt is not None else knobs["token_type"]
             issued = {"access_token": token, "token_type": token_type}
             fields = {**issued, "expires_in": knobs["expires_in"], **fields}
@@ -141,6 +142,20 @@ class TokenHandler(Handler):
         state.record("token", entry)  # before answering: stats are current for the client
         if status:
             self._send(status, body, headers, knobs["content_type"] or JSON)
+
+    def _claims(
+        self, knobs: dict[str, Any], entry: dict[str, Any], fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A JWT access token's claims (RFC 9068 §2.2); `exp` from expires_in when it is set."""
+        expires_in = knobs["expires_in"]
+        return {
+            "iss": knobs["metadata_issuer"] or self.server.base_url,
+            "sub": entry["client_id"],
+            "aud": knobs["token_audience"],
+            "scope": fields.get("scope"),
+            "client_id": entry["client_id"],
+            "exp": None if expires_in is None else int(time.time()) + expires_in,
+        }
 
     def _dpop(
         self, path: str, knobs: dict[str, Any], entry: dict[str, Any], fields: dict[str, Any]

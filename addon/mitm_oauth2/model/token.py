@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from dataclasses import field
 
+from .claims import Claims
+from .claims import read_claims
 from .credentials import DpopKey
 
 
@@ -30,6 +32,11 @@ class Token:
     @property
     def expires_at(self) -> float:
         return self.issued_at + self.lifetime
+
+    @functools.cached_property
+    def claims(self) -> Claims | None:
+        """What the token says of itself when it is a JWT (None: opaque); read once per token."""
+        return read_claims(self.access_token)
 
     @functools.cached_property
     def fingerprint(self) -> str:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from typing import Protocol
 
 from ..model.background import in_background
+from ..model.claims import shown
 from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import ClientCredentials
@@ -156,6 +157,11 @@ class TokenBroker:
             left=held.usable_until - now,
         )
 
+    def valid_token(self, grant: TokenGrant) -> Token | None:
+        """The valid token in memory, if any; unlike `issue_held`, neither counted nor renewed."""
+        held = self._valid(grant)
+        return None if held is None else held.token
+
     async def invalidate(self, grant: TokenGrant, access_token: str) -> None:
         """Forgets `access_token` if it is still the current one (a backend rejected it).
 
@@ -184,10 +190,11 @@ class TokenBroker:
             placed = self._place(stored, grant)  # as the next request would take it
             if now < placed.usable_until:
                 held, place = placed, TokenPlace.STORE
-        age = left = None
+        age = left = claims = None
         if held is not None:
             age = round(now - (held.expires_at - held.token.lifetime), 1)
             left = round(held.usable_until - now, 1)
+            claims = shown(held.token.claims)
         return BackendStatus(
             token=place if held is not None else TokenPlace.NONE,
             renewing=grant in self._inflight,
@@ -196,6 +203,7 @@ class TokenBroker:
             store=self._store.where,
             store_ok=store_ok,
             counters=self.counters.of(grant.backend),
+            claims=claims,
         )
 
     def look_after(self, grants: tuple[TokenGrant, ...]) -> None:

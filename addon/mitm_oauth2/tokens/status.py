@@ -23,6 +23,13 @@ class BackendCounters:
     replays: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # by cause: OAuth error or HTTP status
     last_error: str | None = None
+    # a backend's insufficient_scope answers (RFC 6750 §3.1), and what the last one said
+    scope_refusals: int = 0
+    last_scope_refusal: str | None = None
+
+    def scope_refused(self, description: str) -> None:
+        self.scope_refusals += 1
+        self.last_scope_refusal = description
 
     def failed(self, error: TokenError) -> None:
         cause = error.oauth_error or (f"http_{error.status}" if error.status else "unavailable")
@@ -52,6 +59,9 @@ class BackendStatus:
     store: str  # what operators know the store by (never a password)
     store_ok: bool  # False while tokens are kept in this process because the store fails
     counters: BackendCounters
+    # What the current token says of itself (decoded, not verified), "opaque" when it is no
+    # JWT, None when there is no valid token.
+    claims: dict[str, object] | str | None = None
 
     def to_json(self) -> dict[str, object]:
         """The flat JSON object `oauth.status` prints for the backend."""
@@ -64,6 +74,7 @@ class BackendStatus:
         if self.token_age_s is not None:
             report["token_age_s"] = self.token_age_s
             report["token_left_s"] = self.token_left_s
+            report["claims"] = self.claims
         counters = self.counters
         return report | {
             "fetches": counters.fetches,
@@ -71,4 +82,6 @@ class BackendStatus:
             "replays": counters.replays,
             "failures": dict(counters.failures),
             "last_error": counters.last_error,
+            "scope_refusals": counters.scope_refusals,
+            "last_scope_refusal": counters.last_scope_refusal,
         }
