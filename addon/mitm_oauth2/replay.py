@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from .model.credentials import TokenGrant
 from .model.errors import ReplayError
 from .model.errors import TokenError
 from .model.token import Token
+from .model.token import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,6 @@ def sent_token(flow: http.HTTPFlow, backend: BackendConfig) -> str | None:
     return value[len(before) : len(value) - len(after)].strip() or None
 
 
-def _digest(token: str) -> str:
-    # Only a digest is remembered, so no token stays around longer than the broker keeps it.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def start_client_replay(replay: http.HTTPFlow) -> None:
     """Queues `replay` on mitmproxy's client replay (the `replay.client` command)."""
     # (mitmproxy leaves AddonManager.get, Flow.kill and Flow.copy unannotated.)
@@ -135,7 +130,9 @@ class Replays:
         self._pending: dict[str, tuple[str, asyncio.Future[http.HTTPFlow]]] = {}
         # replays given up on while still queued: killed before they go out
         self._abandoned: set[str] = set()
-        # backend -> (digest of a token rejected right after it was issued, when)
+        # backend -> (fingerprint of a token rejected right after it was issued, when); only a
+        # fingerprint, so no token stays around longer than the broker keeps it
+
         self._rejected_fresh: dict[str, tuple[str, float]] = {}
 
     async def on_response(
@@ -167,9 +164,11 @@ class Replays:
             return replay
         answer = replay.response
         assert answer is not None  # _again returns only a replay that has a response
-        fresh = sent_token(replay, backend)
+        # The replay's token as its requestheaders told it (the header may be redacted by now).
+        meta = replay.metadata.get("oauth2")
+        fresh = meta.get("fingerprint") if isinstance(meta, dict) else None
         if fresh is not None and token_rejected(answer):
-            self._rejected_fresh[backend.name] = (_digest(fresh), self._clock.monotonic())
+            self._rejected_fresh[backend.name] = (fresh, self._clock.monotonic())
             logger.warning(
                 "backend %s: token rejected (401), and the fresh one too: the client gets the "
                 "second 401 (%.0f s without eviction for that token)",
@@ -206,7 +205,7 @@ class Replays:
         """A copy of `flow` sent again: the finished copy, whose answer is now the flow's too;
         or the Outcome saying why there is none."""
         try:
-            replay = await self._replay(flow)
+            replay = await self._replay(flow, backend)
         except ReplayError as e:
             return self._failed(backend, Outcome(replay_error=f"not sent: {e}"))
         if isinstance(replay, str):
@@ -245,13 +244,18 @@ class Replays:
             if flow.killable:
                 flow.kill()  # type: ignore[no-untyped-call]
 
-    async def _replay(self, flow: http.HTTPFlow) -> http.HTTPFlow | str:
+    async def _replay(self, flow: http.HTTPFlow, backend: BackendConfig) -> http.HTTPFlow | str:
         """Sends a copy of `flow` again: the finished copy, or why it has no answer.
 
         Raises ReplayError when the copy could not be sent at all.
         """
         # Same method, URL, headers and body; a new id; not live (as clientplayback requires).
         replay: http.HTTPFlow = flow.copy()  # type: ignore[no-untyped-call]
+        # Without the token it carried: the replay's requestheaders puts one on it, and
+        # clientplayback's backup of the copy (saved with it) must not keep the old one.
+        replay.request.headers.pop(backend.header, None)
+        if backend.grant.credentials.dpop is not None:
+            replay.request.headers.pop("DPoP", None)
         waiting = asyncio.get_running_loop().create_future()
         self._pending[replay.id] = (flow.id, waiting)
         try:
@@ -277,4 +281,4 @@ class Replays:
         if self._clock.monotonic() - when >= REJECTED_FRESH_COOLDOWN:
             del self._rejected_fresh[backend]
             return False
-        return digest == _digest(token)
+        return digest == fingerprint(token)

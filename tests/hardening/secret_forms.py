@@ -1,6 +1,6 @@
 """What the secret hygiene test looks for: every credential of its run, in every form a log
-line, a URL, JSON or a header would carry it, and the lines where mitmproxy itself shows the
-injected header by design."""
+line, a URL, JSON or a header would carry it, the lines where mitmproxy itself shows the
+injected headers by design, and those where it shows them redacted."""
 
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ BEARER_SUBJECT = "hygiene-user@example.com"  # ... for this user
 # A JSON Web Token: a client assertion, a grant's assertion or a DPoP proof, whoever signed it.
 JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+")
 A_PROOF = "a DPoP proof"
-# mitmproxy's dumper printing the request headers the addon injected (flow_detail >= 2): the
-# token, and with DPoP the proof of the request.
-DUMPED_HEADER = re.compile(
-    rf"^\s*authorization: (Bearer|DPoP) {TOKEN_PREFIX}[A-Za-z0-9_-]+\s*$", re.I
+# mitmproxy's dumper printing the request headers the addon injected (flow_detail >= 2), as
+# oauth2_redact leaves them once the request went upstream.
+REDACTED_HEADER = re.compile(
+    r"^\s*authorization: (Bearer|DPoP) \[redacted [0-9a-f]{12}\]\s*$", re.I
 )
-DUMPED_PROOF = re.compile(rb"^\s*dpop: eyJ[A-Za-z0-9_.-]+\s*$", re.I)
+REDACTED_PROOF = re.compile(r"^\s*dpop: \[redacted\]\s*$", re.I)
 # proxy_debug: mitmproxy's trace of the bytes it sends the backend, those headers among them.
 SENT_TO_SERVER = re.compile(
     rf"<< SendData\(server, b['\"].*\\r\\nauthorization: (Bearer|DPoP) {TOKEN_PREFIX}", re.I

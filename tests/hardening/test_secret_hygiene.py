@@ -1,11 +1,11 @@
 """Secret hygiene: the happy path and the failure paths through the real mitmdump at its most
-verbose, then a search of everything the addon writes for every form of every credential.
+verbose, then a search of everything it writes for every form of every credential.
 
 Searched: all of mitmdump's output (termlog_verbosity=debug, flow_detail=4, proxy_debug,
-no cut-off of bodies), the problem bodies callers got, each saved flow's metadata, comment and
-marker and the problems the addon answered (`save_stream_file`, read back with mitmproxy.io),
-the output of oauth.status, oauth.refresh and oauth.purge, the Prometheus text, and the token
-cache: its keys and the raw bytes of its SQLite files.
+no cut-off of bodies), the problem bodies callers got, the saved flows (`save_stream_file`,
+whole: every request and response with its headers, the flows' metadata, comments and markers),
+the HAR export (`hardump`), the output of oauth.status, oauth.refresh and oauth.purge, the
+Prometheus text, and the token cache: its keys and the raw bytes of its SQLite files.
 
 Searched for: the client secrets (basic, post from a file, client_secret_jwt, a DPoP client's),
 the Basic values, the private keys (private_key_jwt's, the JWT-bearer grant's, a DPoP key file's
@@ -15,18 +15,18 @@ DPoP proofs), and the access tokens (the dev token server issues them with a rec
 prefix), each as written and URL-, JSON-, base64- and base64url-encoded. The authorization
 server misbehaves on purpose, echoing the credentials it was sent in its error descriptions.
 
-Exceptions, by design, each asserted to be exactly that:
-- mitmproxy's own dump of the request headers (flow_detail >= 2) shows the headers the addon
-  injected, `authorization: Bearer <token>` (or `DPoP <token>`) and a DPoP backend's `dpop:
-  <proof>`, as it shows every header; with proxy_debug, its trace of the bytes sent to the
-  backend (`<< SendData(server, b'...')`) shows them too;
+With `oauth2_redact` (the default), a flow's copy of the injected headers reads `[redacted
+<fingerprint>]` once the request has gone upstream, so mitmproxy's dumps (flow_detail >= 2),
+the saved flows and the HAR export show no token. Exceptions, by design, each asserted to be
+exactly that:
+- proxy_debug's trace of the bytes sent to the backend (`<< SendData(server, b'...')`) shows
+  the headers as they went out: the token, and a DPoP backend's proof;
 - the cache's files hold the access tokens themselves (the cache exists to keep them across
   restarts; 0600 files in a 0700 directory), and with each token of a key the proxy made, that
   DPoP key (without it the token is useless to the processes sharing the cache). Its keys
   never do, and no other secret or key is stored.
-(Saved flows, `-w`, likewise keep every request header, the injected one included; only what
-the addon adds to a flow is searched here.) tests/unit/test_store.py checks the cache's modes on
-the store itself; here they are checked after real use by mitmdump.
+tests/unit/test_store.py checks the cache's modes on the store itself; here they are checked
+after real use by mitmdump.
 """
 
 from __future__ import annotations
@@ -44,15 +44,15 @@ from tests.hardening.hygiene_run import CacheContents
 from tests.hardening.hygiene_run import Run
 from tests.hardening.hygiene_run import cache_contents
 from tests.hardening.hygiene_run import config
-from tests.hardening.hygiene_run import flow_writings
+from tests.hardening.hygiene_run import saved_flows
 from tests.hardening.hygiene_run import scenario
 from tests.hardening.launch import Launcher
 from tests.hardening.secret_forms import A_PROOF
 from tests.hardening.secret_forms import BEARER_ISSUER
 from tests.hardening.secret_forms import CLIENTS
-from tests.hardening.secret_forms import DUMPED_HEADER
-from tests.hardening.secret_forms import DUMPED_PROOF
 from tests.hardening.secret_forms import PLATFORM
+from tests.hardening.secret_forms import REDACTED_HEADER
+from tests.hardening.secret_forms import REDACTED_PROOF
 from tests.hardening.secret_forms import SECRET_POST
 from tests.hardening.secret_forms import SENT_TO_SERVER
 from tests.hardening.secret_forms import TOKEN_PREFIX
@@ -99,10 +99,12 @@ def evidence(launcher: Launcher) -> Evidence:
     assertion = platform_assertion(keys.client.private_key)
     (config_dir / "platform-token").write_text(assertion, encoding="utf-8")
     flows_file, metrics_port = directory / "flows.mitm", free_port()
+    har_file = directory / "flows.har"
     proxy = launcher.proxy(
         config(servers, keys, config_dir / "platform-token"),
         *VERBOSE,
         *("--set", f"save_stream_file={flows_file}"),
+        *("--set", f"hardump={har_file}"),
         *("--set", f"oauth2_metrics_port={metrics_port}"),
         *("-s", str(Path(__file__).with_name("command_probe.py"))),
         config_path=config_dir / "backends.toml",
@@ -112,7 +114,7 @@ def evidence(launcher: Launcher) -> Evidence:
         scenario(run, metrics_port)
     finally:
         run.client.close()
-        proxy.stop()  # flushes the flows file
+        proxy.stop()  # flushes the flows file, writes the HAR
     cache = cache_contents(proxy.cache_dir, directory)
     tokens = [
         r["authorization"][0].partition(" ")[2]
@@ -123,7 +125,8 @@ def evidence(launcher: Launcher) -> Evidence:
     found.tokens |= {t.encode() for t in tokens}
     written = {
         "problem bodies": b"\n".join(run.problems),
-        "flow metadata, comments and markers": flow_writings(flows_file),
+        "saved flows": saved_flows(flows_file),
+        "HAR export": har_file.read_bytes(),
         "command output": b"\n".join(run.commands),
         "Prometheus metrics": b"\n".join(run.metrics),
         "cache keys": cache.keys,
@@ -135,7 +138,8 @@ def evidence(launcher: Launcher) -> Evidence:
     "where",
     [
         "problem bodies",
-        "flow metadata, comments and markers",
+        "saved flows",
+        "HAR export",
         "command output",
         "Prometheus metrics",
         "cache keys",
@@ -147,29 +151,26 @@ def test_no_credential_in(where: str, evidence: Evidence) -> None:
     assert evidence.credentials.hits(written) == []
 
 
-def test_no_credential_in_the_output_but_mitmproxys_own_dump_of_the_injected_header(
+def test_no_credential_in_the_output_but_mitmproxys_raw_trace_of_the_bytes_sent(
     evidence: Evidence,
 ) -> None:
     lines = evidence.output.splitlines()
     assert len(lines) > 1000  # at its most verbose
-    leaks, dumped, traced = {}, [], []
+    leaks, traced = {}, []
     for number, line in enumerate(lines, 1):
         hits = evidence.credentials.hits(line.encode())
         sent = all(hit.startswith("token") or hit == A_PROOF for hit in hits)
-        if hits and sent and (DUMPED_HEADER.match(line) or DUMPED_PROOF.match(line.encode())):
-            dumped.append(line)
-        elif hits and sent and SENT_TO_SERVER.search(line):
+        if hits and sent and SENT_TO_SERVER.search(line):
             traced.append(line)
         elif hits:
             leaks[number] = (line, hits)
     assert leaks == {}
-    # The exceptions are real: every token the backend got is in such lines, and only there,
-    # and the proofs of the DPoP backends' requests are.
-    assert dumped
+    # The exception is real; and the dumps of the requests show the injected headers redacted.
     assert traced
-    assert all(token in "\n".join(dumped) for token in evidence.tokens_at_backend)
-    assert any(DUMPED_PROOF.match(line.encode()) for line in dumped)
-    assert any(line.strip().lower().startswith("authorization: dpop ") for line in dumped)
+    dumped = [line for line in lines if REDACTED_HEADER.match(line)]
+    assert any(" DPoP [redacted " in line for line in dumped)
+    assert any(" Bearer [redacted " in line for line in dumped)
+    assert any(REDACTED_PROOF.match(line) for line in lines)
 
 
 def test_no_secret_in_the_cache_files_which_hold_only_tokens_and_made_dpop_keys(

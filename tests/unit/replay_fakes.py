@@ -14,6 +14,7 @@ from mitm_oauth2 import story
 from mitm_oauth2.config.backend import BackendConfig
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
+from mitm_oauth2.model.token import fingerprint
 from mitm_oauth2.replay import Outcome
 from mitm_oauth2.replay import Replays
 from mitm_oauth2.tokens.status import Counters
@@ -75,12 +76,14 @@ class Playback:
     def __init__(self, *outcomes: http.Response | str | None) -> None:
         self.outcomes = list(outcomes)
         self.started: list[http.HTTPFlow] = []
+        self.handed: list[http.Headers] = []  # each copy's headers as handed to it
         self.finish = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, replay: http.HTTPFlow) -> None:
         assert not replay.live  # what clientplayback's check() asks for
         self.started.append(replay)
+        self.handed.append(replay.request.headers.copy())
         outcome = self.outcomes.pop(0)
         if outcome is not None:
             task = asyncio.get_running_loop().create_task(self._run(replay, outcome))
@@ -92,8 +95,12 @@ class Playback:
         await self.finish(replay, outcome)
 
 
-def settle_with(replays: Replays):
+def settle_with(replays: Replays, fresh: str = "tok-2"):
+    """Answers a copy as the proxy would, after its requestheaders put `fresh` on it."""
+
     async def finish(replay: http.HTTPFlow, outcome: http.Response | str) -> None:
+        replay.request.headers["Authorization"] = f"Bearer {fresh}"
+        replay.metadata.setdefault("oauth2", {})["fingerprint"] = fingerprint(fresh)
         if isinstance(outcome, str):
             replay.error = mflow.Error(outcome)
         else:

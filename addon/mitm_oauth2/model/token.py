@@ -42,7 +42,12 @@ class Token:
     def fingerprint(self) -> str:
         """Enough of a digest to tell two tokens apart in flows and logs; never the token.
         Computed once per token, not per request."""
-        return hashlib.sha256(self.access_token.encode()).hexdigest()[:12]
+        return fingerprint(self.access_token)
+
+
+def fingerprint(access_token: str) -> str:
+    """The first 12 hex digits of the token's SHA-256: what flows, logs and the status show."""
+    return hashlib.sha256(access_token.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
