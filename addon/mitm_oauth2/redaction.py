@@ -13,7 +13,8 @@ from mitmproxy import http
 
 from .config.backend import BackendConfig
 
-PROOF_REDACTED = "[redacted]"
+PROOF_REDACTED = b"[redacted]"
+_DPOP = b"dpop"
 
 
 def redact(flow: http.HTTPFlow, backend: BackendConfig) -> None:
@@ -26,9 +27,18 @@ def redact(flow: http.HTTPFlow, backend: BackendConfig) -> None:
     fingerprint = meta.get("fingerprint") if isinstance(meta, dict) else None
     if fingerprint is None:
         return
+    name = backend.header.lower().encode()
+    value = backend.header_format.replace("{token}", f"[redacted {fingerprint}]").encode()
+    proof = backend.grant.credentials.dpop is not None
     headers = flow.request.headers
-    if backend.header in headers:
-        redacted = backend.header_format.replace("{token}", f"[redacted {fingerprint}]")
-        headers[backend.header] = redacted
-    if backend.grant.credentials.dpop is not None and "DPoP" in headers:
-        headers["DPoP"] = PROOF_REDACTED
+    # One pass over the raw fields: every response runs this, and each lookup or assignment
+    # through the Headers mapping costs as much as the whole pass.
+    fields = []
+    for key, sent in headers.fields:
+        lower = key.lower()
+        if lower == name:
+            sent = value
+        elif proof and lower == _DPOP:
+            sent = PROOF_REDACTED
+        fields.append((key, sent))
+    headers.fields = tuple(fields)
