@@ -109,7 +109,7 @@ def describe(p: Profile) -> list[str]:
     window = f"[{WINDOW_BEFORE:g} s before a token request arrives, {WINDOW_AFTER:g} s after it"
     return [
         "Everything runs on 127.0.0.1: `bench_lib.backend` (an asyncio HTTP/1.1 server far "
-        "faster than mitmdump; its protected ports answer 401 without a bearer token, so a "
+        "faster than mitmdump; its protected ports answer 401 without a token, so a "
         "missing token shows up as an error, never as a fast answer), the dev authorization "
         "server `mitm_oauth2.devservers` (its `delay` and `expires_in` knobs script the IdP; "
         "token requests are counted from its stats), and mitmdump in reverse mode with "
