@@ -28,6 +28,7 @@ from .challenge import scope_wanted
 from .challenge import token_scopes
 from .client.dpop import Nonces
 from .client.dpop import proof
+from .client.resource_metadata import ResourceLearner
 from .client.token_client import TokenClient
 from .commands import OAuth2Commands
 from .config.backend import BackendConfig
@@ -35,6 +36,7 @@ from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
 from .destination import Destinations
+from .learning import Learning
 from .metrics import MetricsEndpoint
 from .model.errors import ConfigError
 from .model.errors import TokenError
@@ -94,6 +96,7 @@ class OAuth2Backend:
         self.cache_dir: Path | None = None
         self.store_options: tuple[object, ...] = ()
         self.replays = Replays()
+        self.learning = Learning(self._make_learner)
         self.watcher = ConfigWatcher(self._reload)
         # Parts with options, commands or lifecycle hooks of their own, but no flow hook: not
         # nested addons, which mitmproxy would visit on every event of every request (eight per
@@ -369,6 +372,11 @@ class OAuth2Backend:
         finally:
             self._redact(flow)
 
+    @staticmethod
+    def _make_learner() -> ResourceLearner:
+        # Metadata is fetched with the trust mitmproxy gives the backend's own connections.
+        return ResourceLearner(ca_file=ctx.options.ssl_verify_upstream_trusted_ca)
+
     def _redact(self, flow: http.HTTPFlow) -> None:
         if not self.redacting:
             return
@@ -379,11 +387,13 @@ class OAuth2Backend:
 
     def _answered(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """What the backend's answer leads to: nothing, or (a 401 that may mean our token was
-        rejected) a coroutine that renews and replays."""
+        rejected, or one from a host that says how to get its tokens) a coroutine."""
         if flow.error or not flow.live or self.broker is None:
             return None
         if flow.response is None or flow.response.status_code not in (401, 403):
             return None
+        if "oauth2" not in flow.metadata:  # no backend took it
+            return self.learning.response(flow) if flow.response.status_code == 401 else None
         backend = self._backend_of(flow)
         if backend is None:
             return None
@@ -462,6 +472,7 @@ class OAuth2Backend:
 
     def _close(self) -> None:
         self.watcher.stop()
+        self.learning.close()
         if self.broker is not None:
             self.broker.close()
             self.broker = None

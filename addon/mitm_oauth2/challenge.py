@@ -104,3 +104,15 @@ def token_scopes(token: Token | None, backend: BackendConfig) -> Scopes:
     if token is not None and token.claims is not None and token.claims.scopes:
         return token.claims.scopes
     return backend.grant.credentials.scopes
+
+
+def resource_metadata_named(response: http.Response) -> str | None:
+    """RFC 9728 §5.1: the URL of the protected resource metadata a 401's Bearer (or DPoP)
+    challenge names, as MCP servers and other OAuth-protected APIs send it."""
+    if response.status_code != 401:
+        return None
+    values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
+    for scheme, params in parse_challenges(values):
+        if scheme in ("bearer", "dpop") and params.get("resource_metadata"):
+            return params["resource_metadata"]
+    return None

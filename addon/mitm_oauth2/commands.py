@@ -1,5 +1,6 @@
 """The addon's commands, for mitmweb's command bar and the console: `oauth.status`,
-`oauth.refresh [name ...]` and `oauth.purge [name ...]` (no name: every backend).
+`oauth.refresh [name ...]`, `oauth.purge [name ...]` (no name: every backend) and
+`oauth.suggest`.
 
 Named with lower-case letters and dots only: mitmweb routes `/commands/[a-z.]+`, so a name with a
 digit (`oauth2.status`) works in the console but cannot be reached from mitmweb's command bar."""
@@ -14,6 +15,7 @@ from mitmproxy import command
 from mitmproxy import exceptions
 
 from .config.backend import BackendConfig
+from .learning import Learning
 from .model.background import in_background
 from .tokens.broker import TokenBroker
 from .tokens.status import BackendStatus
@@ -24,6 +26,7 @@ class Running(Protocol):
 
     broker: TokenBroker | None
     backends: tuple[BackendConfig, ...]
+    learning: Learning
 
     def statuses(self) -> list[tuple[str, BackendStatus]]: ...
 
@@ -54,6 +57,14 @@ class OAuth2Commands:
         broker = self._broker()
         for backend in self._chosen(names):
             in_background(broker.purge(backend.grant))
+
+    @command.command("oauth.suggest")
+    def suggest(self) -> str:
+        """The [[backend]] tables learned from hosts that answered 401 naming their OAuth
+        metadata (RFC 9728), as TOML to paste into the configuration (with the client's id and
+        secret in the environment variables it names)."""
+        tables = self._addon.learning.suggestions()
+        return tables or "# no backend learned yet: none answered 401 naming resource_metadata\n"
 
     def _broker(self) -> TokenBroker:
         if self._addon.broker is None:

@@ -18,6 +18,7 @@ from .tokens.broker import Issued
 
 if TYPE_CHECKING:  # replay imports this module to tell a replay's story
     from .challenge import ScopeRefusal
+    from .learning import Lesson
     from .replay import Outcome
 
 # mitmweb shows a marker as text: the character mitmproxy's emoji table gives its name (🔴 for
@@ -77,6 +78,23 @@ def scope_refused(flow: http.HTTPFlow, backend: str, refusal: ScopeRefusal) -> N
         "token_has": list(refusal.has),
     }
     _comment(flow, "insufficient scope", refusal.describe(), backend)
+
+
+def learned(flow: http.HTTPFlow, lesson: Lesson) -> None:
+    """A 401 from a host no backend names, with metadata saying how to get its tokens."""
+    if lesson.learned is None:
+        flow.metadata["oauth2"] = {"not_learned": lesson.refused}
+        _comment(flow, "not learned", lesson.refused or "", lesson.host)
+        return
+    flow.metadata["oauth2"] = {
+        "learned": {
+            "resource": lesson.learned.resource,
+            "issuer": lesson.learned.issuer,
+            "scopes": list(lesson.learned.scopes),
+        }
+    }
+    detail = f"oauth.suggest has a [[backend]] for it, tokens of {lesson.learned.issuer}"
+    _comment(flow, "learned", detail, lesson.host)
 
 
 def replay_of(flow: http.HTTPFlow, original_id: str) -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures for the unit tests: the anyio backend, the addon's log, a ready-made grant, the
-broker tests' fakes (broker_fakes.py) and the config watcher tests' recorder (watch_helpers.py)."""
+broker tests' fakes (broker_fakes.py), the config watcher tests' recorder (watch_helpers.py), and
+the addon wired to a stub broker and a fake client playback (replay_fakes.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mitmproxy import flow as mflow
+from mitmproxy import http
+from mitmproxy.test import taddons
 
+from mitm_oauth2 import addon as addon_module
+from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.config.watch import ConfigWatcher
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.credentials import TokenTransport
+from mitm_oauth2.replay import Replays
 from mitm_oauth2.tokens.broker import TokenBroker
 from tests.unit.broker_fakes import FakeClock
 from tests.unit.broker_fakes import FakeEndpoint
 from tests.unit.broker_fakes import MemoryStore
+from tests.unit.broker_fakes import run_hook
+from tests.unit.replay_fakes import Playback
+from tests.unit.replay_fakes import StubBroker
 from tests.unit.watch_helpers import Recorder
 from tests.unit.watch_helpers import toml
 
@@ -108,3 +118,44 @@ def following(tmp_path: Path, recorder: Recorder) -> tuple[ConfigWatcher, Path]:
     watcher = ConfigWatcher(recorder, environ={})
     watcher.follow(watcher.load(path))
     return watcher, path
+
+
+# --- the addon on a configuration of one backend, api.test (the 401 and learning tests) ---
+
+WIRED_CONFIG = """
+[[backend]]
+name = "api"
+hosts = ["api.test"]
+token_url = "https://idp.test/oauth/token"
+client_id = "proxy"
+client_secret = "s3cr3t"
+{extra}
+"""
+
+
+@pytest.fixture
+def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """An addon configured for api.test with a stub broker, and a fake client playback that
+    runs each copy through the addon's hooks the way the proxy would."""
+    broker = StubBroker()
+    monkeypatch.setattr(addon_module, "open_broker", lambda store, lock_lease: broker)
+    extra = getattr(request, "param", "")
+    path = tmp_path / "backends.toml"
+    path.write_text(WIRED_CONFIG.format(extra=extra), encoding="utf-8")
+    addon = OAuth2Backend()
+    playback = Playback()
+    addon.replays = Replays(start=playback, timeout=5)
+
+    async def through_the_proxy(replay: http.HTTPFlow, outcome: http.Response | str) -> None:
+        await run_hook(addon.requestheaders(replay))
+        if isinstance(outcome, str):
+            replay.error = mflow.Error(outcome)
+            addon.error(replay)
+        else:
+            replay.response = outcome
+            await run_hook(addon.response(replay))
+
+    playback.finish = through_the_proxy
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth2_config=str(path), oauth2_cache_dir=str(tmp_path / "c"))
+        yield addon, broker, playback

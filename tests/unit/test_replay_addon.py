@@ -3,63 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 from mitmproxy import ctx
 from mitmproxy import flow as mflow
 from mitmproxy import http
-from mitmproxy.test import taddons
 from mitmproxy.test import tflow
 from mitmproxy.test import tutils
 
-from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.errors import TokenError
-from mitm_oauth2.replay import Replays
 from tests.unit.broker_fakes import run_hook
 from tests.unit.replay_fakes import INVALID
-from tests.unit.replay_fakes import Playback
-from tests.unit.replay_fakes import StubBroker
 from tests.unit.replay_fakes import answer
-
-CONFIG = """
-[[backend]]
-name = "api"
-hosts = ["api.test"]
-token_url = "https://idp.test/oauth/token"
-client_id = "proxy"
-client_secret = "s3cr3t"
-{extra}
-"""
-
-
-@pytest.fixture
-def wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
-    """An addon configured for api.test with a stub broker, and a fake client playback that
-    runs each copy through the addon's hooks the way the proxy would."""
-    broker = StubBroker()
-    monkeypatch.setattr(addon_module, "open_broker", lambda store, lock_lease: broker)
-    extra = getattr(request, "param", "")
-    path = tmp_path / "backends.toml"
-    path.write_text(CONFIG.format(extra=extra), encoding="utf-8")
-    addon = OAuth2Backend()
-    playback = Playback()
-    addon.replays = Replays(start=playback, timeout=5)
-
-    async def through_the_proxy(replay: http.HTTPFlow, outcome: http.Response | str) -> None:
-        await run_hook(addon.requestheaders(replay))
-        if isinstance(outcome, str):
-            replay.error = mflow.Error(outcome)
-            addon.error(replay)
-        else:
-            replay.response = outcome
-            await run_hook(addon.response(replay))
-
-    playback.finish = through_the_proxy
-    with taddons.context(addon) as tctx:
-        tctx.configure(addon, oauth2_config=str(path), oauth2_cache_dir=str(tmp_path / "c"))
-        yield addon, broker, playback
 
 
 async def sent_through(addon: OAuth2Backend, backend_answer: http.Response) -> http.HTTPFlow:

@@ -59,7 +59,8 @@ FILE_KEYS = (
 # jwt_bearer only (private_key_file, signing_alg, key_id and assertion_audience serve it too).
 BEARER_KEYS = ("service_account_file", "assertion_issuer", "assertion_subject")
 KEYS = frozenset(
-    {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "auth_method"}
+    {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "client_id_env"}
+    | {"auth_method"}
     | {"basic_encoding", "signing_alg", "key_id", "assertion_audience", "client_assertion_file"}
     | {"grant", "service_account_file", "assertion_issuer", "assertion_subject"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
@@ -180,7 +181,7 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         if audience is AssertionAudience.ISSUER and issuer is None:
             raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
     # jwt_bearer without client authentication: the assertion names who asks.
-    client_id = reader.string("client_id", required=method is not AuthMethod.NONE)
+    client_id = _client_id(reader, required=method is not AuthMethod.NONE)
     bearer = _bearer(reader, account, client_id, issuer) if is_bearer else None
     return ClientCredentials(
         client_id=client_id or (account.client_email if account else ""),
@@ -202,6 +203,20 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         bearer=bearer,
         dpop=_dpop_key(reader),
     )
+
+
+def _client_id(reader: TableReader, *, required: bool) -> str:
+    """client_id, or client_id_env: the environment variable that holds it (as a platform's
+    secret store injects both the id and the secret)."""
+    if not reader.has("client_id_env"):
+        return reader.string("client_id", required=required)
+    if reader.has("client_id"):
+        raise reader.error("client_id_env", "give client_id or client_id_env, not both")
+    name = reader.string("client_id_env")
+    client_id = reader.environ.get(name, "").strip()
+    if not client_id:
+        raise reader.error("client_id_env", f"environment variable {name} is not set or empty")
+    return client_id
 
 
 def _dpop_key(reader: TableReader) -> DpopKey | None:

@@ -49,3 +49,8 @@ class UnreadableEntry(OAuth2Error):
 
 class ReplayError(OAuth2Error):
     """A copy of a flow could not be sent again."""
+
+
+class LearningError(OAuth2Error):
+    """What an unconfigured backend says of its authorization server (RFC 9728) could not be
+    used; the message says why, naming the URL (never a credential: none is sent)."""
