@@ -101,4 +101,4 @@ class Learning:
             host,
             learned.issuer,
         )
-        return Lesson(host, learned, suggested_table(host, learned))
+        return Lesson(host, learned, suggested_table(host, learned, self._learner.ca_file))

@@ -63,6 +63,7 @@ from tests.hardening.secret_forms import Keys
 from tests.hardening.secret_forms import credentials
 from tests.hardening.secret_forms import platform_assertion
 from tests.support.key_material import make_key_pair
+from tests.support.proxies import COMMAND_PROBE
 
 
 @dataclass
@@ -106,7 +107,7 @@ def evidence(launcher: Launcher) -> Evidence:
         *("--set", f"save_stream_file={flows_file}"),
         *("--set", f"hardump={har_file}"),
         *("--set", f"oauth2_metrics_port={metrics_port}"),
-        *("-s", str(Path(__file__).with_name("command_probe.py"))),
+        *("-s", str(COMMAND_PROBE)),
         config_path=config_dir / "backends.toml",
     )
     run = Run(servers, proxy)

@@ -17,13 +17,10 @@ import pytest
 
 from mitm_oauth2.tokens.broker import STORE_LOOK_INTERVAL
 from tests.support.devservers import DevServersProcess
-from tests.support.procs import REPO
 from tests.support.procs import until
+from tests.support.proxies import COMMAND_PROBE
 from tests.support.proxies import Proxy
 from tests.support.proxies import ProxyFactory
-
-# A test-only script that runs the command a request names: GET http://commands.probe.invalid/NAME
-COMMAND_PROBE = REPO / "tests" / "hardening" / "command_probe.py"
 
 
 async def crowd(proxies: list[Proxy], url: str, per_proxy: int) -> list[int]:

@@ -27,6 +27,9 @@ from tests.support.procs import subprocess_env
 CHECKOUT_SCRIPT = REPO / "addon" / "oauth2_backend.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 
+# A test-only script that runs the command a request names: GET http://commands.probe.invalid/NAME
+COMMAND_PROBE = Path(__file__).with_name("command_probe.py")
+
 
 def create_ca(confdir: Path) -> Path:
     """mitmproxy's CA made in `confdir` now: proxies sharing the confdir never race for it."""

@@ -151,6 +151,13 @@ def test_the_suggested_table_loads_as_it_is(tmp_path: Path) -> None:
     assert backend.grant.credentials.resources == (API,)
 
 
+def test_a_private_ca_the_metadata_was_verified_with_is_trusted_for_tokens_too() -> None:
+    learned = LearnedBackend(API, ISSUER, (), PRM_URL)
+    suggested = tomllib.loads(suggested_table("mcp.example.test", learned, "/etc/ca/private.pem"))
+    assert suggested["backend"][0]["token_ca_bundle"] == "/etc/ca/private.pem"
+    assert "scope" not in suggested["backend"][0]  # none supported: none asked for
+
+
 def test_backend_names_from_hosts() -> None:
     assert backend_name("mcp.example.test") == "mcp-example-test"
     assert backend_name("[::1]:8443") == "1-8443"

@@ -37,6 +37,7 @@ class ResourceLearner:
         self, ca_file: str | None = None, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         # The trust mitmproxy gives the backend's own connections (ssl_verify_upstream_trusted_ca).
+        self.ca_file = ca_file
         context = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self._http = httpx.AsyncClient(
             timeout=TIMEOUT,

@@ -17,9 +17,11 @@ def backend_name(host: str) -> str:
     return _NOT_NAME.sub("-", host).strip("-")[:64] or "learned"
 
 
-def suggested_table(host: str, learned: LearnedBackend) -> str:
-    """The table as TOML. Strings are written by json.dumps: a JSON string with ASCII escapes is
-    a TOML basic string too (no TOML writer needed for five keys)."""
+def suggested_table(host: str, learned: LearnedBackend, ca_bundle: str | None = None) -> str:
+    """The table as TOML. `ca_bundle`: the CA the authorization server's metadata was verified
+    with, when not the system's; its token endpoint is then trusted the same way. Strings are
+    written by json.dumps: a JSON string with ASCII escapes is a TOML basic string too (no TOML
+    writer needed for a few keys)."""
     name = backend_name(host)
     env = name.upper().replace("-", "_")
     lines = [
@@ -31,6 +33,8 @@ def suggested_table(host: str, learned: LearnedBackend) -> str:
     ]
     if learned.scopes:
         lines.append(f"scope = {json.dumps(' '.join(learned.scopes))}")
+    if ca_bundle:
+        lines.append(f"token_ca_bundle = {json.dumps(ca_bundle)}")
     lines += [
         f"client_id_env = {json.dumps(env + '_CLIENT_ID')}",
         f"client_secret_env = {json.dumps(env + '_CLIENT_SECRET')}",

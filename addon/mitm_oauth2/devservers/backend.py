@@ -1,8 +1,9 @@
 """The protected backend's handler: any method and path, answered 200 with an echo for a valid
 Bearer token (or a bare token in the ``backend_header`` knob's header) and 401 otherwise (or a
 forced status, see the ``backend_status`` knob); a certificate-bound token only on a connection
-that presents its certificate. Each request is logged with its Authorization headers, the values
-of the token header as ``credential`` and the client certificate's SHA-256."""
+that presents its certificate; with the ``resource_metadata`` knob, its RFC 9728 metadata. Each
+request is logged with its Authorization headers, the values of the token header as
+``credential`` and the client certificate's SHA-256."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from . import dpop
 from .httpd import Handler
 from .state import token_id
 
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+
 
 class BackendHandler(Handler):
     def _handle(self) -> None:
@@ -22,6 +25,10 @@ class BackendHandler(Handler):
             return
         state, text = self.server.state, raw.decode("utf-8", "replace")
         knobs = state.configure({})
+        document = knobs["resource_metadata"]
+        if document is not None and self.path == METADATA_PATH:
+            self._send(200, document, {})
+            return
         name = knobs["backend_header"]
         authorization = self.headers.get_all("Authorization") or []
         values = self.headers.get_all(name) or []
@@ -54,7 +61,10 @@ class BackendHandler(Handler):
         elif ok:
             self._send(200, {"ok": True, **echo, "token_id": token_id(token)}, {})
         elif not values:
-            self._send(401, {"ok": False, "error": "no token"}, {"WWW-Authenticate": "Bearer"})
+            asked = "Bearer"
+            if document is not None:  # RFC 9728 §5.1
+                asked += f' resource_metadata="{self.server.base_url}{METADATA_PATH}"'
+            self._send(401, {"ok": False, "error": "no token"}, {"WWW-Authenticate": asked})
         else:
             challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             error = "certificate mismatch" if mismatch else dpop_error or "invalid_token"

@@ -54,6 +54,9 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     # HS256 with a key of this server's), with token_audience as their `aud` when set.
     "jwt_tokens": (False, (bool,)),
     "token_audience": (None, (str, NoneType)),
+    # RFC 9728: the backend's protected resource metadata document, served at
+    # /.well-known/oauth-protected-resource and named in its 401s to requests without a token.
+    "resource_metadata": (None, (dict, NoneType)),
     # DPoP (RFC 9449 §8): the nonce the token endpoint wants in proofs (None: no nonce).
     "dpop_nonce": (None, (str, NoneType)),
     # ... and the one the backend wants (a 401 use_dpop_nonce for a proof without it).
