@@ -167,6 +167,8 @@ def test_backend_names_from_hosts() -> None:
 class TaughtLearner:
     """Stands in for ResourceLearner: what it learns, or the refusal it raises."""
 
+    ca_file = None
+
     def __init__(self, refusal: str | None = None) -> None:
         self.asked: list[tuple[str, str]] = []
         self.refusal = refusal
