@@ -57,6 +57,7 @@ EC_JWT_CLIENT_ID = "ec-jwt-client"
 MTLS_CLIENT_ID = "mtls-bound-client"
 # RFC 8705 §2.2: a self-signed certificate, registered as a JWK (x5c); tokens bound to it too.
 SELF_SIGNED_CLIENT_ID = "self-signed-client"
+METADATA_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728 §3
 # The resource server's own client, for the introspection endpoint.
 API_CLIENT_ID = "interop-api"
 API_SECRET = "api-secret"
@@ -228,10 +229,18 @@ class ApiBackend:
     active, for its resource and with SCOPE; 401 otherwise. Records every request."""
 
     def __init__(
-        self, provider: OidcProvider, tls: TlsFiles | None = None, trusted: tuple[Path, ...] = ()
+        self,
+        provider: OidcProvider,
+        tls: TlsFiles | None = None,
+        trusted: tuple[Path, ...] = (),
+        *,
+        metadata: bool = False,
     ) -> None:
-        """`trusted`: certificates accepted from clients besides the test CA's (self-signed)."""
+        """`trusted`: certificates accepted from clients besides the test CA's (self-signed).
+        `metadata`: it says how to get its tokens (RFC 9728): it serves its protected resource
+        metadata, names it in its 401s, and is a resource of its own (its URL, as `aud`)."""
         self.provider = provider
+        self.metadata = metadata
         self._requests: list[BackendRequest] = []
         self._lock = threading.Lock()
         backend = self
@@ -260,6 +269,14 @@ class ApiBackend:
         self._thread.start()
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.metadata and handler.path == METADATA_PATH:
+            document = {
+                "resource": self.url,
+                "authorization_servers": [self.provider.issuer],
+                "scopes_supported": [SCOPE],
+            }
+            _send(handler, 200, document, {})
+            return
         authorization = handler.headers.get("Authorization")
         introspection = None
         scheme, _, token = (authorization or "").partition(" ")
@@ -274,7 +291,7 @@ class ApiBackend:
         accepted = (
             introspection is not None
             and introspection.get("active") is True
-            and introspection.get("aud") == self.provider.resource
+            and introspection.get("aud") in self._audiences
             and SCOPE in str(introspection.get("scope", "")).split()
             and (bound_to is None or bound_to == thumbprint)  # RFC 8705 §3
             and dpop_error is None
@@ -288,14 +305,14 @@ class ApiBackend:
         body: dict[str, Any] = {"error": "invalid_token"}
         if introspection is not None and accepted:
             body = {"path": handler.path, "client_id": introspection.get("client_id")}
-        data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        if not accepted:
-            handler.send_header("WWW-Authenticate", 'Bearer error="invalid_token"')
-        handler.end_headers()
-        handler.wfile.write(data)
+        challenge = 'Bearer error="invalid_token"' if authorization else "Bearer"
+        if self.metadata and not authorization:  # RFC 9728 §5.1
+            challenge += f' resource_metadata="{self.url}{METADATA_PATH}"'
+        _send(handler, status, body, {} if accepted else {"WWW-Authenticate": challenge})
+
+    @property
+    def _audiences(self) -> tuple[str, ...]:
+        return (self.provider.resource, self.url) if self.metadata else (self.provider.resource,)
 
     def _dpop_error(
         self, handler: BaseHTTPRequestHandler, scheme: str, token: str, jkt: str
@@ -319,6 +336,19 @@ class ApiBackend:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(10)
+
+
+def _send(
+    handler: BaseHTTPRequestHandler, status: int, body: object, headers: dict[str, str]
+) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 def _thumbprint(handler: BaseHTTPRequestHandler) -> str | None:

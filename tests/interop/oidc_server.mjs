@@ -26,6 +26,7 @@ import Provider, { errors } from 'oidc-provider';
 // client-credentials token is issued for it.
 const RESOURCE = 'urn:mitm-oauth2:interop-api';
 const RESOURCE_SCOPE = 'api:read api:write';
+const LOOPBACK_RESOURCE = /^https:\/\/127\.0\.0\.1:\d+$/;
 const TOKEN_TTL = 600;
 
 const { values: args } = parseArgs({
@@ -133,11 +134,17 @@ const provider = new Provider(issuer, {
     resourceIndicators: {
       enabled: true,
       defaultResource: async () => RESOURCE,
+      // Also the tests' resource servers that name themselves by URL (RFC 9728 metadata).
       getResourceServerInfo: async (_ctx, resourceIndicator) => {
-        if (resourceIndicator !== RESOURCE) {
+        if (resourceIndicator !== RESOURCE && !LOOPBACK_RESOURCE.test(resourceIndicator)) {
           throw new errors.InvalidTarget();
         }
-        return { scope: RESOURCE_SCOPE, accessTokenFormat: 'opaque', accessTokenTTL: TOKEN_TTL };
+        return {
+          scope: RESOURCE_SCOPE,
+          audience: resourceIndicator,
+          accessTokenFormat: 'opaque',
+          accessTokenTTL: TOKEN_TTL,
+        };
       },
     },
   },
