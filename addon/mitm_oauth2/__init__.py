@@ -3,7 +3,8 @@
 The layers, each importing only those below it (the contracts in pyproject.toml):
 
 - this package's own modules: the mitmproxy glue (the addon and its hooks, commands, metrics,
-  replay, the flow's story, problem responses), which wires the layers below together;
+  replay, challenges, redaction, learning, the flow's story, problem responses), which wires
+  the layers below together;
 - `config`: the TOML file, its backends and hosts, and the watcher that reloads it;
 - `tokens`: the broker and its renewal policy (no mitmproxy, no I/O library);
 - `client` (token requests over httpx) and `store` (disk, Redis, memory), independent of
