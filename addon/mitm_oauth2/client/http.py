@@ -24,16 +24,22 @@ async def read_limited(response: httpx.Response, what: str) -> bytes:
             " though asked for identity",
             status=response.status_code,
         )
+    body = await read_at_most(response, MAX_RESPONSE_BYTES)
+    if body is None:
+        raise TokenError(
+            f"{what} sent more than {MAX_RESPONSE_BYTES} bytes", status=response.status_code
+        )
+    return body
+
+
+async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """The body as sent, or None when it is longer than `limit` (not read further)."""
     body = bytearray()
     if response.is_stream_consumed:  # built from bytes already in memory (mock transports)
         body += response.content
     else:
         async for chunk in response.aiter_raw():
             body += chunk
-            if len(body) > MAX_RESPONSE_BYTES:
+            if len(body) > limit:
                 break
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise TokenError(
-            f"{what} sent more than {MAX_RESPONSE_BYTES} bytes", status=response.status_code
-        )
-    return bytes(body)
+    return None if len(body) > limit else bytes(body)

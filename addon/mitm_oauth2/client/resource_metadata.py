@@ -22,6 +22,7 @@ from ..model.learned import LearnedBackend
 from ..model.net import printable
 from .discovery import metadata_urls
 from .http import ACCEPT_ENCODING
+from .http import read_at_most
 
 TIMEOUT = 5.0  # seconds per document
 MAX_BYTES = 64 * 1024  # a metadata document is a few KiB
@@ -135,20 +136,13 @@ async def _read(response: httpx.Response, url: str) -> bytes:
     """The body, refused (unread past the limit) when it is larger than MAX_BYTES."""
     if response.is_redirect:
         return b""
-    body = bytearray()
-    if response.is_stream_consumed:  # built from bytes already in memory (mock transports)
-        body += response.content
-    else:
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > MAX_BYTES:
-                break
-    if len(body) > MAX_BYTES:
-        raise LearningError(f"{printable(url, 200)}: more than {MAX_BYTES} bytes")
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    if encoding not in ("", "identity"):  # asked for none: refused unread
         raise LearningError(f"{printable(url, 200)}: a body in {printable(encoding, 40)!r}")
-    return bytes(body)
+    body = await read_at_most(response, MAX_BYTES)
+    if body is None:
+        raise LearningError(f"{printable(url, 200)}: more than {MAX_BYTES} bytes")
+    return body
 
 
 def _covers(resource: str, request_url: str) -> bool:
