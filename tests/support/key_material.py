@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -16,6 +17,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.devservers import TlsFiles
+
+
+def private_pem(key: Any, encryption: Any = None) -> bytes:
+    """`key` as an unencrypted (or `encryption`'s) PKCS#8 PEM, as key files hold it."""
+    pem: bytes = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        encryption or serialization.NoEncryption(),
+    )
+    return pem
 
 
 @dataclass(frozen=True)
@@ -32,13 +43,7 @@ def make_key_pair(directory: Path, kind: str) -> KeyPair:
     else:
         private = ec.generate_private_key(ec.SECP256R1())
     pair = KeyPair(directory / f"{kind}-private.pem", directory / f"{kind}-public.pem")
-    pair.private_key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    pair.private_key.write_bytes(private_pem(private))
     pair.public_key.write_bytes(
         private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

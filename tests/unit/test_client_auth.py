@@ -12,7 +12,6 @@ import httpx
 import jwt
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -30,6 +29,7 @@ from mitm_oauth2.model.credentials import TlsIdentity
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.credentials import TokenTransport
 from mitm_oauth2.model.errors import TokenError
+from tests.support.key_material import private_pem
 from tests.unit.client_helpers import GOOD
 from tests.unit.client_helpers import SECRET
 from tests.unit.client_helpers import Recorder
@@ -55,14 +55,6 @@ def keys() -> dict[str, Any]:
     return {"RS256": rsa_key, "PS256": rsa_key, "ES256": ec.generate_private_key(ec.SECP256R1())}
 
 
-def pem(key: Any) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode("ascii")
-
-
 def credentials(method: AuthMethod, **fields: Any) -> ClientCredentials:
     fields.setdefault("token_url", TOKEN_URL)
     if method.uses_secret:
@@ -71,7 +63,9 @@ def credentials(method: AuthMethod, **fields: Any) -> ClientCredentials:
 
 
 def signed(key: Any, algorithm: str, key_id: str | None = None, **fields: Any) -> ClientCredentials:
-    signing_key = SigningKey("/keys/client.pem", Secret(pem(key)), algorithm, key_id)
+    signing_key = SigningKey(
+        "/keys/client.pem", Secret(private_pem(key).decode("ascii")), algorithm, key_id
+    )
     return credentials(AuthMethod.PRIVATE_KEY_JWT, signing_key=signing_key, **fields)
 
 

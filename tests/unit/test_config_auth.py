@@ -25,6 +25,7 @@ from tests.support.config_helpers import backend
 from tests.support.config_helpers import load
 from tests.support.config_helpers import refused
 from tests.support.config_helpers import write
+from tests.support.key_material import private_pem
 
 NO_SECRET = {"client_secret": None}
 PKJ = {"auth_method": "private_key_jwt", "client_secret": None, "private_key_file": "rsa.pem"}
@@ -41,23 +42,15 @@ MTLS = {
 }
 
 
-def _pem(key: Any, encryption: Any = None) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        encryption or serialization.NoEncryption(),
-    )
-
-
 @pytest.fixture(scope="module")
 def key_material() -> dict[str, bytes]:
     rsa_key = rsa.generate_private_key(65537, 2048)
     issued = trustme.CA().issue_cert("my-client.test")
     return {
-        "rsa.pem": _pem(rsa_key),
-        "ec.pem": _pem(ec.generate_private_key(ec.SECP256R1())),
-        "p384.pem": _pem(ec.generate_private_key(ec.SECP384R1())),
-        "encrypted.pem": _pem(rsa_key, serialization.BestAvailableEncryption(b"pass")),
+        "rsa.pem": private_pem(rsa_key),
+        "ec.pem": private_pem(ec.generate_private_key(ec.SECP256R1())),
+        "p384.pem": private_pem(ec.generate_private_key(ec.SECP384R1())),
+        "encrypted.pem": private_pem(rsa_key, serialization.BestAvailableEncryption(b"pass")),
         "cert.pem": issued.cert_chain_pems[0].bytes(),
         "key.pem": issued.private_key_pem.bytes(),
         "text.txt": b"not a key at all\n",

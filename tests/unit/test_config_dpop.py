@@ -8,28 +8,20 @@ from typing import Any
 
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.config_helpers import backend
 from tests.support.config_helpers import load
 from tests.support.config_helpers import refused
-
-
-def _pem(key: Any) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+from tests.support.key_material import private_pem
 
 
 @pytest.fixture(autouse=True)
 def key_files(tmp_path: Path) -> None:
-    (tmp_path / "ec.pem").write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
-    (tmp_path / "rsa.pem").write_bytes(_pem(rsa.generate_private_key(65537, 2048)))
-    (tmp_path / "p384.pem").write_bytes(_pem(ec.generate_private_key(ec.SECP384R1())))
+    (tmp_path / "ec.pem").write_bytes(private_pem(ec.generate_private_key(ec.SECP256R1())))
+    (tmp_path / "rsa.pem").write_bytes(private_pem(rsa.generate_private_key(65537, 2048)))
+    (tmp_path / "p384.pem").write_bytes(private_pem(ec.generate_private_key(ec.SECP384R1())))
     (tmp_path / "cert.pem").write_bytes(trustme.CA().cert_pem.bytes())
 
 

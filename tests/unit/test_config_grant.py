@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -21,6 +20,7 @@ from mitm_oauth2.model.credentials import GrantType
 from tests.support.config_helpers import backend
 from tests.support.config_helpers import load
 from tests.support.config_helpers import refused
+from tests.support.key_material import private_pem
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 EMAIL = "reader@project-1.iam.gserviceaccount.com"
@@ -40,14 +40,6 @@ GENERIC = {
 }
 
 
-def _pem(key: Any) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode("ascii")
-
-
 def _account(key_pem: str, **changes: Any) -> str:
     document = {
         "type": "service_account",
@@ -64,8 +56,8 @@ def _account(key_pem: str, **changes: Any) -> str:
 
 @pytest.fixture(scope="module")
 def files() -> dict[str, str]:
-    rsa_pem = _pem(rsa.generate_private_key(65537, 2048))
-    ec_pem = _pem(ec.generate_private_key(ec.SECP256R1()))
+    rsa_pem = private_pem(rsa.generate_private_key(65537, 2048)).decode("ascii")
+    ec_pem = private_pem(ec.generate_private_key(ec.SECP256R1())).decode("ascii")
     return {
         "rsa.pem": rsa_pem,
         "cert.pem": trustme.CA().cert_pem.bytes().decode(),

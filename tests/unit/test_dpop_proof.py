@@ -10,7 +10,6 @@ import json
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import ECAlgorithm
@@ -21,16 +20,9 @@ from mitm_oauth2.client.dpop import htu
 from mitm_oauth2.client.dpop import jwk_thumbprint
 from mitm_oauth2.client.dpop import load_dpop_key
 from mitm_oauth2.client.dpop import proof
+from tests.support.key_material import private_pem
 
 NOW = 1_800_000_000.0
-
-
-def pem(key: object) -> bytes:
-    return key.private_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 def verified(token: str) -> tuple[dict[str, object], dict[str, object]]:
@@ -48,7 +40,7 @@ def test_a_proof_for_a_token_request(kind: str) -> None:
         if kind == "ec"
         else rsa.generate_private_key(65537, 2048)
     )
-    key = load_dpop_key(pem(raw))
+    key = load_dpop_key(private_pem(raw))
     header, claims = verified(proof(key, "post", "https://idp.test/token?x=1#f", NOW))
     assert header["typ"] == "dpop+jwt"
     assert header["alg"] == ("ES256" if kind == "ec" else "RS256")
@@ -108,4 +100,4 @@ def test_htu_drops_query_and_fragment(url: str, expected: str) -> None:
 
 def test_other_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="P-256"):
-        load_dpop_key(pem(ec.generate_private_key(ec.SECP384R1())))
+        load_dpop_key(private_pem(ec.generate_private_key(ec.SECP384R1())))
