@@ -139,6 +139,16 @@ class OAuth2Backend:
             """,
         )
         loader.add_option(
+            "oauth2_learn",
+            bool,
+            True,
+            """
+            Learn the backends no [[backend]] names from their 401s that name their OAuth
+            metadata (RFC 9728): read it and its authorization server's, and offer a
+            [[backend]] table (oauth.suggest). Nothing but those two GETs is sent.
+            """,
+        )
+        loader.add_option(
             "oauth2_redact",
             bool,
             True,
@@ -163,6 +173,8 @@ class OAuth2Backend:
         warn_if_exposed(updated)
         if "oauth2_redact" in updated:
             self.redacting = ctx.options.oauth2_redact  # read on every response
+        if "oauth2_learn" in updated:
+            self.learning.enabled = ctx.options.oauth2_learn
         if "oauth2_config" in updated:
             # Options of ours that nothing declared are still deferred once we are loaded.
             unknown = unknown_options(ctx.options.deferred, ctx.options.keys())
@@ -317,21 +329,30 @@ class OAuth2Backend:
         self._refuse(flow, backend.name, token_unavailable(backend.name, e), e.cause)
 
     def _inject(self, flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
+        try:
+            self._put_token(flow, backend, issue)
+        except Exception as e:  # fails closed: never forwarded without its token or proof
+            self._failed(flow, backend, e)
+
+    def _put_token(self, flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
         # Replaces whatever the caller sent under that name (every copy of the header). HTTP/2
         # and 3 want names in lower case; mitmproxy would fix it and log so for each request.
-        story.issued(flow, backend.name, issue)
         request = flow.request
         lower = request.is_http2 or request.is_http3
         name = backend.header.lower() if lower else backend.header
         access_token = issue.token.access_token
-        request.headers[name] = backend.header_format.replace("{token}", access_token)
         dpop = issue.token.dpop_key
+        signed = None
         if dpop is not None:  # RFC 9449 §7: and a proof of its key for this very request
             url = request.url
             nonce = self.dpop_nonces.get(url)
-            request.headers["dpop" if lower else "DPoP"] = proof(
+            signed = proof(
                 dpop, request.method, url, time.time(), access_token=access_token, nonce=nonce
             )
+        story.issued(flow, backend.name, issue, name, proof=signed is not None)
+        request.headers[name] = backend.header_format.replace("{token}", access_token)
+        if signed is not None:
+            request.headers["dpop" if lower else "DPoP"] = signed
 
     def _note_near_miss(self, request: http.Request) -> None:
         """Says once per host:port (and configuration) which backend nearly took a request
@@ -381,9 +402,8 @@ class OAuth2Backend:
         if not self.redacting:
             return
         meta = flow.metadata.get("oauth2")
-        backend = self.by_name.get(meta.get("backend", "")) if isinstance(meta, dict) else None
-        if backend is not None:
-            redact(flow, backend)
+        if isinstance(meta, dict) and "fingerprint" in meta:
+            redact(flow, self.by_name.get(meta.get("backend", "")))
 
     def _answered(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """What the backend's answer leads to: nothing, or (a 401 that may mean our token was

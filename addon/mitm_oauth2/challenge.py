@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mitmproxy import http
 
 from .config.backend import BackendConfig
+from .model.net import printable
 from .model.token import Token
 
 Scopes = tuple[str, ...]
@@ -79,7 +80,9 @@ def scope_wanted(response: http.Response) -> Scopes | None:
     values = [value for value in response.headers.get_all("WWW-Authenticate") if value.strip()]
     for scheme, params in parse_challenges(values):
         if scheme in ("bearer", "dpop") and params.get("error") == "insufficient_scope":
-            return tuple(params.get("scope", "").split())
+            # Scope tokens are ASCII (RFC 6749 §3.3); anything else is shown as "?", so that
+            # the flow carrying them can still be saved.
+            return tuple(printable(scope, 200) for scope in params.get("scope", "").split()[:50])
     return None
 
 

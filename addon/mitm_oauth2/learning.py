@@ -45,12 +45,14 @@ class Learning:
         self._make_learner = make_learner
         self._learner: ResourceLearner | None = None
         self._lessons: dict[str, asyncio.Task[Lesson]] = {}
+        self._full = False
+        self.enabled = True  # oauth2_learn
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """For a 401 to a request no backend took: learn from its metadata if it names some
         (a coroutine then, which tells the flow), else nothing."""
         assert flow.response is not None
-        url = resource_metadata_named(flow.response)
+        url = resource_metadata_named(flow.response) if self.enabled else None
         if url is None:
             return None
         request = flow.request
@@ -58,8 +60,11 @@ class Learning:
         host = request.host if request.port == default_port else f"{request.host}:{request.port}"
         lesson = self._lessons.get(host)
         if lesson is None:
-            if len(self._lessons) >= MAX_HOSTS:
-                self._lessons.clear()
+            if len(self._lessons) >= MAX_HOSTS:  # no more: a flood of names gets no fetches
+                if not self._full:
+                    self._full = True
+                    logger.warning("oauth2: %d hosts learned from; no more", MAX_HOSTS)
+                return None
             lesson = self._lessons[host] = asyncio.ensure_future(
                 self._learn(host, request.pretty_url, url)
             )
@@ -67,7 +72,8 @@ class Learning:
 
     def suggestions(self) -> str:
         """Every table learned so far, as TOML to paste into the configuration."""
-        lessons = [t.result() for t in self._lessons.values() if t.done() and not t.cancelled()]
+        done = [t for t in self._lessons.values() if t.done() and not t.cancelled()]
+        lessons = [t.result() for t in done if t.exception() is None]
         return "\n".join(lesson.table for lesson in lessons if lesson.table)
 
     def close(self) -> None:
@@ -81,20 +87,27 @@ class Learning:
     async def _tell(flow: http.HTTPFlow, lesson: asyncio.Task[Lesson]) -> None:
         # The first 401 from a host waits for its lesson (bounded by the learner's timeouts);
         # the later ones find it done.
-        story.learned(flow, await asyncio.shield(lesson))
+        try:
+            taught = await asyncio.shield(lesson)
+        except asyncio.CancelledError:
+            if lesson.cancelled():  # the addon is going away: the answer goes on untold
+                return
+            raise
+        story.learned(flow, taught)
 
     async def _learn(self, host: str, request_url: str, metadata_url: str) -> Lesson:
         if self._learner is None:
             self._learner = self._make_learner()
         try:
             learned = await self._learner.learn(request_url, metadata_url)
-        except LearningError as e:
+        except Exception as e:  # whatever the server sent, the answer goes on, told
+            why = str(e) if isinstance(e, LearningError) else f"internal error ({type(e).__name__})"
             logger.warning(
                 "oauth2: %s answered 401 naming resource metadata that cannot be used: %s",
                 host,
-                e,
+                why,
             )
-            return Lesson(host, refused=str(e))
+            return Lesson(host, refused=why)
         logger.warning(
             "oauth2: %s wants tokens of %s (RFC 9728 metadata); `oauth.suggest` prints a "
             "[[backend]] table for it, which this proxy does not use until you add it",

@@ -17,19 +17,20 @@ PROOF_REDACTED = b"[redacted]"
 _DPOP = b"dpop"
 
 
-def redact(flow: http.HTTPFlow, backend: BackendConfig) -> None:
-    """Replaces the token (and a DPoP proof) on `flow`'s request, if the addon injected one.
-
-    `backend` is the flow's backend as configured now: a reload that renamed the header of a
-    backend while one of its requests was on its way would leave that request's header as sent.
-    """
+def redact(flow: http.HTTPFlow, backend: BackendConfig | None) -> None:
+    """Replaces the token (and a DPoP proof) on `flow`'s request, if the addon injected one:
+    in the header it went in, as `story.issued` noted it. `backend`: the flow's backend as
+    configured now, for the header's format; None when a reload removed it (then the whole
+    value is replaced)."""
     meta = flow.metadata.get("oauth2")
-    fingerprint = meta.get("fingerprint") if isinstance(meta, dict) else None
-    if fingerprint is None:
+    if not isinstance(meta, dict) or "fingerprint" not in meta or "header" not in meta:
         return
-    name = backend.header.lower().encode()
-    value = backend.header_format.replace("{token}", f"[redacted {fingerprint}]").encode()
-    proof = backend.grant.credentials.dpop is not None
+    name = str(meta["header"]).lower().encode()
+    redacted = f"[redacted {meta['fingerprint']}]"
+    if backend is not None and backend.header.lower().encode() == name:
+        redacted = backend.header_format.replace("{token}", redacted)
+    value = redacted.encode()
+    proof = meta.get("dpop_proof") is True
     headers = flow.request.headers
     # One pass over the raw fields: every response runs this, and each lookup or assignment
     # through the Headers mapping costs as much as the whole pass.
@@ -42,3 +43,15 @@ def redact(flow: http.HTTPFlow, backend: BackendConfig) -> None:
             sent = PROOF_REDACTED
         fields.append((key, sent))
     headers.fields = tuple(fields)
+
+
+def strip(flow: http.HTTPFlow) -> None:
+    """Takes the token (and a DPoP proof) off a copy of `flow` that is to be sent again: its
+    own requestheaders puts fresh ones on it, and clientplayback's backup of the copy (saved
+    with it) must not keep the old ones. The copy's story starts anew."""
+    meta = flow.metadata.pop("oauth2", None)
+    if not isinstance(meta, dict) or "header" not in meta:
+        return
+    flow.request.headers.pop(str(meta["header"]), None)
+    if meta.get("dpop_proof") is True:
+        flow.request.headers.pop("DPoP", None)

@@ -18,6 +18,7 @@ from typing import Protocol
 from mitmproxy import ctx
 from mitmproxy import http
 
+from . import redaction
 from . import story
 from .challenge import token_rejected
 from .config.backend import BackendConfig
@@ -205,7 +206,7 @@ class Replays:
         """A copy of `flow` sent again: the finished copy, whose answer is now the flow's too;
         or the Outcome saying why there is none."""
         try:
-            replay = await self._replay(flow, backend)
+            replay = await self._replay(flow)
         except ReplayError as e:
             return self._failed(backend, Outcome(replay_error=f"not sent: {e}"))
         if isinstance(replay, str):
@@ -244,18 +245,14 @@ class Replays:
             if flow.killable:
                 flow.kill()  # type: ignore[no-untyped-call]
 
-    async def _replay(self, flow: http.HTTPFlow, backend: BackendConfig) -> http.HTTPFlow | str:
+    async def _replay(self, flow: http.HTTPFlow) -> http.HTTPFlow | str:
         """Sends a copy of `flow` again: the finished copy, or why it has no answer.
 
         Raises ReplayError when the copy could not be sent at all.
         """
         # Same method, URL, headers and body; a new id; not live (as clientplayback requires).
         replay: http.HTTPFlow = flow.copy()  # type: ignore[no-untyped-call]
-        # Without the token it carried: the replay's requestheaders puts one on it, and
-        # clientplayback's backup of the copy (saved with it) must not keep the old one.
-        replay.request.headers.pop(backend.header, None)
-        if backend.grant.credentials.dpop is not None:
-            replay.request.headers.pop("DPoP", None)
+        redaction.strip(replay)
         waiting = asyncio.get_running_loop().create_future()
         self._pending[replay.id] = (flow.id, waiting)
         try:

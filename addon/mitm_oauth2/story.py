@@ -32,19 +32,26 @@ def matched(flow: http.HTTPFlow, backend: str) -> None:
     flow.metadata["oauth2"] = {"backend": backend}
 
 
-def issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
+def issued(
+    flow: http.HTTPFlow, backend: str, issue: Issued, header: str, *, proof: bool = False
+) -> None:
+    """The token on its way: `header` is the one it goes in, `proof` whether a DPoP proof goes
+    with it (what redaction replaces, whatever the configuration says by then)."""
     source = issue.source
     if issue.renewing:
         source += ", refreshing ahead"
     claims = issue.token.claims
-    flow.metadata["oauth2"] = {
+    meta = flow.metadata["oauth2"] = {
         "backend": backend,
         "source": source,
         "token_age_s": round(issue.age, 1),
         "token_left_s": round(issue.left, 1),
         "fingerprint": issue.token.fingerprint,
         "claims": shown(claims),
+        "header": header,
     }
+    if proof:
+        meta["dpop_proof"] = True
     comment = f"{source} · {issue.left:.0f} s left · {backend}"
     flow.comment = f"{comment} · {claims.summary}" if claims and claims.summary else comment
 

@@ -62,7 +62,7 @@ def rejected_flow(*challenges: str, status: int = 401, token: str = "tok-1") -> 
     request.headers["Authorization"] = f"Bearer {token}"
     request.headers["X-Request-Id"] = "r-1"
     f = tflow.tflow(req=request, resp=answer(status, *challenges))
-    f.metadata["oauth2"] = {"backend": "api"}
+    f.metadata["oauth2"] = {"backend": "api", "header": "Authorization"}  # as story.issued has it
     return f
 
 

@@ -234,6 +234,7 @@ async def test_bearer_replaces_the_callers_authorization(configured, host, port)
         "token_left_s": 3600.0,
         "fingerprint": hashlib.sha256(b"tok-abc").hexdigest()[:12],
         "claims": "opaque",  # not a JWT (test_claims.py reads those)
+        "header": "Authorization",  # where it went: what redaction replaces
     }
     assert f.comment == "cache · 3600 s left · api"
     assert "tok-abc" not in json.dumps(f.metadata)

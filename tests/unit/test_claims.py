@@ -86,3 +86,16 @@ def test_a_token_reads_its_claims_once() -> None:
     token = Token(jwt.encode(CLAIMS, "k" * 32, algorithm="HS256"), "Bearer", 0.0, 60.0)
     assert token.claims is token.claims
     assert shown(token.claims) is not shown(token.claims)  # each flow gets its own copy
+
+
+def test_a_payload_nested_too_deep_is_opaque_not_an_error() -> None:
+    deep = base64.urlsafe_b64encode(b"[" * 50_000 + b"]" * 50_000).decode()
+    assert read_claims(f"{part({})}.{deep[:16000]}.sig") is None
+
+
+def test_text_that_could_not_be_saved_with_the_flow_is_replaced() -> None:
+    payload = part({"sub": "a\ud800b"})  # JSON's escape of a lone surrogate
+    claims = read_claims(f"{part({})}.{payload}.sig")
+    assert claims is not None
+    assert claims.shown["sub"] == "a?b"
+    json.dumps(claims.shown).encode("utf-8")  # saved as UTF-8, as tnetstring does

@@ -238,3 +238,50 @@ async def test_other_answers_teach_nothing(wired) -> None:
         await run_hook(addon.response(flow))
         assert "oauth2" not in flow.metadata
     assert learner.asked == []
+
+
+async def test_an_internet_backend_cannot_make_the_proxy_ask_its_own_network() -> None:
+    public = "https://8.8.8.8"
+    documents = {
+        f"{public}/prm": httpx.Response(
+            200, json={"resource": public, "authorization_servers": ["https://127.0.0.1:9200"]}
+        )
+    }
+    learner, asked = serving(documents)
+    with pytest.raises(LearningError) as refused:
+        await learner.learn(f"{public}/x", f"{public}/prm")
+    assert "is on a private address, and the backend 8.8.8.8 is not" in str(refused.value)
+    assert asked == [f"{public}/prm"]  # the private address was never asked
+
+
+async def test_whatever_the_learner_raises_is_told_and_suggest_still_works(wired) -> None:
+    addon, _, _ = wired
+
+    class Broken(TaughtLearner):
+        async def learn(self, request_url: str, metadata_url: str) -> LearnedBackend:
+            raise RuntimeError("unexpected")
+
+    addon.learning = Learning(Broken)
+    flow = unconfigured_401(CHALLENGE)
+    await run_hook(addon.response(flow))
+    assert flow.comment == "not learned · internal error (RuntimeError) · mcp.example.test"
+    assert OAuth2Commands(addon).suggest().startswith("# no backend learned yet")
+
+
+async def test_an_answer_waiting_for_a_lesson_goes_on_when_the_addon_closes(wired) -> None:
+    addon, _, _ = wired
+    started = asyncio.Event()
+
+    class Hanging(TaughtLearner):
+        async def learn(self, request_url: str, metadata_url: str) -> LearnedBackend:
+            started.set()
+            await asyncio.Event().wait()
+            raise AssertionError("never")
+
+    addon.learning = Learning(Hanging)
+    flow = unconfigured_401(CHALLENGE)
+    waiting = asyncio.ensure_future(run_hook(addon.response(flow)))
+    await started.wait()
+    addon.learning.close()
+    await waiting  # no CancelledError into mitmproxy's hook
+    assert "oauth2" not in flow.metadata

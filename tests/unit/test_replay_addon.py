@@ -12,7 +12,10 @@ from mitmproxy.test import tflow
 from mitmproxy.test import tutils
 
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.model.credentials import DpopKey
+from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.model.token import Token
 from tests.unit.broker_fakes import run_hook
 from tests.unit.replay_fakes import INVALID
 from tests.unit.replay_fakes import answer
@@ -201,3 +204,33 @@ async def test_oauth2_redact_false_keeps_the_header_as_sent(wired) -> None:
     ctx.options.update(oauth2_redact=False)
     f = await sent_through(addon, answer(200))
     assert f.request.headers["Authorization"] == "Bearer tok-1"
+
+
+@pytest.mark.anyio
+async def test_a_proof_that_cannot_be_signed_fails_closed(wired) -> None:
+    """Never forwarded with the token but without its proof: a 502 problem instead."""
+    addon, broker, _ = wired
+    broken = DpopKey(Secret("not a PEM"), "ES256", (("kty", "EC"),), "jkt", generated=True)
+
+    async def bound_token(grant) -> Token:
+        return Token("tok-dpop", "DPoP", issued_at=0.0, lifetime=3600.0, dpop_key=broken)
+
+    broker.token = bound_token
+    f = tflow.tflow(req=tutils.treq(host="api.test", port=443, scheme=b"https"))
+    await run_hook(addon.requestheaders(f))
+    assert f.response is not None
+    assert f.response.status_code == 502
+    assert "Authorization" not in f.request.headers
+    assert "DPoP" not in f.request.headers
+
+
+@pytest.mark.anyio
+async def test_a_backend_removed_meanwhile_still_leaves_no_live_token(wired) -> None:
+    addon, _, _ = wired
+    f = tflow.tflow(req=tutils.treq(host="api.test", port=443, scheme=b"https"))
+    await run_hook(addon.requestheaders(f))
+    addon.by_name = {}  # a reload removed it while the request was on its way
+    f.response = answer(200)
+    await run_hook(addon.response(f))
+    fingerprint = hashlib.sha256(b"tok-1").hexdigest()[:12]
+    assert f.request.headers["Authorization"] == f"[redacted {fingerprint}]"

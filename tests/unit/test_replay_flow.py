@@ -52,6 +52,7 @@ async def test_replay_gives_the_caller_the_replayed_answer(backend: BackendConfi
     assert (f.response.status_code, f.response.content) == (200, b"accepted")
     assert f.metadata["oauth2"] == {
         "backend": "api",
+        "header": "Authorization",
         "replayed": True,
         "source": "renewed after 401",
     }
@@ -102,7 +103,7 @@ async def test_not_rejected_or_switched_off_nothing_happens(make_grant) -> None:
         (no_token, on),
     ]:
         assert await respond(replays, f, backend, broker) is PASSED
-        assert f.metadata["oauth2"] == {"backend": "api"}
+        assert f.metadata["oauth2"] == {"backend": "api", "header": "Authorization"}
     assert broker.calls == []
     assert playback.started == []
 
@@ -176,6 +177,7 @@ async def test_replay_that_cannot_start(backend: BackendConfig) -> None:
     assert f.response.status_code == 401
     assert f.metadata["oauth2"] == {
         "backend": "api",
+        "header": "Authorization",
         "replay_error": "not sent: mitmproxy's clientplayback addon is not loaded",
     }
 

@@ -131,7 +131,7 @@ def proof(
         "iat": int(now),
     }
     if access_token is not None:
-        claims["ath"] = _token_hash(access_token)
+        claims["ath"] = access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
     signer = _signer(key.pem.reveal(), key.algorithm, key.public_jwk)
@@ -163,9 +163,3 @@ def _signer(pem: str, algorithm: str, public_jwk: tuple[tuple[str, str], ...]) -
         sign = functools.partial(RSAAlgorithm(RSAAlgorithm.SHA256).sign, key=key)
     header = {"alg": algorithm, "typ": DPOP_TYP, "jwk": dict(public_jwk)}
     return _Signer(_b64(json.dumps(header, separators=(",", ":")).encode()), sign)
-
-
-@functools.lru_cache(maxsize=64)
-def _token_hash(access_token: str) -> str:
-    # The same token is in every proof for its lifetime: hashed once.
-    return access_token_hash(access_token)

@@ -9,6 +9,7 @@ this way: a person decides whether to add the `[[backend]]` it suggests.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 import ssl
@@ -25,6 +26,7 @@ from .http import ACCEPT_ENCODING
 from .http import read_at_most
 
 TIMEOUT = 5.0  # seconds per document
+TOTAL_TIMEOUT = 15.0  # seconds for both documents and their redirects
 MAX_BYTES = 64 * 1024  # a metadata document is a few KiB
 MAX_REDIRECTS = 3
 MAX_SCOPES = 50
@@ -54,7 +56,16 @@ class ResourceLearner:
 
     async def learn(self, request_url: str, metadata_url: str) -> LearnedBackend:
         """`metadata_url`: what the backend's 401 named (`resource_metadata`) for a request to
-        `request_url`."""
+        `request_url`; all of it within TOTAL_TIMEOUT."""
+        try:
+            async with asyncio.timeout(TOTAL_TIMEOUT):
+                return await self._learn(request_url, metadata_url)
+        except TimeoutError as e:
+            raise LearningError(f"not learned within {TOTAL_TIMEOUT:g} s") from e
+        except ValueError as e:  # a URL urllib cannot parse
+            raise LearningError(f"a URL that cannot be parsed ({printable(str(e), 100)})") from e
+
+    async def _learn(self, request_url: str, metadata_url: str) -> LearnedBackend:
         request = urlsplit(request_url)
         named = urlsplit(metadata_url)
         if named.scheme != "https" or named.netloc != request.netloc:
@@ -75,13 +86,28 @@ class ResourceLearner:
         if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
             raise LearningError(f"{printable(metadata_url, 200)} names no authorization_servers")
         issuer = servers[0]
-        if urlsplit(issuer).scheme != "https":
+        issuer_host = urlsplit(issuer).hostname
+        if urlsplit(issuer).scheme != "https" or not issuer_host:
             raise LearningError(f"authorization server {printable(issuer, 200)} is not https")
+        # A backend on the internet must not make the proxy ask its own network (SSRF): an
+        # authorization server on a loopback, private or link-local address is only learned
+        # from a backend on such an address too.
+        if await _internal(issuer_host) and not await _internal(request.hostname or ""):
+            raise LearningError(
+                f"authorization server {printable(issuer, 200)} is on a private address, and "
+                f"the backend {request.netloc} is not"
+            )
         await self._issuer_metadata(issuer)
         scopes = document.get("scopes_supported")
         listed = scopes if isinstance(scopes, list) else []
         named_scopes = [s for s in listed if isinstance(s, str) and _SCOPE_TOKEN.match(s)]
-        return LearnedBackend(resource, issuer, tuple(named_scopes[:MAX_SCOPES]), metadata_url)
+        # Shown on flows and written into TOML: ASCII only, as these URLs are.
+        return LearnedBackend(
+            printable(resource, 2000),
+            printable(issuer, 2000),
+            tuple(named_scopes[:MAX_SCOPES]),
+            printable(metadata_url, 2000),
+        )
 
     async def _issuer_metadata(self, issuer: str) -> dict[str, object]:
         """RFC 8414 §3.3: the metadata must name this issuer, and a token endpoint."""
@@ -107,7 +133,7 @@ class ResourceLearner:
                     body = await _read(response, url)
             except TimeoutError as e:
                 raise LearningError(f"{printable(url, 200)}: no answer within {TIMEOUT:g} s") from e
-            except httpx.HTTPError as e:
+            except (httpx.HTTPError, httpx.InvalidURL) as e:
                 raise LearningError(f"{printable(url, 200)}: {type(e).__name__}") from e
             if not response.is_redirect:
                 break
@@ -125,7 +151,7 @@ class ResourceLearner:
             raise LearningError(f"{printable(url, 200)}: HTTP {response.status_code}")
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:
             raise LearningError(f"{printable(url, 200)}: not JSON") from e
         if not isinstance(document, dict):
             raise LearningError(f"{printable(url, 200)}: not a JSON object")
@@ -143,6 +169,23 @@ async def _read(response: httpx.Response, url: str) -> bytes:
     if body is None:
         raise LearningError(f"{printable(url, 200)}: more than {MAX_BYTES} bytes")
     return body
+
+
+async def _internal(host: str) -> bool:
+    """Whether `host` is, or resolves to, a loopback, private, link-local or reserved address
+    (a name that does not resolve counts as internal: it is not learned from a public one)."""
+    try:
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, 443)
+        except OSError:
+            return True
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    return any(
+        a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a.is_unspecified
+        for a in addresses
+    )
 
 
 def _covers(resource: str, request_url: str) -> bool:

@@ -43,7 +43,7 @@ def read_claims(access_token: str) -> Claims | None:
     payload = access_token.split(".")[1]
     try:
         decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError):  # not base64url, not UTF-8, not JSON
+    except (binascii.Error, ValueError, RecursionError):  # not base64url, UTF-8 or JSON
         return None
     if not isinstance(decoded, dict):
         return None
@@ -81,4 +81,6 @@ def _json_safe(value: object) -> object:
 
 
 def _cut(text: str) -> str:
+    # A lone surrogate ("\ud800" in the JSON) could not be saved with the flow: replaced.
+    text = text.encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"

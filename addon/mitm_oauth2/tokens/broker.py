@@ -317,11 +317,11 @@ class TokenBroker:
             try:
                 held = await self._fetch(grant, purges)
             except TokenError as e:
-                self._record_failure(grant, e)
+                self._record_failure(grant, e, purges)
                 raise
             except Exception as e:  # shared and backed off like any other failure
                 error = TokenError(f"token request failed ({type(e).__name__})")
-                self._record_failure(grant, error)
+                self._record_failure(grant, error, purges)
                 raise error from e
         finally:
             await self._store.unlock(grant, self._owner)
@@ -337,6 +337,9 @@ class TokenBroker:
         stored = await self._store.load(grant)
         if self._purges.get(grant, 0) != purges:
             return None  # read before a purge deleted it
+        dpop = grant.credentials.dpop
+        if stored is not None and stored.dpop_key is None and dpop and dpop.generated:
+            stored = None  # bound to a key made by another process, which it did not store
         self._stored[grant] = stored
         current = self._held.get(grant)
         # A held token keeps its deadlines: placing it anew by the wall clock could stretch them.
@@ -377,7 +380,10 @@ class TokenBroker:
         self.counters.of(grant.backend).fetches += 1
         if self._purges.get(grant, 0) == purges:  # else purged while it was asked for
             await self._store.save(grant, token, ttl=lifetime)
-            self._stored[grant] = token
+            if self._purges.get(grant, 0) != purges:  # purged while it was being saved
+                await self._store.delete_if(grant, token.access_token)
+            else:
+                self._stored[grant] = token
         margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(
             token,
@@ -386,7 +392,9 @@ class TokenBroker:
             fetched=True,
         )
 
-    def _record_failure(self, grant: TokenGrant, error: TokenError) -> None:
+    def _record_failure(self, grant: TokenGrant, error: TokenError, purges: int) -> None:
+        if self._purges.get(grant, 0) != purges:  # the purge forgot it: no backoff for later
+            return
         still = self._valid(grant)
         left = None if still is None else still.usable_until - self._clock.monotonic()
         self._failures.record(grant.backend, grant, error, left)
@@ -396,11 +404,12 @@ class TokenBroker:
         """Places a persisted token on this process's monotonic clock.
 
         Its time left is never more than its lifetime, so a wall clock set back cannot stretch it.
-        A stored token without a DPoP key of its own is bound to the configured one (a key
-        file's, which every process has; only generated keys are stored).
+        A stored token without a DPoP key of its own is bound to the configured key file's,
+        which every process has (only generated keys are stored, see `_adopt_stored`).
         """
-        if token.dpop_key is None and grant.credentials.dpop is not None:
-            token = dataclasses.replace(token, dpop_key=grant.credentials.dpop)
+        dpop = grant.credentials.dpop
+        if token.dpop_key is None and dpop is not None and not dpop.generated:
+            token = dataclasses.replace(token, dpop_key=dpop)
         now = self._clock.monotonic()
         left = min(token.lifetime, token.expires_at - self._clock.wall())
         margin = safety_margin(token.lifetime, grant.refresh_margin)
