@@ -66,7 +66,7 @@ class Learning:
                     logger.warning("oauth2: %d hosts learned from; no more", MAX_HOSTS)
                 return None
             lesson = self._lessons[host] = asyncio.ensure_future(
-                self._learn(host, request.pretty_url, url)
+                self._learn(host, request.url, url)  # where it went, whatever Host said
             )
         return self._tell(flow, lesson)
 
