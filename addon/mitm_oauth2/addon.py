@@ -408,14 +408,14 @@ class OAuth2Backend:
     def _answered(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """What the backend's answer leads to: nothing, or (a 401 that may mean our token was
         rejected, or one from a host that says how to get its tokens) a coroutine."""
-        if flow.error or not flow.live or self.broker is None:
+        if flow.error or not flow.live:
             return None
         if flow.response is None or flow.response.status_code not in (401, 403):
             return None
-        if "oauth2" not in flow.metadata:  # no backend took it
+        if "oauth2" not in flow.metadata:  # no backend took it (or none is configured)
             return self.learning.response(flow) if flow.response.status_code == 401 else None
         backend = self._backend_of(flow)
-        if backend is None:
+        if backend is None or self.broker is None:
             return None
         wanted = scope_wanted(flow.response)
         if wanted is not None:  # not a bad token: a fresh one would have the same scopes

@@ -242,7 +242,8 @@ class TokenBroker:
         """Forgets the backend's token here and in the store; the next request fetches one.
 
         A token request already under way still answers the requests waiting for it, but its
-        token is neither kept nor stored, and later requests do not wait for it.
+        token is neither kept nor stored: later requests make a request of their own (once that
+        one has released the store's lock).
         """
         self._purges[grant] = self._purges.get(grant, 0) + 1
         self._inflight.pop(grant, None)
