@@ -220,12 +220,27 @@ async def test_a_401_naming_its_metadata_is_learned_once_and_suggested(
     assert tomllib.loads(table)["backend"][0]["hosts"] == ["mcp.example.test"]
 
 
-async def test_unusable_metadata_is_told_on_the_flow(wired) -> None:
+class Broken(TaughtLearner):
+    async def learn(self, request_url: str, metadata_url: str) -> LearnedBackend:
+        raise RuntimeError("unexpected")
+
+
+@pytest.mark.parametrize(
+    ("learner", "why"),
+    [
+        (lambda: TaughtLearner(refusal="it is for resource 'x'"), "it is for resource 'x'"),
+        (Broken, "internal error (RuntimeError)"),  # whatever it raises: told, not raised
+    ],
+    ids=["refused", "broken"],
+)
+async def test_unusable_metadata_is_told_on_the_flow_and_suggest_still_works(
+    wired, learner, why: str
+) -> None:
     addon, _, _ = wired
-    addon.learning = Learning(lambda: TaughtLearner(refusal="it is for resource 'x'"))
+    addon.learning = Learning(learner)
     flow = unconfigured_401(CHALLENGE)
     await run_hook(addon.response(flow))
-    assert flow.comment == "not learned · it is for resource 'x' · mcp.example.test"
+    assert flow.comment == f"not learned · {why} · mcp.example.test"
     assert OAuth2Commands(addon).suggest().startswith("# no backend learned yet")
 
 
@@ -252,20 +267,6 @@ async def test_an_internet_backend_cannot_make_the_proxy_ask_its_own_network() -
         await learner.learn(f"{public}/x", f"{public}/prm")
     assert "is on a private address, and the backend 8.8.8.8 is not" in str(refused.value)
     assert asked == [f"{public}/prm"]  # the private address was never asked
-
-
-async def test_whatever_the_learner_raises_is_told_and_suggest_still_works(wired) -> None:
-    addon, _, _ = wired
-
-    class Broken(TaughtLearner):
-        async def learn(self, request_url: str, metadata_url: str) -> LearnedBackend:
-            raise RuntimeError("unexpected")
-
-    addon.learning = Learning(Broken)
-    flow = unconfigured_401(CHALLENGE)
-    await run_hook(addon.response(flow))
-    assert flow.comment == "not learned · internal error (RuntimeError) · mcp.example.test"
-    assert OAuth2Commands(addon).suggest().startswith("# no backend learned yet")
 
 
 async def test_an_answer_waiting_for_a_lesson_goes_on_when_the_addon_closes(wired) -> None:
