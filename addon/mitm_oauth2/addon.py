@@ -5,6 +5,7 @@ This is glue only: options and hooks. Tokens come from the broker.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -68,6 +69,19 @@ STORE_OPTIONS = frozenset(
 )
 # Loader.add_option is annotated `type`, but mitmproxy's option parser takes this union.
 OPTIONAL_STR: type = str | None  # type: ignore[assignment]
+
+
+def freeze_loaded_objects() -> None:
+    """Takes what start-up loaded out of the garbage collector's sight, once per process.
+
+    Modules, classes and options live as long as the process, and this addon's imports (httpx,
+    cryptography, redis-py, diskcache) add a third to mitmproxy's objects. Every full collection
+    would walk them all again: under load, one in a few thousand requests waits for it, about a
+    percent of throughput. Frozen, they are never collected; what is made later is as usual.
+    """
+    if gc.get_freeze_count() == 0:  # a hot reload, or the host, has frozen them already
+        gc.collect()  # garbage left by start-up is freed now, not frozen with the rest
+        gc.freeze()
 
 
 def open_broker(store: GuardedStore, lock_lease: float) -> TokenBroker:
@@ -243,6 +257,7 @@ class OAuth2Backend:
 
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
+        freeze_loaded_objects()
         self.watcher.start()
         self._look_after_stored_tokens()
 
@@ -399,11 +414,8 @@ class OAuth2Backend:
         return ResourceLearner(ca_file=ctx.options.ssl_verify_upstream_trusted_ca)
 
     def _redact(self, flow: http.HTTPFlow) -> None:
-        if not self.redacting:
-            return
-        meta = flow.metadata.get("oauth2")
-        if isinstance(meta, dict) and "fingerprint" in meta:
-            redact(flow, self.by_name.get(meta.get("backend", "")))
+        if self.redacting:
+            redact(flow, self.by_name)
 
     def _answered(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """What the backend's answer leads to: nothing, or (a 401 that may mean our token was

@@ -9,6 +9,8 @@ mitmproxy's save, savehar, dumper and view addons, so none of them sees the live
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from mitmproxy import http
 
 from .config.backend import BackendConfig
@@ -17,19 +19,23 @@ PROOF_REDACTED = b"[redacted]"
 _DPOP = b"dpop"
 
 
-def redact(flow: http.HTTPFlow, backend: BackendConfig | None) -> None:
+def redact(flow: http.HTTPFlow, backends: Mapping[str, BackendConfig]) -> None:
     """Replaces the token (and a DPoP proof) on `flow`'s request, if the addon injected one:
-    in the header it went in, as `story.issued` noted it. `backend`: the flow's backend as
-    configured now, for the header's format; None when a reload removed it (then the whole
-    value is replaced)."""
+    in the header it went in, as `story.issued` noted it. `backends`: by name, as configured
+    now, for the header's format; when a reload removed the flow's backend, the whole value is
+    replaced."""
     meta = flow.metadata.get("oauth2")
-    if not isinstance(meta, dict) or "fingerprint" not in meta or "header" not in meta:
+    if not isinstance(meta, dict):
         return
-    name = str(meta["header"]).lower().encode()
-    redacted = f"[redacted {meta['fingerprint']}]"
-    if backend is not None and backend.header.lower().encode() == name:
+    header, fingerprint = meta.get("header"), meta.get("fingerprint")
+    if not isinstance(header, str) or fingerprint is None:
+        return
+    name = header.lower()
+    redacted = f"[redacted {fingerprint}]"
+    backend = backends.get(meta.get("backend", ""))
+    if backend is not None and backend.header.lower() == name:
         redacted = backend.header_format.replace("{token}", redacted)
-    value = redacted.encode()
+    value, wanted = redacted.encode(), name.encode()
     proof = meta.get("dpop_proof") is True
     headers = flow.request.headers
     # One pass over the raw fields: every response runs this, and each lookup or assignment
@@ -37,7 +43,7 @@ def redact(flow: http.HTTPFlow, backend: BackendConfig | None) -> None:
     fields = []
     for key, sent in headers.fields:
         lower = key.lower()
-        if lower == name:
+        if lower == wanted:
             sent = value
         elif proof and lower == _DPOP:
             sent = PROOF_REDACTED

@@ -4,6 +4,7 @@ whole state or none of it, and a changed grant never gets another grant's token.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from pathlib import Path
 
@@ -149,6 +150,20 @@ async def test_running_starts_and_done_cancels_the_watcher(setup) -> None:
     await asyncio.wait([task], timeout=5)
     assert task.cancelled()
     assert watchers() == []
+
+
+async def test_running_freezes_what_start_up_loaded_once_per_process(setup, monkeypatch) -> None:
+    addon, _, _ = setup
+    gc.unfreeze()  # what an earlier test in this process froze
+    collected: list[object] = []
+    monkeypatch.setattr(gc, "collect", lambda: collected.append("full") or 0)
+    addon.running()
+    assert gc.get_freeze_count() > 0
+    assert collected == ["full"]  # start-up's garbage freed first, not frozen with the rest
+    addon.done()
+    addon.running()  # a hot reload of the script: the same process, nothing to do again
+    assert collected == ["full"]
+    addon.done()
 
 
 GRANT = TokenGrant(

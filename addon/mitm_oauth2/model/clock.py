@@ -17,8 +17,6 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    def wall(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+    # The functions themselves, not methods that call them: every request reads the clock.
+    wall = staticmethod(time.time)
+    monotonic = staticmethod(time.monotonic)

@@ -75,12 +75,14 @@ class _Held:
     expires_at: float
     fetched: bool = False  # by a token request of this process, rather than from the store
     # Served until shortly before it expires, so it does not expire on its way; computed once,
-    # as every request compares the clock with it.
+    # as every request compares the clock with it (and tells the token's age).
     usable_until: float = field(init=False, repr=False)
+    issued_at: float = field(init=False, repr=False)  # on the monotonic clock
 
     def __post_init__(self) -> None:
         skew = expiry_skew(self.token.lifetime)
         object.__setattr__(self, "usable_until", self.expires_at - skew)
+        object.__setattr__(self, "issued_at", self.expires_at - self.token.lifetime)
 
 
 class TokenBroker:
@@ -145,17 +147,14 @@ class TokenBroker:
         return self._hand_out(grant, held, "cache", now)
 
     def _hand_out(self, grant: TokenGrant, held: _Held, source: str, now: float) -> Issued:
+        # Every request runs this: no lookup that can be skipped (most have no renewal running).
         if now >= held.renew_at:
             self._renew_in_background(grant)
         if source == "cache":
             self.counters.of(grant.backend).cache_hits += 1
-        return Issued(
-            token=held.token,
-            source=source,
-            renewing=grant in self._inflight,
-            age=max(0.0, now - (held.expires_at - held.token.lifetime)),
-            left=held.usable_until - now,
-        )
+        renewing = bool(self._inflight) and grant in self._inflight
+        age = max(0.0, now - held.issued_at)
+        return Issued(held.token, source, renewing, age, held.usable_until - now)
 
     def valid_token(self, grant: TokenGrant) -> Token | None:
         """The valid token in memory, if any; unlike `issue_held`, neither counted nor renewed."""
@@ -192,7 +191,7 @@ class TokenBroker:
                 held, place = placed, TokenPlace.STORE
         age = left = claims = None
         if held is not None:
-            age = round(now - (held.expires_at - held.token.lifetime), 1)
+            age = round(now - held.issued_at, 1)
             left = round(held.usable_until - now, 1)
             claims = shown(held.token.claims)
         return BackendStatus(
