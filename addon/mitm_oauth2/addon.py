@@ -37,8 +37,11 @@ from .config.file import Config
 from .config.hosts import HostRouter
 from .config.watch import ConfigWatcher
 from .destination import Destinations
+from .exchange import Callers
 from .learning import Learning
 from .metrics import MetricsEndpoint
+from .model.credentials import TokenGrant
+from .model.errors import CallerTokenRefused
 from .model.errors import ConfigError
 from .model.errors import TokenError
 from .problem import Problem
@@ -110,6 +113,7 @@ class OAuth2Backend:
         self.cache_dir: Path | None = None
         self.store_options: tuple[object, ...] = ()
         self.replays = Replays()
+        self.callers = Callers(self._forget)  # token_exchange: a grant per caller's token
         self.learning = Learning(self._make_learner)
         self.watcher = ConfigWatcher(self._reload)
         # Parts with options, commands or lifecycle hooks of their own, but no flow hook: not
@@ -253,7 +257,12 @@ class OAuth2Backend:
         self.destinations = Destinations()  # its answers depend on the backends' settings
         self.near_misses.clear()  # a new configuration may miss, or match, other requests
         self.scope_refusals.clear()
+        self.callers.configure(backends)
         self._look_after_stored_tokens()
+
+    def _forget(self, grant: TokenGrant) -> None:
+        if self.broker is not None:
+            self.broker.forget(grant)
 
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
@@ -316,36 +325,50 @@ class OAuth2Backend:
             logger.warning("backend %s: %s", backend.name, refused.problem.detail)
             self._refuse(flow, backend.name, refused.problem, refused.cause)
             return None
+        grant = backend.grant
+        if backend.subject_header is not None:  # token_exchange: the caller's grant
+            chosen = self.callers.grant(request, backend)
+            if isinstance(chosen, Problem):
+                self._refuse(flow, backend.name, chosen, chosen.detail)
+                return None
+            grant = chosen
         try:
-            issue = self.broker.issue_held(backend.grant)
+            issue = self.broker.issue_held(grant)
         except Exception as e:
             self._failed(flow, backend, e)
             return None
         if issue is None:
             story.matched(flow, backend.name)  # while it waits, mitmweb shows whose token
-            return self._issue_and_inject(flow, backend, self.broker)
-        self._inject(flow, backend, issue)
+            return self._issue_and_inject(flow, backend, grant, self.broker)
+        self._inject(flow, backend, grant, issue)
         return None
 
     async def _issue_and_inject(
-        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
+        self, flow: http.HTTPFlow, backend: BackendConfig, grant: TokenGrant, broker: TokenBroker
     ) -> None:
         try:
-            issue = await broker.issue(backend.grant)
+            issue = await broker.issue(grant)
         except Exception as e:
             self._failed(flow, backend, e)
             return
-        self._inject(flow, backend, issue)
+        self._inject(flow, backend, grant, issue)
 
     def _failed(self, flow: http.HTTPFlow, backend: BackendConfig, e: Exception) -> None:
+        if isinstance(e, CallerTokenRefused):  # token_exchange: the caller must act, not us
+            self._refuse(flow, backend.name, self.callers.refused(backend.name, e), e.cause)
+            return
         if not isinstance(e, TokenError):  # a bug must fail closed: never forward without it
             logger.error("backend %s: unexpected failure getting a token", backend.name, exc_info=e)
             e = TokenError(f"internal error ({type(e).__name__})")
         self._refuse(flow, backend.name, token_unavailable(backend.name, e), e.cause)
 
-    def _inject(self, flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
+    def _inject(
+        self, flow: http.HTTPFlow, backend: BackendConfig, grant: TokenGrant, issue: Issued
+    ) -> None:
         try:
             self._put_token(flow, backend, issue)
+            if backend.subject_header is not None:
+                self.callers.sent(flow, backend, grant)
         except Exception as e:  # fails closed: never forwarded without its token or proof
             self._failed(flow, backend, e)
 
@@ -396,7 +419,8 @@ class OAuth2Backend:
         if self.replays.settle(flow):
             self._redact(flow)
             return None  # one of our replays: the request waiting for it takes its answer
-        after = self._answered(flow)
+        caller = self.callers.answered(flow)
+        after = self._answered(flow, caller)
         if after is None:
             self._redact(flow)
             return None
@@ -417,9 +441,10 @@ class OAuth2Backend:
         if self.redacting:
             redact(flow, self.by_name)
 
-    def _answered(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+    def _answered(self, flow: http.HTTPFlow, caller: TokenGrant | None) -> Awaitable[None] | None:
         """What the backend's answer leads to: nothing, or (a 401 that may mean our token was
-        rejected, or one from a host that says how to get its tokens) a coroutine."""
+        rejected, or one from a host that says how to get its tokens) a coroutine. `caller`:
+        the caller's grant the flow was sent with (token_exchange)."""
         if flow.error or not flow.live:
             return None
         if flow.response is None or flow.response.status_code not in (401, 403):
@@ -429,20 +454,28 @@ class OAuth2Backend:
         backend = self._backend_of(flow)
         if backend is None or self.broker is None:
             return None
+        grant = caller or backend.grant
         wanted = scope_wanted(flow.response)
         if wanted is not None:  # not a bad token: a fresh one would have the same scopes
-            self._scope_refused(flow, backend, self.broker, wanted)
+            self._scope_refused(flow, backend, grant, self.broker, wanted)
             return None
         if flow.response.status_code != 401:
             return None
-        return self._after_401(flow, backend, self.broker)
+        if backend.subject_header is not None and caller is None:
+            return None  # the caller's grant is not known (a reload came in between)
+        return self._after_401(flow, backend, grant, self.broker)
 
     def _scope_refused(
-        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker, wanted: Scopes
+        self,
+        flow: http.HTTPFlow,
+        backend: BackendConfig,
+        grant: TokenGrant,
+        broker: TokenBroker,
+        wanted: Scopes,
     ) -> None:
         """Tells what the backend wanted and what the token has, on the flow, in the status
         and once in the log (per backend and scopes, until the configuration changes)."""
-        has = token_scopes(broker.valid_token(backend.grant), backend)
+        has = token_scopes(broker.valid_token(grant), backend)
         refusal = ScopeRefusal(wanted, has)
         story.scope_refused(flow, backend.name, refusal)
         broker.counters.of(backend.name).scope_refused(refusal.describe())
@@ -461,7 +494,7 @@ class OAuth2Backend:
         )
 
     async def _after_401(
-        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
+        self, flow: http.HTTPFlow, backend: BackendConfig, grant: TokenGrant, broker: TokenBroker
     ) -> None:
         response, dpop = flow.response, backend.grant.credentials.dpop
         nonce = dpop_nonce_asked(response) if response is not None and dpop else None
@@ -470,7 +503,7 @@ class OAuth2Backend:
             outcome = await self.replays.with_nonce(flow, backend)
             story.after_401(flow, outcome)
             return
-        outcome = await self.replays.on_response(flow, backend, broker)
+        outcome = await self.replays.on_response(flow, backend, grant, broker)
         if outcome.no_token is not None:
             cause = f"token rejected (401), no fresh one: {outcome.no_token.cause}"
             self._refuse(
@@ -483,6 +516,7 @@ class OAuth2Backend:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.replays.settle(flow)
+        self.callers.answered(flow)
         self._redact(flow)
 
     def _backend_of(self, flow: http.HTTPFlow) -> BackendConfig | None:

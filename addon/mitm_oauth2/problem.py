@@ -13,6 +13,7 @@ CONTENT_TYPE = "application/problem+json"
 TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"
 MISDIRECTED = "urn:mitm-oauth2:problem:misdirected-request"
 PLAIN_HTTP = "urn:mitm-oauth2:problem:plain-http"
+CALLER_TOKEN = "urn:mitm-oauth2:problem:caller-token"
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,14 @@ class Problem:
     backend: str
     oauth_error: str | None = None
     retry_after: int | None = None
+    www_authenticate: str | None = None  # a 401's challenge (RFC 9110 §11.6.1)
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": CONTENT_TYPE}
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
+        if self.www_authenticate is not None:
+            headers["WWW-Authenticate"] = self.www_authenticate
         return headers
 
     def to_json(self) -> bytes:
@@ -91,4 +95,37 @@ def plain_http(backend: str, target: str) -> Problem:
             "it unencrypted; use https, or set allow_plain_http for this backend."
         ),
         backend=backend,
+    )
+
+
+def caller_token_missing(backend: str, header: str) -> Problem:
+    """401: a token_exchange backend acts for the caller, and the caller sent no token (RFC 6750
+    §3.1: a challenge without an error code)."""
+    where = "Authorization: Bearer <token>" if header.lower() == "authorization" else header
+    return Problem(
+        type=CALLER_TOKEN,
+        title="The request carries no token of the caller's",
+        status=401,
+        detail=(
+            f"Not forwarded: backend '{backend}' exchanges the caller's own token for one of "
+            f"its own; send it in {where}."
+        ),
+        backend=backend,
+        www_authenticate="Bearer",
+    )
+
+
+def caller_token_refused(backend: str, error: TokenError) -> Problem:
+    """401 invalid_token, or 403 for invalid_target: the caller's token cannot be exchanged
+    (expired, unfit to send) or the authorization server will not exchange it (for this
+    backend); the caller must act."""
+    forbidden = error.oauth_error == "invalid_target"
+    return Problem(
+        type=CALLER_TOKEN,
+        title="The caller's token was refused",
+        status=403 if forbidden else 401,
+        detail=f"Not forwarded: backend '{backend}': {error.cause}.",
+        backend=backend,
+        oauth_error=error.oauth_error or "invalid_token",
+        www_authenticate=None if forbidden else 'Bearer error="invalid_token"',
     )

@@ -137,10 +137,10 @@ class Replays:
         self._rejected_fresh: dict[str, tuple[str, float]] = {}
 
     async def on_response(
-        self, flow: http.HTTPFlow, backend: BackendConfig, broker: Broker
+        self, flow: http.HTTPFlow, backend: BackendConfig, grant: TokenGrant, broker: Broker
     ) -> Outcome:
-        """A backend answered `flow`, which carried our token: heal a rejected token. A replay's
-        answer replaces the flow's response."""
+        """A backend answered `flow`, which carried the token of `grant` (the backend's, or a
+        caller's): heal a rejected token. A replay's answer replaces the flow's response."""
         action, reason = decide(flow, backend.retry_on_401)
         token = sent_token(flow, backend)
         if action is Action.PASS or token is None:
@@ -148,7 +148,12 @@ class Replays:
         if self._recently_rejected_fresh(backend.name, token):
             return Outcome(not_replayed="a fresh token was rejected just before")
         # Compare-and-delete: a token renewed meanwhile (here or by another process) is kept.
-        await broker.invalidate(backend.grant, token)
+        await broker.invalidate(grant, token)
+        if backend.subject_header is not None:
+            # token_exchange: the caller's token came off the request, so it cannot be sent again
+            reason = "the caller's token is not kept to send the request again"
+            logger.info("backend %s: exchanged token rejected (401), evicted", backend.name)
+            return Outcome(not_replayed=reason)
         if action is Action.EVICT:
             logger.info(
                 "backend %s: token rejected (401), evicted; not replayed: %s", backend.name, reason
@@ -157,7 +162,7 @@ class Replays:
         try:
             # Single flight in the broker; the replay's requestheaders then finds it in memory,
             # so clientplayback's queue (one replay at a time by default) never waits on the IdP.
-            await broker.token(backend.grant)
+            await broker.token(grant)
         except TokenError as e:
             return Outcome(no_token=e)
         replay = await self._again(flow, backend)

@@ -56,6 +56,12 @@ def issued(
     flow.comment = f"{comment} · {claims.summary}" if claims and claims.summary else comment
 
 
+def for_caller(flow: http.HTTPFlow, caller: str) -> None:
+    """token_exchange: the token went for the caller whose token has this fingerprint (the
+    caller's token itself no longer is on the request)."""
+    flow.metadata["oauth2"]["caller"] = caller
+
+
 def refused(flow: http.HTTPFlow, backend: str, cause: str) -> None:
     flow.metadata.setdefault("oauth2", {"backend": backend})["error"] = cause
     flow.marked = REFUSED_MARKER

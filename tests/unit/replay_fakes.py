@@ -120,6 +120,6 @@ async def respond(
     replays: Replays, flow: http.HTTPFlow, backend: BackendConfig, broker: StubBroker
 ) -> Outcome:
     """What the addon's response hook does with a 401: the replay's outcome, told on the flow."""
-    outcome = await replays.on_response(flow, backend, broker)
+    outcome = await replays.on_response(flow, backend, backend.grant, broker)
     story.after_401(flow, outcome)
     return outcome

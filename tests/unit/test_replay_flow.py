@@ -126,7 +126,7 @@ async def test_no_fresh_token_is_returned_for_the_caller_to_refuse(backend: Back
     broker, playback = StubBroker(), Playback()
     broker.error = TokenError("token endpoint unreachable")
     f = rejected_flow(INVALID)
-    outcome = await replays_with(playback).on_response(f, backend, broker)
+    outcome = await replays_with(playback).on_response(f, backend, backend.grant, broker)
     assert outcome == Outcome(no_token=broker.error)
     assert playback.started == []
     assert [call for call, _ in broker.calls] == ["invalidate", "token"]

@@ -53,3 +53,16 @@ def read_assertion(path: str, now: float) -> str:
         return check_assertion(text, now)
     except AssertionProblem as e:
         raise TokenError(f"client assertion file {path} {e}") from None
+
+
+def read_actor_token(path: str) -> str:
+    """token_exchange's actor token (RFC 8693 §2.1) as its file holds it now: the platform
+    that writes it rotates it. TokenError names the file, never its content."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise TokenError(f"cannot read the actor token file {path} ({why})") from None
+    if not text or not (text.isascii() and text.isprintable()):
+        raise TokenError(f"the actor token file {path} holds no token (one line of ASCII)")
+    return text

@@ -1,6 +1,7 @@
-"""What a token request asks with: the client-credentials grant (RFC 6749 §4.4) or a JWT as
-the authorization grant (RFC 7523 §2.1), e.g. a Google service account's or Salesforce's and
-Okta's service-app flows, whose assertion is signed here for each request."""
+"""What a token request asks with: the client-credentials grant (RFC 6749 §4.4), a JWT as the
+authorization grant (RFC 7523 §2.1), e.g. a Google service account's or Salesforce's and Okta's
+service-app flows, whose assertion is signed here for each request, or the caller's own token
+exchanged for one of this backend (RFC 8693 §2.1)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ class Grant:
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
-def grant(credentials: ClientCredentials, token_endpoint: str, now: float) -> Grant:
+def grant(
+    credentials: ClientCredentials, token_endpoint: str, now: float, actor_token: str | None = None
+) -> Grant:
+    """`actor_token`: token_exchange's, as read from its file for this request."""
     form: dict[str, str | list[str]] = {"grant_type": credentials.grant.parameter}
     bearer = credentials.bearer
     in_claims = bearer is not None and bearer.scope_claim
@@ -34,6 +38,8 @@ def grant(credentials: ClientCredentials, token_endpoint: str, now: float) -> Gr
     if credentials.resources:
         form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
     form.update(credentials.extra_params)
+    if credentials.grant is GrantType.TOKEN_EXCHANGE:
+        return exchange(form, credentials, actor_token)
     if credentials.grant is not GrantType.JWT_BEARER:
         return Grant(form)
     assert bearer is not None  # config requires it for jwt_bearer
@@ -57,3 +63,22 @@ def bearer_assertion(
     if bearer.scope_claim and credentials.scope:
         claims["scope"] = credentials.scope
     return signed(claims, bearer.key)
+
+
+def exchange(
+    form: dict[str, str | list[str]], credentials: ClientCredentials, actor_token: str | None
+) -> Grant:
+    """RFC 8693 §2.1: the caller's token as the subject, and the actor's when one acts for it."""
+    settings, subject = credentials.exchange, credentials.subject
+    assert settings is not None  # config sees to it
+    assert subject is not None  # tokens.subjects makes a grant per caller's token
+    secrets = [subject.value.reveal()]
+    form["subject_token"] = secrets[0]
+    form["subject_token_type"] = settings.subject_token_type
+    if settings.requested_token_type:
+        form["requested_token_type"] = settings.requested_token_type
+    if actor_token is not None and settings.actor_token_type:
+        form["actor_token"] = actor_token
+        form["actor_token_type"] = settings.actor_token_type
+        secrets.append(actor_token)
+    return Grant(form, tuple(secrets))

@@ -25,9 +25,11 @@ from ..model.credentials import AuthMethod
 from ..model.credentials import ClientCredentials
 from ..model.credentials import GrantType
 from ..model.credentials import TokenTransport
+from ..model.errors import CallerTokenRefused
 from ..model.errors import TokenError
 from ..model.net import printable
 from ..model.token import TokenResponse
+from .assertion import read_actor_token
 from .assertion import read_assertion
 from .auth import authenticate
 from .discovery import Discovery
@@ -134,11 +136,14 @@ class TokenClient:
         for attempt in (1, 2):
             # Everything made again for a retry: assertions and proofs are used once.
             now = self._clock.wall()
-            asked = grant(credentials, endpoint, now)
-            assertion = None
+            assertion = actor = None
+            # Read again each time: the platform rotates them. A thread: a file system may stall.
             if credentials.assertion_file is not None:
-                # Read again each time: the platform rotates it. A thread: a file system may stall.
                 assertion = await asyncio.to_thread(read_assertion, credentials.assertion_file, now)
+            exchange = credentials.exchange
+            if exchange is not None and exchange.actor_token_file is not None:
+                actor = await asyncio.to_thread(read_actor_token, exchange.actor_token_file)
+            asked = grant(credentials, endpoint, now, actor)
             auth = authenticate(credentials, endpoint, now, assertion)
             form = {**asked.form, **auth.form}
             headers = {**dict(credentials.token_headers), "Accept": "application/json"}
@@ -250,6 +255,10 @@ class TokenClient:
             raise TokenError("token endpoint issued an access_token a header cannot carry")
         token_type = document.get("token_type")
         wanted = "DPoP" if credentials.dpop is not None else "Bearer"
+        if token_type == "N_A" and credentials.grant is GrantType.TOKEN_EXCHANGE:
+            # RFC 8693 §2.2.1: what it issued is no access token (requested_token_type, say a
+            # JWT), so it has no token type of its own; it goes on as the header_format says.
+            token_type = wanted
         if token_type is None and wanted == "Bearer":
             logger.warning("%s: token response has no token_type; taken as Bearer", endpoint)
             token_type = "Bearer"
@@ -289,7 +298,8 @@ class TokenClient:
         if isinstance(description, str) and description:
             described = printable(_scrub(description, secrets), 200)
         advice = _advice(status, code, endpoint, credentials)
-        return TokenError(
+        refused = credentials.grant is GrantType.TOKEN_EXCHANGE and code in _CALLER_REFUSALS
+        return (CallerTokenRefused if refused else TokenError)(
             f"token endpoint answered HTTP {status} with error '{code}'"
             + (f" ({advice})" if advice else ""),
             oauth_error=code,
@@ -313,6 +323,14 @@ _BEARER_ADVICE = (
 _GRANT_NAMES = {
     GrantType.CLIENT_CREDENTIALS: "client-credentials",
     GrantType.JWT_BEARER: "JWT-bearer",
+    GrantType.TOKEN_EXCHANGE: "token-exchange",
+}
+# token_exchange: the server will not take the caller's token (RFC 8693 §2.2.2), or not for
+# this audience or resource: the caller's matter, not the configuration's.
+_CALLER_REFUSALS = {
+    "invalid_grant": "the server refused the caller's token",
+    "invalid_target": "the server will not exchange the caller's token for this audience or "
+    "resource",
 }
 # The keys that prove the client's identity, by authentication method.
 _CLIENT_PROOF = {
@@ -340,6 +358,8 @@ def _advice(status: int, code: str | None, endpoint: str, credentials: ClientCre
         return url
     if code == "invalid_grant" and credentials.grant is GrantType.JWT_BEARER:
         return _BEARER_ADVICE
+    if code in _CALLER_REFUSALS and credentials.grant is GrantType.TOKEN_EXCHANGE:
+        return _CALLER_REFUSALS[code]
     return _ADVICE.get(code, "").format(grant=_GRANT_NAMES[credentials.grant])
 
 

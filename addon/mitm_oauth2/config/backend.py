@@ -20,13 +20,17 @@ from ..client.assertion import check_assertion
 from ..client.auth import ASSERTION_LIFETIME
 from ..client.dpop import load_dpop_key
 from ..client.dpop import process_dpop_key
+from ..model.credentials import ACCESS_TOKEN_TYPE
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
+from ..model.credentials import TOKEN_TYPE_PREFIX
+from ..model.credentials import TOKEN_TYPES
 from ..model.credentials import AssertionAudience
 from ..model.credentials import AuthMethod
 from ..model.credentials import BasicEncoding
 from ..model.credentials import BearerAssertion
 from ..model.credentials import ClientCredentials
 from ..model.credentials import DpopKey
+from ..model.credentials import Exchange
 from ..model.credentials import GrantType
 from ..model.credentials import Secret
 from ..model.credentials import SigningKey
@@ -35,6 +39,7 @@ from ..model.credentials import TokenGrant
 from ..model.credentials import TokenTransport
 from ..model.errors import ConfigError
 from ..model.net import is_loopback
+from ..tokens.subjects import DEFAULT_MAX_EXCHANGED_TOKENS
 from .hosts import HostPattern
 from .hosts import parse_host_pattern
 from .table import TableReader
@@ -55,9 +60,20 @@ FILE_KEYS = (
     "client_cert_file",
     "client_key_file",
     "token_ca_bundle",
+    "actor_token_file",
 )
 # jwt_bearer only (private_key_file, signing_alg, key_id and assertion_audience serve it too).
 BEARER_KEYS = ("service_account_file", "assertion_issuer", "assertion_subject")
+# token_exchange only.
+EXCHANGE_KEYS = (
+    "subject_token_header",
+    "subject_token_type",
+    "requested_token_type",
+    "actor_token_file",
+    "actor_token_type",
+    "max_exchanged_tokens",
+)
+MAX_EXCHANGED_TOKENS = 1_000_000
 KEYS = frozenset(
     {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "client_id_env"}
     | {"auth_method"}
@@ -66,6 +82,7 @@ KEYS = frozenset(
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
     | {"header", "header_format", "allow_plain_http", "certificate_bound", "dpop"}
+    | set(EXCHANGE_KEYS)
     | set(SECRET_KEYS)
     | set(FILE_KEYS)
 )
@@ -103,6 +120,10 @@ class BackendConfig:
     # RFC 8705 §3: the token is bound to the token call's client certificate, which the proxy
     # then presents on its TLS connections to these hosts too.
     certificate_bound: bool = False
+    # token_exchange: the header the caller's own token comes in (the subject token), and how
+    # many callers' tokens are kept at most (the least recently seen forgotten first).
+    subject_header: str | None = None
+    max_exchanged_tokens: int = DEFAULT_MAX_EXCHANGED_TOKENS
 
 
 def parse_backend(reader: TableReader) -> BackendConfig:
@@ -122,10 +143,18 @@ def parse_backend(reader: TableReader) -> BackendConfig:
         max_token_age=reader.seconds("max_token_age", DEFAULT_MAX_TOKEN_AGE, minimum=1),
         refresh_margin=reader.seconds("refresh_margin", DEFAULT_REFRESH_MARGIN, minimum=0),
     )
+    exchanging = grant.credentials.grant is GrantType.TOKEN_EXCHANGE
     return BackendConfig(
         name=name,
         hosts=_hosts(reader),
         grant=grant,
+        subject_header=_subject_header(reader) if exchanging else None,
+        max_exchanged_tokens=reader.count(
+            "max_exchanged_tokens",
+            DEFAULT_MAX_EXCHANGED_TOKENS,
+            minimum=1,
+            maximum=MAX_EXCHANGED_TOKENS,
+        ),
         retry_on_401=reader.flag("retry_on_401", True),
         path_prefix=_path_prefix(reader),
         header=_header(reader),
@@ -147,8 +176,51 @@ def _certificate_bound(reader: TableReader, grant: TokenGrant) -> bool:
     return bound
 
 
+def _subject_header(reader: TableReader) -> str:
+    """Where the caller's token comes: `Authorization: Bearer <token>` by default, else the
+    whole value of the header named."""
+    header = reader.string("subject_token_header", required=False) or DEFAULT_HEADER
+    if not _HEADER_NAME.match(header) or header.lower() in ("host", "content-length"):
+        raise reader.error("subject_token_header", f"{header!r} is not a request header name")
+    return header
+
+
+def _token_type(reader: TableReader, key: str, default: str | None) -> str | None:
+    """An RFC 8693 §3 token type: its URI, or its short name (`access_token`, `jwt`, ...)."""
+    value = reader.string(key, required=False) or default
+    if value is None or value.startswith(TOKEN_TYPE_PREFIX) or ":" in value:
+        return value  # a URI: RFC 8693 lets a server define its own
+    if value not in TOKEN_TYPES:
+        names = ", ".join(TOKEN_TYPES)
+        raise reader.error(key, f"{value!r} is neither a token type URI nor one of {names}")
+    return TOKEN_TYPE_PREFIX + value
+
+
+def _exchange(reader: TableReader) -> Exchange:
+    if reader.flag("dpop", False):
+        raise reader.error(
+            "dpop",
+            'not with grant = "token_exchange": a token exchanged for each caller is not bound '
+            "to a key of the proxy's",
+        )
+    actor_file = reader.file("actor_token_file") if reader.has("actor_token_file") else None
+    actor_type = _token_type(reader, "actor_token_type", None)
+    if (actor_file is None) != (actor_type is None):
+        missing = "actor_token_type" if actor_type is None else "actor_token_file"
+        raise reader.error(missing, "give actor_token_file and actor_token_type together")
+    return Exchange(
+        subject_token_type=_token_type(reader, "subject_token_type", ACCESS_TOKEN_TYPE)
+        or ACCESS_TOKEN_TYPE,
+        requested_token_type=_token_type(reader, "requested_token_type", None),
+        actor_token_file=str(actor_file) if actor_file else None,
+        actor_token_type=actor_type,
+    )
+
+
 def _credentials(reader: TableReader) -> ClientCredentials:
     grant = GrantType(reader.choice("grant", tuple(GrantType), "client_credentials"))
+    exchanging = grant is GrantType.TOKEN_EXCHANGE
+    reader.refuse_unless(exchanging, EXCHANGE_KEYS, 'only for grant = "token_exchange"')
     is_bearer = grant is GrantType.JWT_BEARER
     default_method = "none" if is_bearer else "client_secret_basic"
     method = AuthMethod(reader.choice("auth_method", tuple(AuthMethod), default_method))
@@ -201,7 +273,8 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         transport=_transport(reader, method),
         grant=grant,
         bearer=bearer,
-        dpop=_dpop_key(reader),
+        exchange=_exchange(reader) if exchanging else None,
+        dpop=None if exchanging else _dpop_key(reader),
     )
 
 

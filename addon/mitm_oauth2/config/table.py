@@ -93,6 +93,14 @@ class TableReader:
             raise self.error(key, f"must be between {minimum:g} and {MAX_SECONDS:.0f} seconds")
         return float(value)
 
+    def count(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be a whole number, not {toml_type(value)}")
+        if not minimum <= value <= maximum:
+            raise self.error(key, f"must be between {minimum:,} and {maximum:,}")
+        return value
+
     def flag(self, key: str, default: bool) -> bool:
         value = self.table.get(key, default)
         if not isinstance(value, bool):

@@ -61,6 +61,8 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "dpop_nonce": (None, (str, NoneType)),
     # ... and the one the backend wants (a 401 use_dpop_nonce for a proof without it).
     "backend_dpop_nonce": (None, (str, NoneType)),
+    # Token exchange (RFC 8693): refuse every exchange with this error code (None: judge each).
+    "exchange_error": (None, (str, NoneType)),
 }
 
 

@@ -1,6 +1,7 @@
 """The authorization server's handler: the token endpoint (the client-credentials grant, RFC
-6749 §4.4, and the JWT-bearer grant, RFC 7523 §2.1; client authentication in authn.py), its
-metadata (RFC 8414, OpenID Connect Discovery) and the admin API."""
+6749 §4.4, the JWT-bearer grant, RFC 7523 §2.1, and token exchange, RFC 8693, of the tokens it
+issued; client authentication in authn.py), its metadata (RFC 8414, OpenID Connect Discovery)
+and the admin API."""
 
 from __future__ import annotations
 
@@ -30,7 +31,13 @@ RFC8414_PATH = "/.well-known/oauth-authorization-server"
 OPENID_PATH = "/.well-known/openid-configuration"
 # Logged with every token request, besides any X-* header.
 RECORDED_HEADERS = frozenset({"accept", "content-type", "user-agent"})
-SECRET_PARAMS = frozenset({"client_secret", "client_assertion", "assertion"})  # never logged
+# Never logged (the token ids of the exchange's tokens are).
+SECRET_PARAMS = frozenset(
+    {"client_secret", "client_assertion", "assertion", "subject_token", "actor_token"}
+)
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+GRANTS = ("client_credentials", JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT)
 REPEATABLE_PARAMS = frozenset({"resource"})  # RFC 8707 §2
 
 
@@ -85,7 +92,7 @@ class TokenHandler(Handler):
         document: dict[str, Any] = {
             "issuer": knobs["metadata_issuer"] or base,
             "token_endpoint": base + TOKEN_PATH,
-            "grant_types_supported": ["client_credentials", JWT_BEARER_GRANT],
+            "grant_types_supported": list(GRANTS),
             "token_endpoint_auth_methods_supported": list(
                 AUTH_METHODS if mtls else AUTH_METHODS[:-1]
             ),
@@ -133,6 +140,8 @@ class TokenHandler(Handler):
             token = state.issue(knobs["expires_in"], knobs["token_prefix"], binding, jkt, claims)
             token_type = "DPoP" if jkt is not None else knobs["token_type"]
             issued = {"access_token": token, "token_type": token_type}
+            if entry["grant_type"] == TOKEN_EXCHANGE_GRANT:
+                issued["issued_token_type"] = ACCESS_TOKEN_TYPE
             fields = {**issued, "expires_in": knobs["expires_in"], **fields}
             body = {k: v for k, v in fields.items() if v is not None}
             entry["token_id"] = token_id(token)
@@ -204,7 +213,7 @@ class TokenHandler(Handler):
             audiences=self._audiences(path),
         )
         grant = form.get("grant_type")
-        if grant not in ("client_credentials", JWT_BEARER_GRANT):
+        if grant not in GRANTS:
             return _error(400, "unsupported_grant_type", f"unsupported grant_type {grant!r}")
         try:
             if grant == JWT_BEARER_GRANT:
@@ -213,9 +222,32 @@ class TokenHandler(Handler):
                 authenticate(self.server.state, presented, entry)
         except AuthFailure as e:
             return _error(e.status, e.code, e.description)
+        if grant == TOKEN_EXCHANGE_GRANT:
+            refused = self._exchange(form, entry)
+            if refused is not None:
+                return refused
         scope = form.get("scope") or (entry.get("grant_assertion") or {}).get("scope")
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         return 200, {"scope": scope}, headers
+
+    def _exchange(self, form: dict[str, str], entry: dict[str, Any]) -> Reply | None:
+        """RFC 8693 §2.1: the subject token must be an access token this server issued and
+        that is still valid (knob `exchange_error` refuses every exchange with that code)."""
+        subject, actor = form.get("subject_token"), form.get("actor_token")
+        entry["subject_token_id"] = token_id(subject) if subject else None
+        entry["actor_token_id"] = token_id(actor) if actor else None
+        forced = self.server.state.configure({})["exchange_error"]
+        if forced is not None:
+            return _error(400, forced, "refused by the exchange_error knob")
+        if not subject:
+            return _error(400, "invalid_request", "subject_token is missing")
+        if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
+            return _error(400, "invalid_request", "subject_token_type must be access_token")
+        if actor is not None and not form.get("actor_token_type"):
+            return _error(400, "invalid_request", "actor_token without actor_token_type")
+        if not self.server.state.token_valid(subject):
+            return _error(400, "invalid_grant", "subject_token is not valid")
+        return None
 
     def _recorded_headers(self) -> dict[str, list[str]]:
         recorded: dict[str, list[str]] = {}

@@ -28,6 +28,7 @@ class Claims:
     audiences: tuple[str, ...]
     scopes: tuple[str, ...]  # `scope` (space-separated) or `scp` (a list, as Entra ID's)
     summary: str  # a few words for a flow's comment: `aud orders-api · scope read write`
+    expires: float | None = None  # `exp`, epoch seconds, when it is a number
 
 
 def shown(claims: Claims | None) -> dict[str, object] | str:
@@ -57,7 +58,9 @@ def read_claims(access_token: str) -> Claims | None:
     audiences = [audience] if isinstance(audience, str) else _words(audience)
     parts = [f"aud {' '.join(audiences)}"] if audiences else []
     parts += [f"scope {' '.join(scopes)}"] if scopes else []
-    return Claims(shown, tuple(audiences), tuple(scopes), _cut(" · ".join(parts)))
+    exp = shown.get("exp")
+    expires = float(exp) if isinstance(exp, int | float) else None
+    return Claims(shown, tuple(audiences), tuple(scopes), _cut(" · ".join(parts)), expires)
 
 
 def _words(value: object) -> list[str]:

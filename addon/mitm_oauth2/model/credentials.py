@@ -1,8 +1,12 @@
-"""What a backend's authorization server needs to hear from us: the client-credentials request."""
+"""What a backend's authorization server needs to hear from us: the token request's grant (client
+credentials, a JWT, or the caller's own token to exchange) and how the client authenticates."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
+import hashlib
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -68,17 +72,52 @@ class BasicEncoding(enum.StrEnum):
 
 
 class GrantType(enum.StrEnum):
-    """What the token request asks with (RFC 6749 §4.4, RFC 7523 §2.1)."""
+    """What the token request asks with (RFC 6749 §4.4, RFC 7523 §2.1, RFC 8693 §2.1)."""
 
     CLIENT_CREDENTIALS = "client_credentials"
     JWT_BEARER = "jwt_bearer"
+    TOKEN_EXCHANGE = "token_exchange"  # for the caller: its own token is the subject
 
     @property
     def parameter(self) -> str:
         """The `grant_type` sent."""
         if self is GrantType.JWT_BEARER:
             return "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        if self is GrantType.TOKEN_EXCHANGE:
+            return "urn:ietf:params:oauth:grant-type:token-exchange"
         return self.value
+
+
+# RFC 8693 §3: the token type identifiers, by the short names the configuration may use.
+TOKEN_TYPE_PREFIX = "urn:ietf:params:oauth:token-type:"
+TOKEN_TYPES = ("access_token", "refresh_token", "id_token", "saml1", "saml2", "jwt")
+ACCESS_TOKEN_TYPE = TOKEN_TYPE_PREFIX + "access_token"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """token_exchange (RFC 8693 §2.1): what is asked for with the caller's token. The actor
+    token (delegation: who acts for the caller) is read from its file for each exchange, as the
+    platform that writes it rotates it."""
+
+    subject_token_type: str = ACCESS_TOKEN_TYPE
+    requested_token_type: str | None = None
+    actor_token_file: str | None = None
+    actor_token_type: str | None = None
+
+
+@dataclass(frozen=True)
+class SubjectToken:
+    """The caller's token that a token_exchange grant is asked for with (never shown).
+    `expires`: its JWT `exp` (epoch seconds), beyond which no exchanged token is used."""
+
+    value: Secret = field(repr=False)
+    expires: float | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What flows show of it, as of every token: the first 12 hex digits of its SHA-256."""
+        return hashlib.sha256(self.value.reveal().encode()).hexdigest()[:12]
 
 
 class AssertionAudience(enum.StrEnum):
@@ -178,6 +217,9 @@ class ClientCredentials:
     grant: GrantType = GrantType.CLIENT_CREDENTIALS
     bearer: BearerAssertion | None = None  # jwt_bearer
     dpop: DpopKey | None = None  # RFC 9449: the token is bound to this key
+    exchange: Exchange | None = None  # token_exchange
+    # token_exchange: the caller's token, in the grant made for each caller (see tokens.subjects)
+    subject: SubjectToken | None = field(default=None, repr=False)
 
     @property
     def scope(self) -> str | None:
@@ -227,6 +269,21 @@ class ClientCredentials:
             ]
             if self.transport.client_cert
             else None,
+            *self._exchange_identity(),
+        ]
+
+    def _exchange_identity(self) -> list[object]:
+        # Nothing for the other grants: their identities, and so their cache keys, stay as they
+        # were before token exchange existed.
+        if self.exchange is None:
+            return []
+        exchange = self.exchange
+        return [
+            exchange.subject_token_type,
+            exchange.requested_token_type,
+            exchange.actor_token_file,  # where it is, not what it says: it is rotated
+            exchange.actor_token_type,
+            self.subject.value.reveal() if self.subject else None,
         ]
 
     def _dpop_identity(self) -> list[str] | None:
@@ -257,3 +314,8 @@ class TokenGrant:
 
     def __hash__(self) -> int:
         return self._hash
+
+    def for_subject(self, subject: SubjectToken) -> TokenGrant:
+        """token_exchange: this backend's grant for one caller's token."""
+        credentials = dataclasses.replace(self.credentials, subject=subject)
+        return TokenGrant(self.backend, credentials, self.max_token_age, self.refresh_margin)

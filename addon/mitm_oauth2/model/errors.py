@@ -42,6 +42,12 @@ class TokenError(OAuth2Error):
         self.retry_after = retry_after
 
 
+class CallerTokenRefused(TokenError):
+    """token_exchange: the caller's own token cannot be exchanged (it has expired, or the
+    authorization server refused it: `oauth_error` invalid_grant or invalid_target). The
+    caller must send another; the proxy's configuration is not at fault."""
+
+
 class UnreadableEntry(OAuth2Error):
     """A stored value that is not a token we can read: corrupt, foreign, or sealed with
     another key (or none). Read as missing; the next token replaces it."""

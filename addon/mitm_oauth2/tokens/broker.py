@@ -29,8 +29,11 @@ from ..model.token import TokenResponse
 from ..store.base import TokenStore
 from .policy import Backoff
 from .policy import FailureMemory
+from .policy import capped_by_subject
 from .policy import expiry_skew
+from .policy import refuse_expired
 from .policy import safety_margin
+from .policy import subject_left
 from .policy import token_lifetime
 from .status import BackendStatus
 from .status import Counters
@@ -120,6 +123,8 @@ class TokenBroker:
         self._looking: asyncio.Task[None] | None = None
         # Bumped by each purge of the grant: an acquisition started before it keeps nothing.
         self._purges: dict[TokenGrant, int] = {}
+        # Grants forgotten (see `forget`) while an acquisition ran: dropped once it ends.
+        self._forgotten: set[TokenGrant] = set()
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""
@@ -251,6 +256,21 @@ class TokenBroker:
         await self._store.delete(grant)
         self._stored[grant] = None
 
+    def forget(self, grant: TokenGrant) -> None:
+        """Drops what this process holds for `grant` (a caller's grant evicted from
+        tokens.subjects); the store keeps its token for whoever asks next. An acquisition
+        running for it ends as usual, and then its state is dropped too."""
+        if grant in self._inflight:
+            self._forgotten.add(grant)
+            return
+        self._drop(grant)
+
+    def _drop(self, grant: TokenGrant) -> None:
+        self._held.pop(grant, None)
+        self._stored.pop(grant, None)
+        self._purges.pop(grant, None)
+        self._failures.forget(grant)
+
     def close(self) -> None:
         """Cancels acquisitions still running and releases connections (shutdown, new cache)."""
         for task in list(self._inflight.values()):
@@ -289,6 +309,9 @@ class TokenBroker:
     def _settle(self, grant: TokenGrant, task: asyncio.Task[_Held]) -> None:
         if self._inflight.get(grant) is task:
             del self._inflight[grant]
+            if grant in self._forgotten:
+                self._forgotten.discard(grant)
+                self._drop(grant)
         if not task.cancelled():
             task.exception()  # retrieved: a background failure was logged, not lost
 
@@ -358,10 +381,16 @@ class TokenBroker:
     async def _fetch(self, grant: TokenGrant, purges: int) -> _Held:
         sent_wall = self._clock.wall()
         sent_mono = self._clock.monotonic()
+        subject = grant.credentials.subject
+        caller_left = subject_left(subject, sent_wall)
+        refuse_expired(caller_left)
         response = await self._endpoint.request_token(grant.credentials)
         lifetime, warning = token_lifetime(response.expires_in, grant.max_token_age)
         if warning:
             logger.warning("backend %s: %s", grant.backend, warning)
+        lifetime, margin = capped_by_subject(
+            lifetime, safety_margin(lifetime, grant.refresh_margin), caller_left
+        )
         token = Token(
             access_token=response.access_token,
             token_type=response.token_type,
@@ -384,7 +413,6 @@ class TokenBroker:
                 await self._store.delete_if(grant, token.access_token)
             else:
                 self._stored[grant] = token
-        margin = safety_margin(lifetime, grant.refresh_margin)
         return _Held(
             token,
             renew_at=sent_mono + lifetime - margin,
@@ -410,7 +438,10 @@ class TokenBroker:
         dpop = grant.credentials.dpop
         if token.dpop_key is None and dpop is not None and not dpop.generated:
             token = dataclasses.replace(token, dpop_key=dpop)
-        now = self._clock.monotonic()
-        left = min(token.lifetime, token.expires_at - self._clock.wall())
+        now, wall = self._clock.monotonic(), self._clock.wall()
+        left = min(token.lifetime, token.expires_at - wall)
         margin = safety_margin(token.lifetime, grant.refresh_margin)
+        caller_left = subject_left(grant.credentials.subject, wall)
+        if caller_left is not None and left >= caller_left:
+            margin = 0.0  # it ends with the caller's token: a renewal would end no later
         return _Held(token, renew_at=now + left - margin, expires_at=now + left)

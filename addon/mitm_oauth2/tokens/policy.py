@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from ..model.clock import Clock
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
+from ..model.credentials import SubjectToken
+from ..model.errors import CallerTokenRefused
 from ..model.errors import TokenError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,31 @@ def expiry_skew(lifetime: float) -> float:
 def safety_margin(lifetime: float, refresh_margin: float = DEFAULT_REFRESH_MARGIN) -> float:
     """Renewal starts this long before expiry: at most half the lifetime, so short tokens last."""
     return min(refresh_margin, lifetime / 2)
+
+
+def subject_left(subject: SubjectToken | None, now: float) -> float | None:
+    """token_exchange: seconds until the caller's token expires (0 or less: it has), when it
+    says (a JWT's `exp`)."""
+    if subject is None or subject.expires is None:
+        return None
+    return subject.expires - now
+
+
+def refuse_expired(caller_left: float | None) -> None:
+    """Nothing is exchanged for a caller's token that has expired."""
+    if caller_left is not None and caller_left <= 0:
+        raise CallerTokenRefused("the caller's token has expired")
+
+
+def capped_by_subject(
+    lifetime: float, margin: float, caller_left: float | None
+) -> tuple[float, float]:
+    """An exchanged token's lifetime and renewal margin: it is not used past the caller's token
+    (RFC 8693 §2.1 leaves that to the client), and one that ends with it is not renewed ahead,
+    as the renewal would end no later."""
+    if caller_left is None or caller_left > lifetime:
+        return lifetime, margin
+    return caller_left, 0.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +158,7 @@ class FailureMemory:
             return
         error = failure.error
         retry_after = left if error.retry_after is not None else None
-        raise TokenError(
+        raise type(error)(
             error.cause, oauth_error=error.oauth_error, status=error.status, retry_after=retry_after
         )
 
@@ -149,6 +176,8 @@ class FailureMemory:
             count, permanent=permanent, retry_after=error.retry_after, rng=self._rng
         )
         self._failures[key] = _Failure(error, self._clock.monotonic() + wait, count)
+        if isinstance(error, CallerTokenRefused):
+            return  # the caller's matter: the addon tells the operator once per backend and cause
         if still_valid is not None:
             outcome = f"current token used until it expires in {still_valid:.0f} s"
         else:
