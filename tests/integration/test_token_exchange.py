@@ -30,9 +30,8 @@ def test_each_caller_is_exchanged_once_and_the_backend_never_sees_its_token(
     with proxy.client() as client:
         for _ in range(4):
             for caller in callers:
-                response = client.get(
-                    f"{devservers.backend_url}/orders", headers={"Authorization": f"Bearer {caller}"}
-                )
+                headers = {"Authorization": f"Bearer {caller}"}
+                response = client.get(f"{devservers.backend_url}/orders", headers=headers)
                 assert response.status_code == 200
     done = exchanges(devservers)
     assert sorted(str(e["subject_token_id"]) for e in done) == sorted(map(token_id, callers))

@@ -7,7 +7,9 @@
 // With --tls-*, it serves HTTPS and asks for client certificates issued by --client-ca: RFC 8705
 // (tls_client_auth, self_signed_tls_client_auth, certificate-bound access tokens).
 // CLIENTS.json is an array of client metadata (client_id, token_endpoint_auth_method,
-// client_secret or jwks, scope); every client gets the client_credentials grant only.
+// client_secret or jwks, scope); every client gets the client_credentials grant and token
+// exchange (RFC 8693, registered below: oidc-provider has none of its own), which takes a
+// client-credentials token of this provider as the subject token.
 // --port 0 (the default) picks a free port. When ready, prints one JSON line:
 //   {"issuer": ..., "token_endpoint": ..., "introspection_endpoint": ..., "resource": ...}
 // then one JSON line per token request ({"event": "grant.success" | "grant.error", ...}) and
@@ -28,6 +30,8 @@ const RESOURCE = 'urn:mitm-oauth2:interop-api';
 const RESOURCE_SCOPE = 'api:read api:write';
 const LOOPBACK_RESOURCE = /^https:\/\/127\.0\.0\.1:\d+$/;
 const TOKEN_TTL = 600;
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 const { values: args } = parseArgs({
   options: {
@@ -52,7 +56,7 @@ if (!args.clients) {
   process.exit(2);
 }
 const clients = JSON.parse(readFileSync(args.clients, 'utf8')).map((client) => ({
-  grant_types: ['client_credentials'],
+  grant_types: ['client_credentials', TOKEN_EXCHANGE],
   response_types: [],
   redirect_uris: [],
   ...client,
@@ -149,7 +153,56 @@ const provider = new Provider(issuer, {
     },
   },
   ttl: { ClientCredentials: TOKEN_TTL },
+  // An exchanged token names, in introspection, the client whose token it was exchanged for.
+  extraTokenClaims: async (_ctx, token) => (token.actsFor ? { act: { sub: token.actsFor } } : undefined),
 });
+
+// RFC 8693 §2: the subject token must be an access token this provider issued (found in its own
+// store, not expired); the token issued is the exchanging client's, for the API (the resource
+// asked for, which must be the API), with the scopes asked for that the API defines, and lives
+// no longer than the subject token.
+async function tokenExchange(ctx, next) {
+  const { client, params } = ctx.oidc;
+  const { ClientCredentials } = ctx.oidc.provider;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  const subject = await ClientCredentials.find(params.subject_token);
+  if (!subject || subject.isExpired) {
+    throw new errors.InvalidGrant('subject_token is not an active token of this provider');
+  }
+  const resources = [params.resource ?? RESOURCE].flat();
+  if (resources.length !== 1 || resources[0] !== RESOURCE) {
+    throw new errors.InvalidTarget('the only resource here is the API');
+  }
+  const api = new Set(RESOURCE_SCOPE.split(' '));
+  const scope = (params.scope ?? '').split(' ').filter((s) => api.has(s)).join(' ');
+  const token = new ClientCredentials({ client, scope: scope || undefined });
+  token.resourceServer = {
+    scope: RESOURCE_SCOPE,
+    audience: RESOURCE,
+    accessTokenFormat: 'opaque',
+    accessTokenTTL: Math.max(1, Math.min(TOKEN_TTL, subject.remainingTTL ?? TOKEN_TTL)),
+  };
+  // Who it acts for (RFC 8693 §4.1): the subject token's client (extraTokenClaims says so).
+  token.actsFor = subject.clientId;
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: token.tokenType,
+    expires_in: token.expiration,
+    scope: token.scope || undefined,
+  };
+  await next();
+}
+provider.registerGrantType(
+  TOKEN_EXCHANGE,
+  tokenExchange,
+  ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'audience', 'resource', 'scope'],
+  ['audience', 'resource'],
+);
 
 provider.on('grant.success', (ctx) => {
   const clientId = ctx.oidc.client?.clientId ?? null;
