@@ -5,6 +5,7 @@ This is glue only: options and hooks. Tokens come from the broker.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -282,8 +283,15 @@ class OAuth2Backend:
             return []
         ok = not store.failing
         return [
-            (backend.name, broker.status(backend.grant, store_ok=ok)) for backend in self.backends
+            (backend.name, self._status(backend, broker.status(backend.grant, store_ok=ok)))
+            for backend in self.backends
         ]
+
+    def _status(self, backend: BackendConfig, status: BackendStatus) -> BackendStatus:
+        if backend.subject_header is None:
+            return status
+        # The backend's own grant holds no token: each caller's does (see tokens.subjects).
+        return dataclasses.replace(status, callers=self.callers.callers(backend.name))
 
     def _cache_dir(self) -> Path:
         if ctx.options.oauth2_cache_dir:

@@ -64,7 +64,14 @@ class TokenCollector(Collector):
             "this process instead",
             labels=["backend"],
         )
+        callers = GaugeMetricFamily(
+            "oauth2_exchange_callers",
+            "token_exchange: callers whose tokens this process remembers",
+            labels=["backend"],
+        )
         for backend, status in self._source():
+            if status.callers is not None:
+                callers.add_metric([backend], status.callers)
             counters = status.counters
             fetches.add_metric([backend], counters.fetches)
             hits.add_metric([backend], counters.cache_hits)
@@ -77,7 +84,7 @@ class TokenCollector(Collector):
             store_ok.add_metric([backend], 1.0 if status.store_ok else 0.0)
             if held and status.token_left_s is not None:
                 left.add_metric([backend], status.token_left_s)
-        yield from (fetches, hits, replays, failures, present, left, store_ok)
+        yield from (fetches, hits, replays, failures, present, left, store_ok, callers)
 
 
 class MetricsEndpoint:

@@ -20,6 +20,7 @@ import psutil
 
 from . import __doc__ as DESCRIPTION
 from .drive import Client
+from .figures_exchange import token_exchange
 from .figures_speed import head_of_line
 from .figures_speed import throughput
 from .figures_tokens import Timeline
@@ -88,6 +89,7 @@ def run(
                     lambda: token_requests_per_lifetime(rig, (f["4a"], f["4b"], f["4c"])),
                 ),
                 (["5"], lambda: memory_growth(rig, f["5"])),
+                (["8", "8b", "8c"], lambda: token_exchange(rig, f["8"], f["8b"], f["8c"])),
             ]
             for keys, step in steps:
                 if only and not only & set(keys):

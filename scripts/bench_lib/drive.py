@@ -7,11 +7,15 @@ and its speed must never pass for a figure.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .procs import BenchError
@@ -44,16 +48,23 @@ class Client:
             return f"{first[0].split(' [')[0] if first else 'wrk'}, {self.connections} connections"
         return f"bench_lib.load (asyncio), {self.connections} connections"
 
-    def start(self, url: str, seconds: float) -> Load:
+    def start(self, url: str, seconds: float, tokens: Sequence[str] = ()) -> Load:
         """Starts ``seconds`` of load on keep-alive connections to ``url``; ``Load.result`` waits
-        for it. Several may run at once."""
+        for it. Several may run at once. ``tokens``: the callers' bearer tokens, one request
+        after another in turn (wrk: by a Lua script)."""
+        script = None
         if self.kind == "wrk":
             cmd = ["wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(seconds))}s", url]
+            if tokens:
+                script = _callers_script(tokens)
+                cmd[1:1] = ["-s", str(script)]
         else:
-            job = {"mode": "closed", "urls": [url], "connections": self.connections}
+            job: dict[str, Any] = {"mode": "closed", "urls": [url], "connections": self.connections}
             job["duration"] = seconds
+            if tokens:
+                job["tokens"] = list(tokens)
             cmd = [sys.executable, "-m", "bench_lib.load", json.dumps(job)]
-        return Load(self.kind, url, seconds, _spawn(cmd))
+        return Load(self.kind, url, seconds, _spawn(cmd), script)
 
 
 @dataclass
@@ -64,6 +75,7 @@ class Load:
     url: str
     seconds: float
     proc: subprocess.Popen[str]
+    script: Path | None = None  # wrk's Lua script, removed once it is done
 
     def result(self) -> tuple[int, float]:
         """(requests answered 2xx, seconds taken); BenchError on anything else."""
@@ -73,6 +85,9 @@ class Load:
             self.proc.kill()
             self.proc.communicate()
             raise BenchError(f"{self.url}: the load client did not finish") from None
+        finally:
+            if self.script is not None:
+                self.script.unlink(missing_ok=True)
         if self.kind == "wrk":
             return _wrk_result(self.url, self.proc.returncode, out, err)
         if self.proc.returncode != 0:
@@ -80,6 +95,22 @@ class Load:
         result = json.loads(out)
         require_ok(result["statuses"], self.url)
         return int(result["requests"]), float(result["seconds"])
+
+
+def _callers_script(tokens: Sequence[str]) -> Path:
+    """A wrk script whose requests carry the callers' tokens in turn."""
+    # The IdP's tokens are printable ASCII: as a JSON string, each is a Lua string too.
+    listed = ",\n".join(json.dumps(token) for token in tokens)
+    text = (
+        f"local tokens = {{\n{listed}\n}}\nlocal n = 0\n"
+        "request = function()\n  n = n + 1\n"
+        '  return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. tokens[n % #tokens + 1]})'
+        "\nend\n"
+    )
+    handle, name = tempfile.mkstemp(prefix="bench-callers-", suffix=".lua")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(text)
+    return Path(name)
 
 
 def _spawn(cmd: list[str]) -> subprocess.Popen[str]:

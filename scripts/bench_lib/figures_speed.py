@@ -6,6 +6,7 @@ it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .drive import run_job
@@ -32,20 +33,23 @@ class Measured:
         return self.rate / baseline.rate, baseline.cost / self.cost, f"{rates}; {costs}"
 
 
-def side_by_side(rig: Rig, *dumps: Mitmdump) -> tuple[list[list[Measured]], bool]:
+def side_by_side(
+    rig: Rig, *dumps: Mitmdump, tokens: Sequence[str] = ()
+) -> tuple[list[list[Measured]], bool]:
     """Per run, all of `dumps` under load at once for `throughput_seconds`, sharing one CPU,
     each with its load client of its own: what the machine's speed does at any moment (a
     shared machine's varies by more than the figures measure, from one second to the next)
     it does to all of them. Each mitmdump is busy all the time, so the scheduler gives each
     an equal share of that CPU: the rates compare as the costs do. Also whether they could be
-    pinned to one CPU (see `Rig.one_core`)."""
-    rig.warm(*(dump.url() for dump in dumps))
+    pinned to one CPU (see `Rig.one_core`). `tokens`: callers' tokens the requests carry in
+    turn."""
+    rig.warm(*(dump.url() for dump in dumps), tokens=tokens)
     seconds = rig.profile.throughput_seconds
     found = []
     with rig.one_core(*dumps) as pinned:
         for _ in range(rig.profile.throughput_runs):
             before = [dump.cpu_seconds() for dump in dumps]
-            loads = [rig.client.start(dump.url(), seconds) for dump in dumps]
+            loads = [rig.client.start(dump.url(), seconds, tokens) for dump in dumps]
             done = [load.result() for load in loads]
             used = [dump.cpu_seconds() - cpu for dump, cpu in zip(dumps, before, strict=True)]
             found.append(

@@ -5,7 +5,9 @@ Jobs (``urls`` are ``http://127.0.0.1:PORT/path``):
 
 - ``{"mode": "closed", "urls": [...], "connections": C, "duration": S}`` (or ``"count": N``
   instead of a duration): C keep-alive connections, each sending its next request as soon as the
-  last is answered. Result: requests, seconds, rps, statuses, p50/p99 latency in ms.
+  last is answered; with ``"tokens": [...]``, request n carries ``Authorization: Bearer`` and
+  token n modulo their number (many callers). Result: requests, seconds, rps, statuses, p50/p99
+  latency in ms.
 - ``{"mode": "open", "targets": [{"url": U, "rate": R}, ...], "duration": S}``: requests start on a
   fixed schedule whatever the answers do, so a stall shows up as latency of every request it
   delays (no coordinated omission); latency is counted from the scheduled start. Result:
@@ -45,29 +47,34 @@ class Connection:
     def __init__(self, url: str) -> None:
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.request = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
+        self.head = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        self.request = (self.head + "\r\n").encode()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
-    async def get(self) -> int:
-        """Sends the request, reads the whole answer; its status, or 0 on any failure."""
+    async def get(self, token: str | None = None) -> int:
+        """Sends the request (with this bearer token), reads the whole answer; its status, or 0
+        on any failure."""
+        request = self.request
+        if token is not None:
+            request = f"{self.head}Authorization: Bearer {token}\r\n\r\n".encode()
         try:
-            return await asyncio.wait_for(self._exchange(), TIMEOUT)
+            return await asyncio.wait_for(self._exchange(request), TIMEOUT)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             self.close()
         except TimeoutError:
             self.close()
         return 0
 
-    async def _exchange(self) -> int:
+    async def _exchange(self, request: bytes) -> int:
         if self.writer is None:
             await self.connect()
         assert self.reader is not None
         assert self.writer is not None
-        self.writer.write(self.request)
+        self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
@@ -92,6 +99,7 @@ class Connection:
 async def closed(job: dict[str, Any]) -> dict[str, Any]:
     urls: list[str] = job["urls"]
     budget = job.get("count")
+    tokens: list[str] = job.get("tokens", [])
     deadline = time.perf_counter() + float(job.get("duration", 3600))
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
@@ -101,9 +109,10 @@ async def closed(job: dict[str, Any]) -> dict[str, Any]:
         nonlocal sent
         connection = Connection(url)
         while time.perf_counter() < deadline and (budget is None or sent < budget):
+            token = tokens[sent % len(tokens)] if tokens else None
             sent += 1
             started = time.perf_counter()
-            statuses[await connection.get()] += 1
+            statuses[await connection.get(token)] += 1
             latencies.append(time.perf_counter() - started)
         connection.close()
 

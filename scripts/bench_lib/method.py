@@ -102,6 +102,27 @@ def make_figures(p: Profile) -> list[Figure]:
             ">= 0.90",
             lambda v: v >= 0.90,
         ),
+        Figure(
+            "8",
+            f"Token exchanges for {p.exchange_callers:,} callers making "
+            f"{p.exchange_requests} requests each",
+            f"exactly {p.exchange_callers:,}",
+            lambda v: v == p.exchange_callers,
+            0,
+            True,
+        ),
+        Figure(
+            "8b",
+            "Throughput on a cache hit, a caller's exchanged token / the client-credentials token",
+            ">= 0.97",
+            lambda v: v >= 0.97,
+        ),
+        Figure(
+            "8c",
+            "The same as mitmdump CPU time per request, client credentials / exchange",
+            ">= 0.97",
+            lambda v: v >= 0.97,
+        ),
     ]
 
 
@@ -163,4 +184,13 @@ def describe(p: Profile) -> list[str]:
         "key: every request gets `Authorization: DPoP` and an ES256 proof signed for it) / "
         "configured for bearer tokens, side by side. The backend's protected port takes a DPoP "
         "token only with a proof header (it does not verify it; the tests do).",
+        f"8. {p.exchange_callers:,} callers, each with a token of its own from the IdP, "
+        f"{p.exchange_requests} requests each in turn over 16 connections (`bench_lib.load`), "
+        "through a fresh mitmdump (a cache of its own) whose backend has `grant = "
+        '"token_exchange"`: the IdP\'s count of exchanges, which must be one per caller in '
+        "every run. 8b and 8c: as 1 and 1c, that mitmdump with every caller's token exchanged "
+        "/ one for the same backend with the client-credentials grant, side by side, both "
+        "loaded with the same callers' tokens in turn (wrk: a Lua script), so the exchange "
+        "path's cost on a cache hit (the caller's token read, an HMAC of it, its grant looked "
+        "up) is what is compared.",
     ]

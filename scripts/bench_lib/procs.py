@@ -108,6 +108,9 @@ def start_backend(kinds: list[str]) -> tuple[Child, list[int]]:
     return child, ports
 
 
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
 class IdP(Child):
     """The dev authorization server (mitm_oauth2.devservers) and its admin API."""
 
@@ -131,6 +134,20 @@ class IdP(Child):
 
     def token_requests(self) -> int:
         return len(self.token_request_times())
+
+    def exchanges(self) -> int:
+        """Token exchanges (RFC 8693) asked for so far."""
+        stats = self.admin.get(f"{self.admin_url}/stats").raise_for_status().json()
+        return sum(1 for e in stats["token_request_log"] if e["grant_type"] == EXCHANGE_GRANT)
+
+    def issue_tokens(self, count: int) -> list[str]:
+        """`count` tokens of the IdP's client, asked for directly: callers' own tokens."""
+        tokens = []
+        for _ in range(count):
+            form = {"grant_type": "client_credentials"}
+            answer = self.admin.post(self.token_url, data=form, auth=(self.CLIENT_ID, self.secret))
+            tokens.append(str(answer.raise_for_status().json()["access_token"]))
+        return tokens
 
     def backend_toml(self, name: str, host: str, **extra: object) -> str:
         fields: dict[str, object] = {"name": name, "hosts": [host], "token_url": self.token_url}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +89,12 @@ class Rig:
             Mitmdump(self.workdir, targets, config, *extra, name=name, cache=cache, script=script)
         )
 
-    def warm(self, *urls: str) -> None:
-        """A few requests to each: a token fetched, connections made, before measuring."""
+    def warm(self, *urls: str, tokens: Sequence[str] = ()) -> None:
+        """A few requests to each: a token fetched, connections made, before measuring.
+        `tokens`: callers' tokens the requests carry in turn."""
         for url in urls:
-            job = {"mode": "closed", "urls": [url], "connections": 4, "count": 100}
+            job: dict[str, object] = {"mode": "closed", "urls": [url], "connections": 4}
+            job |= {"count": 100, "tokens": list(tokens)}
             require_ok(run_job(job)["statuses"], f"warming up {url}")
 
     @contextmanager

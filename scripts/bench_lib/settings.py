@@ -31,6 +31,8 @@ class Profile:
     memory_requests: int  # figure 5
     memory_warmup: int  # figure 5: requests before the first RSS reading
     memory_lifetime: int  # figure 5: expires_in
+    exchange_callers: int  # figure 8: callers, each with a token of its own
+    exchange_requests: int  # figure 8: requests per caller
 
 
 FULL = Profile(
@@ -56,6 +58,8 @@ FULL = Profile(
     memory_requests=100_000,
     memory_warmup=2_000,
     memory_lifetime=2,
+    exchange_callers=1000,
+    exchange_requests=20,
 )
 
 SMOKE = Profile(
@@ -81,4 +85,6 @@ SMOKE = Profile(
     memory_requests=300,
     memory_warmup=50,
     memory_lifetime=1,
+    exchange_callers=50,
+    exchange_requests=3,
 )

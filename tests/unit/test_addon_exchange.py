@@ -90,6 +90,8 @@ async def test_each_caller_gets_a_token_of_its_own_in_place_of_its_own(proxy, en
     assert meta["caller"] != alice[0].metadata["oauth2"]["caller"]
     assert "bob" not in json.dumps(bob.metadata)
     assert "bob" not in bob.comment
+    ((name, status),) = addon.statuses()
+    assert (name, status.to_json()["callers"], status.to_json()["fetches"]) == ("orders", 2, 2)
 
 
 async def test_a_caller_token_in_another_header_comes_off(proxy) -> None:

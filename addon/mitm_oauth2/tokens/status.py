@@ -62,6 +62,8 @@ class BackendStatus:
     # What the current token says of itself (decoded, not verified), "opaque" when it is no
     # JWT, None when there is no valid token.
     claims: dict[str, object] | str | None = None
+    # token_exchange: the callers whose tokens this process remembers (None: another grant).
+    callers: int | None = None
 
     def to_json(self) -> dict[str, object]:
         """The flat JSON object `oauth.status` prints for the backend."""
@@ -75,6 +77,8 @@ class BackendStatus:
             report["token_age_s"] = self.token_age_s
             report["token_left_s"] = self.token_left_s
             report["claims"] = self.claims
+        if self.callers is not None:
+            report["callers"] = self.callers
         counters = self.counters
         return report | {
             "fetches": counters.fetches,

@@ -1,0 +1,58 @@
+"""Figure 8: token exchange (RFC 8693). Many callers, each with its own token: one exchange per
+caller, and then a cache hit costs what one of the backend's own token costs."""
+
+from __future__ import annotations
+
+from .drive import require_ok
+from .drive import run_job
+from .figures_speed import add_pair
+from .figures_speed import side_by_side
+from .procs import BenchError
+from .report import Figure
+from .rig import Rig
+
+
+def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure) -> None:
+    """8. `exchange_callers` callers, `exchange_requests` requests each, in turn over the
+    connections, through a fresh mitmdump whose backend exchanges each caller's token: the
+    IdP's count of exchanges (8). Then that mitmdump, every caller's token exchanged, side by
+    side with one for the same backend with the client-credentials grant, both loaded with the
+    same callers' tokens: throughput (8b) and CPU per request (8c), exchange / client
+    credentials."""
+    profile = rig.profile
+    rig.idp.configure(expires_in=3600, delay=0)
+    callers = rig.idp.issue_tokens(profile.exchange_callers)
+    port = rig.protected[0]
+    for run in range(profile.runs):
+        before = rig.idp.exchanges()
+        (exchanging,) = rig.mitmdumps(  # a cache of its own: nothing exchanged yet
+            (f"exchange-{run}", [port], rig.config("api", port, grant="token_exchange"))
+        )
+        try:
+            requests = profile.exchange_callers * profile.exchange_requests
+            job = {"mode": "closed", "urls": [exchanging.url()], "connections": 16}
+            job |= {"count": requests, "tokens": callers}
+            result = run_job(job)
+            require_ok(result["statuses"], "token exchange callers")
+            if result["requests"] != requests:
+                raise BenchError(f"{result['requests']} of {requests} requests answered")
+            asked = rig.idp.exchanges() - before
+            exchanges.add(
+                asked,
+                f"{profile.exchange_callers} callers x {profile.exchange_requests} requests: "
+                f"{asked} exchanges",
+            )
+        finally:
+            rig.stop(exchanging)
+    exchanging, plain = rig.mitmdumps(
+        ("exchange-hits", [port], rig.config("api", port, grant="token_exchange")),
+        ("client-credentials", [port], rig.config("api", port)),
+    )
+    try:
+        job = {"mode": "closed", "urls": [exchanging.url()], "connections": 16}
+        require_ok(run_job(job | {"count": len(callers), "tokens": callers})["statuses"], "warm")
+        runs, pinned = side_by_side(rig, exchanging, plain, tokens=callers)
+        for e, p in runs:
+            add_pair(rate, cost, e, p, "" if pinned else ", not pinned to one CPU")
+    finally:
+        rig.stop(exchanging, plain)
