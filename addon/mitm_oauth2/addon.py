@@ -45,6 +45,7 @@ from .model.credentials import TokenGrant
 from .model.errors import CallerTokenRefused
 from .model.errors import ConfigError
 from .model.errors import TokenError
+from .phantom import PhantomGrant
 from .problem import Problem
 from .problem import token_unavailable
 from .redaction import redact
@@ -115,6 +116,7 @@ class OAuth2Backend:
         self.store_options: tuple[object, ...] = ()
         self.replays = Replays()
         self.callers = Callers(self._forget)  # token_exchange: a grant per caller's token
+        self.phantoms = PhantomGrant()  # phantom backends: their token endpoints answered here
         self.learning = Learning(self._make_learner)
         self.watcher = ConfigWatcher(self._reload)
         # Parts with options, commands or lifecycle hooks of their own, but no flow hook: not
@@ -259,6 +261,13 @@ class OAuth2Backend:
         self.near_misses.clear()  # a new configuration may miss, or match, other requests
         self.scope_refusals.clear()
         self.callers.configure(backends)
+        self.phantoms.configure(backends)
+        # mitmproxy looks a hook up by name for every event of every request: the request hook,
+        # which answers the clients' token requests, exists only while a phantom backend does.
+        if self.phantoms.active:
+            vars(self)["request"] = self._phantom_token_request
+        else:
+            vars(self).pop("request", None)
         self._look_after_stored_tokens()
 
     def _forget(self, grant: TokenGrant) -> None:
@@ -321,6 +330,8 @@ class OAuth2Backend:
         if flow.response or flow.error or not flow.live or self.broker is None:
             return None
         request = flow.request
+        if self.phantoms.active and self._phantom_endpoint(flow):
+            return None
         host, port, scheme = request.host, request.port, request.scheme
         backend = self.router.match(host, port, scheme, request.path)
         if backend is None:
@@ -333,6 +344,11 @@ class OAuth2Backend:
             logger.warning("backend %s: %s", backend.name, refused.problem.detail)
             self._refuse(flow, backend.name, refused.problem, refused.cause)
             return None
+        if backend.phantom and flow.is_replay != "request":  # a replay has no phantom: ours
+            phantom = self.phantoms.swap_refusal(request, backend)
+            if phantom is not None:
+                self._refuse(flow, backend.name, phantom, phantom.detail)
+                return None
         grant = backend.grant
         if backend.subject_header is not None:  # token_exchange: the caller's grant
             chosen = self.callers.grant(request, backend)
@@ -361,6 +377,55 @@ class OAuth2Backend:
             return
         self._inject(flow, backend, grant, issue)
 
+    def _phantom_endpoint(self, flow: http.HTTPFlow) -> bool:
+        """A client's token request to a phantom backend's token endpoint: noted, so that the
+        request hook (once its form is read) answers it; never forwarded."""
+        backend = self.phantoms.endpoint_of(flow.request)
+        if backend is None:
+            return False
+        flow.request.stream = False  # the form is read before anything could go upstream
+        story.phantom_asked(flow, backend.name)
+        return True
+
+    def _phantom_token_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """The request hook while phantom backends exist: a client's token request noted by
+        requestheaders gets a phantom token (or the token endpoint's kind of error)."""
+        meta = flow.metadata.get("oauth2")
+        if flow.response or not isinstance(meta, dict) or not meta.get("phantom_grant"):
+            return None
+        backend = self.by_name.get(str(meta.get("backend")))
+        if backend is None or not backend.phantom or self.broker is None:  # a reload, since
+            flow.response = self.phantoms.oauth_error("invalid_request", "no such backend now")
+            return None
+        refusal = self.phantoms.grant_refusal(flow.request)
+        if refusal is not None:
+            flow.response = self.phantoms.oauth_error(*refusal)
+            story.phantom_refused(flow, backend.name, refusal[1])
+            return None
+        try:
+            issue = self.broker.issue_held(backend.grant)
+        except Exception as e:
+            self._failed(flow, backend, e)
+            return None
+        if issue is None:
+            return self._answer_phantom_later(flow, backend, self.broker)
+        self._answer_phantom(flow, backend, issue)
+        return None
+
+    async def _answer_phantom_later(
+        self, flow: http.HTTPFlow, backend: BackendConfig, broker: TokenBroker
+    ) -> None:
+        try:
+            issue = await broker.issue(backend.grant)
+        except Exception as e:
+            self._failed(flow, backend, e)
+            return
+        self._answer_phantom(flow, backend, issue)
+
+    def _answer_phantom(self, flow: http.HTTPFlow, backend: BackendConfig, issue: Issued) -> None:
+        flow.response = self.phantoms.answer(backend, issue)
+        story.phantom_issued(flow, backend.name, issue)
+
     def _failed(self, flow: http.HTTPFlow, backend: BackendConfig, e: Exception) -> None:
         if isinstance(e, CallerTokenRefused):  # token_exchange: the caller must act, not us
             self._refuse(flow, backend.name, self.callers.refused(backend.name, e), e.cause)
@@ -377,6 +442,8 @@ class OAuth2Backend:
             self._put_token(flow, backend, issue)
             if backend.subject_header is not None:
                 self.callers.sent(flow, backend, grant)
+            elif backend.phantom and backend.header.lower() != "authorization":
+                flow.request.headers.pop("Authorization", None)  # the phantom token stays here
         except Exception as e:  # fails closed: never forwarded without its token or proof
             self._failed(flow, backend, e)
 
@@ -427,7 +494,7 @@ class OAuth2Backend:
         if self.replays.settle(flow):
             self._redact(flow)
             return None  # one of our replays: the request waiting for it takes its answer
-        caller = self.callers.answered(flow)
+        caller = self.callers.answered(flow) if self.callers.in_flight else None
         after = self._answered(flow, caller)
         if after is None:
             self._redact(flow)

@@ -60,7 +60,9 @@ class Callers:
     def __init__(self, forget: Callable[[TokenGrant], None]) -> None:
         self._forget = forget
         self._by_backend: dict[str, SubjectGrants] = {}
-        self._in_flight: dict[str, TokenGrant] = {}  # flow id -> its caller's grant
+        # flow id -> its caller's grant; empty unless a token_exchange backend has callers, and
+        # every response looks here first
+        self.in_flight: dict[str, TokenGrant] = {}
         self._told: set[tuple[str, str]] = set()
 
     def configure(self, backends: Iterable[BackendConfig]) -> None:
@@ -117,16 +119,14 @@ class Callers:
         assert header is not None
         if header.lower() != backend.header.lower():
             flow.request.headers.pop(header, None)
-        self._in_flight[flow.id] = grant
+        self.in_flight[flow.id] = grant
         subject = grant.credentials.subject
         if subject is not None:
             story.for_caller(flow, subject.fingerprint)
 
     def answered(self, flow: http.HTTPFlow) -> TokenGrant | None:
         """The grant `flow` was sent with, if it was a caller's; forgotten now."""
-        if not self._in_flight:
-            return None
-        return self._in_flight.pop(flow.id, None)
+        return self.in_flight.pop(flow.id, None)
 
     def callers(self, backend: str) -> int:
         grants = self._by_backend.get(backend)

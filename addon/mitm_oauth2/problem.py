@@ -14,6 +14,7 @@ TOKEN_UNAVAILABLE = "urn:mitm-oauth2:problem:token-unavailable"
 MISDIRECTED = "urn:mitm-oauth2:problem:misdirected-request"
 PLAIN_HTTP = "urn:mitm-oauth2:problem:plain-http"
 CALLER_TOKEN = "urn:mitm-oauth2:problem:caller-token"
+PHANTOM_TOKEN = "urn:mitm-oauth2:problem:phantom-token"
 
 
 @dataclass(frozen=True)
@@ -128,4 +129,18 @@ def caller_token_refused(backend: str, error: TokenError) -> Problem:
         backend=backend,
         oauth_error=error.oauth_error or "invalid_token",
         www_authenticate=None if forbidden else 'Bearer error="invalid_token"',
+    )
+
+
+def phantom_refused(backend: str, why: str, *, challenge: str | None = None) -> Problem:
+    """401: a request to a phantom backend without a phantom token this proxy issued for it
+    (or with one that has expired); the real token is not put on it, nothing is forwarded."""
+    return Problem(
+        type=PHANTOM_TOKEN,
+        title="No phantom token for this backend",
+        status=401,
+        detail=f"Not forwarded to backend '{backend}': {why}.",
+        backend=backend,
+        oauth_error=None if challenge else "invalid_token",
+        www_authenticate=challenge or 'Bearer error="invalid_token"',
     )

@@ -62,6 +62,24 @@ def for_caller(flow: http.HTTPFlow, caller: str) -> None:
     flow.metadata["oauth2"]["caller"] = caller
 
 
+def phantom_asked(flow: http.HTTPFlow, backend: str) -> None:
+    """A client's own token request to `backend`'s token endpoint: answered here."""
+    flow.metadata["oauth2"] = {"backend": backend, "phantom_grant": True}
+
+
+def phantom_issued(flow: http.HTTPFlow, backend: str, issue: Issued) -> None:
+    """The client got a phantom token for the real one, which has `issue.left` seconds."""
+    flow.metadata["oauth2"]["source"] = issue.source
+    flow.metadata["oauth2"]["token_left_s"] = round(issue.left, 1)
+    _comment(flow, "phantom issued", f"for the {issue.source} token, {issue.left:.0f} s", backend)
+
+
+def phantom_refused(flow: http.HTTPFlow, backend: str, why: str) -> None:
+    flow.metadata["oauth2"]["error"] = why
+    flow.marked = REFUSED_MARKER
+    _comment(flow, "phantom refused", why, backend)
+
+
 def refused(flow: http.HTTPFlow, backend: str, cause: str) -> None:
     flow.metadata.setdefault("oauth2", {"backend": backend})["error"] = cause
     flow.marked = REFUSED_MARKER

@@ -39,7 +39,11 @@ class Figure:
         return statistics.median(self.runs) if self.runs and self.missing is None else None
 
     def show(self, value: float) -> str:
-        return f"{value:.{self.digits}f}"
+        # More digits where rounding would hide which side of the goal a value is on.
+        digits = self.digits
+        while digits < 4 and self.meets(round(value, digits)) != self.meets(value):
+            digits += 1
+        return f"{value:.{digits}f}"
 
     def cells(self) -> list[str]:
         median = self.median

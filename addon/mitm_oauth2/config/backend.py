@@ -81,7 +81,7 @@ KEYS = frozenset(
     | {"grant", "service_account_file", "assertion_issuer", "assertion_subject"}
     | {"scope", "audience", "resource", "extra_params", "token_headers"}
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
-    | {"header", "header_format", "allow_plain_http", "certificate_bound", "dpop"}
+    | {"header", "header_format", "allow_plain_http", "certificate_bound", "dpop", "phantom"}
     | set(EXCHANGE_KEYS)
     | set(SECRET_KEYS)
     | set(FILE_KEYS)
@@ -124,6 +124,9 @@ class BackendConfig:
     # many callers' tokens are kept at most (the least recently seen forgotten first).
     subject_header: str | None = None
     max_exchanged_tokens: int = DEFAULT_MAX_EXCHANGED_TOKENS
+    # Clients do OAuth themselves with dummy credentials: their token requests are answered
+    # here with phantom tokens, which are swapped for the real token on the way to the backend.
+    phantom: bool = False
 
 
 def parse_backend(reader: TableReader) -> BackendConfig:
@@ -144,6 +147,17 @@ def parse_backend(reader: TableReader) -> BackendConfig:
         refresh_margin=reader.seconds("refresh_margin", DEFAULT_REFRESH_MARGIN, minimum=0),
     )
     exchanging = grant.credentials.grant is GrantType.TOKEN_EXCHANGE
+    phantom = reader.flag("phantom", False)
+    if phantom and exchanging:
+        raise reader.error(
+            "phantom",
+            'not with grant = "token_exchange": a phantom token stands for the backend\'s own '
+            "token, an exchanged one for the caller's",
+        )
+    if phantom and grant.credentials.token_url is None:
+        raise reader.error(
+            "phantom", "needs token_url: the token endpoint the clients are given, answered here"
+        )
     return BackendConfig(
         name=name,
         hosts=_hosts(reader),
@@ -155,6 +169,7 @@ def parse_backend(reader: TableReader) -> BackendConfig:
             minimum=1,
             maximum=MAX_EXCHANGED_TOKENS,
         ),
+        phantom=phantom,
         retry_on_401=reader.flag("retry_on_401", True),
         path_prefix=_path_prefix(reader),
         header=_header(reader),
