@@ -89,7 +89,10 @@ def run(
                     lambda: token_requests_per_lifetime(rig, (f["4a"], f["4b"], f["4c"])),
                 ),
                 (["5"], lambda: memory_growth(rig, f["5"])),
-                (["8", "8b", "8c"], lambda: token_exchange(rig, f["8"], f["8b"], f["8c"])),
+                (
+                    ["8", "8b", "8c", "8d"],
+                    lambda: token_exchange(rig, f["8"], f["8b"], f["8c"], f["8d"]),
+                ),
             ]
             for keys, step in steps:
                 if only and not only & set(keys):

@@ -11,14 +11,17 @@ from .procs import BenchError
 from .report import Figure
 from .rig import Rig
 
+MB = 1024 * 1024
 
-def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure) -> None:
+
+def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure, flood: Figure) -> None:
     """8. `exchange_callers` callers, `exchange_requests` requests each, in turn over the
     connections, through a fresh mitmdump whose backend exchanges each caller's token: the
     IdP's count of exchanges (8). Then that mitmdump, every caller's token exchanged, side by
     side with one for the same backend with the client-credentials grant, both loaded with the
     same callers' tokens: throughput (8b) and CPU per request (8c), exchange / client
-    credentials."""
+    credentials. 8d: `flood_callers` distinct callers, one request each, through a mitmdump
+    that remembers `flood_limit` of them: its RSS growth once it remembers that many."""
     profile = rig.profile
     rig.idp.configure(expires_in=3600, delay=0)
     callers = rig.idp.issue_tokens(profile.exchange_callers)
@@ -56,3 +59,33 @@ def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure) -> N
             add_pair(rate, cost, e, p, "" if pinned else ", not pinned to one CPU")
     finally:
         rig.stop(exchanging, plain)
+    flood_of_callers(rig, flood)
+
+
+def flood_of_callers(rig: Rig, figure: Figure) -> None:
+    profile = rig.profile
+    port = rig.protected[0]
+    callers = rig.idp.issue_tokens(profile.flood_callers)
+    full = 2 * profile.flood_limit  # remembered callers at the bound by then, some forgotten
+    for run in range(profile.runs):
+        config = rig.config(
+            "api", port, grant="token_exchange", max_exchanged_tokens=profile.flood_limit
+        )
+        (dump,) = rig.mitmdumps((f"flood-{run}", [port], config))
+        try:
+            job = {"mode": "closed", "urls": [dump.url()], "connections": 16}
+            require_ok(run_job(job | {"count": full, "tokens": callers[:full]})["statuses"], "full")
+            before, asked = dump.rss(), rig.idp.exchanges()
+            rest = callers[full:]
+            result = run_job(job | {"count": len(rest), "tokens": rest}, timeout=1800)
+            require_ok(result["statuses"], "flood")
+            after, asked = dump.rss(), rig.idp.exchanges() - asked
+        finally:
+            rig.stop(dump)
+        if asked != len(rest):
+            raise BenchError(f"{asked} exchanges for {len(rest)} new callers")
+        figure.add(
+            (after - before) / MB,
+            f"RSS {before / MB:.1f} -> {after / MB:.1f} MB over {len(rest)} more callers "
+            f"({asked} exchanges), {profile.flood_limit} remembered",
+        )

@@ -33,6 +33,8 @@ class Profile:
     memory_lifetime: int  # figure 5: expires_in
     exchange_callers: int  # figure 8: callers, each with a token of its own
     exchange_requests: int  # figure 8: requests per caller
+    flood_callers: int  # figure 8d: distinct callers, one request each
+    flood_limit: int  # figure 8d: max_exchanged_tokens
 
 
 FULL = Profile(
@@ -60,6 +62,8 @@ FULL = Profile(
     memory_lifetime=2,
     exchange_callers=1000,
     exchange_requests=20,
+    flood_callers=6000,
+    flood_limit=500,
 )
 
 SMOKE = Profile(
@@ -87,4 +91,6 @@ SMOKE = Profile(
     memory_lifetime=1,
     exchange_callers=50,
     exchange_requests=3,
+    flood_callers=100,
+    flood_limit=20,
 )

@@ -30,6 +30,10 @@ FIGURES = (
     "6c",
     "7",
     "7c",
+    "8",
+    "8b",
+    "8c",
+    "8d",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
