@@ -268,6 +268,7 @@ class OAuth2Backend:
             vars(self)["request"] = self._phantom_token_request
         else:
             vars(self).pop("request", None)
+        self.phantoms.discover_soon()
         self._look_after_stored_tokens()
 
     def _forget(self, grant: TokenGrant) -> None:
@@ -277,6 +278,7 @@ class OAuth2Backend:
     def running(self) -> None:
         # Synchronous on purpose: script hot reload calls running/done without awaiting them.
         freeze_loaded_objects()
+        self.phantoms.discover_soon()
         self.watcher.start()
         self._look_after_stored_tokens()
 
@@ -330,8 +332,12 @@ class OAuth2Backend:
         if flow.response or flow.error or not flow.live or self.broker is None:
             return None
         request = flow.request
-        if self.phantoms.active and self._phantom_endpoint(flow):
-            return None
+        if self.phantoms.active:
+            if self._phantom_endpoint(flow):
+                return None
+            waiting = self.phantoms.awaiting_discovery(request)
+            if waiting:
+                return self._after_discovery(flow, waiting)
         host, port, scheme = request.host, request.port, request.scheme
         backend = self.router.match(host, port, scheme, request.path)
         if backend is None:
@@ -386,6 +392,19 @@ class OAuth2Backend:
         flow.request.stream = False  # the form is read before anything could go upstream
         story.phantom_asked(flow, backend.name)
         return True
+
+    async def _after_discovery(self, flow: http.HTTPFlow, backends: list[BackendConfig]) -> None:
+        """A request to the issuer of phantom backends whose token endpoint is not known yet:
+        once the proxy has found it, handled as every request is. Fails closed: were it the
+        token request, it would carry the client's credentials to the server."""
+        try:
+            await self.phantoms.discover(backends)
+        except Exception as e:
+            self._failed(flow, backends[0], e)
+            return
+        after = self.requestheaders(flow)
+        if after is not None:
+            await after
 
     def _phantom_token_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """The request hook while phantom backends exist: a client's token request noted by
@@ -614,6 +633,7 @@ class OAuth2Backend:
     def _close(self) -> None:
         self.watcher.stop()
         self.learning.close()
+        self.phantoms.close()
         if self.broker is not None:
             self.broker.close()
             self.broker = None

@@ -5,24 +5,38 @@ here and never forwarded, with a phantom token (tokens.phantoms); their requests
 carry it, and it is swapped for the real token. So no credential of the client leaves, and the
 real token never reaches it. The client's other requests to the authorization server (its
 metadata, say) pass untouched.
+
+A backend configured with `issuer` has its token endpoint found by discovery: the first request
+to the issuer's host waits for the proxy's own (the client's metadata request, typically), so
+that no token request can pass before the endpoint is known.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import logging
 import math
+from collections.abc import Awaitable
+from collections.abc import Callable
 from collections.abc import Iterable
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 from mitmproxy import http
 
+from .client.token_client import TokenClient
 from .config.backend import BackendConfig
 from .config.hosts import DEFAULT_PORTS
+from .model.background import in_background
+from .model.credentials import ClientCredentials
 from .problem import Problem
 from .problem import phantom_refused
 from .tokens.broker import Issued
 from .tokens.phantoms import Phantoms
+
+logger = logging.getLogger(__name__)
 
 # What SDKs ask with (RFC 6749 §4.4, RFC 7523 §2.1); their client authentication is not looked
 # at: its credentials are dummies, and the proxy holds the real ones.
@@ -30,6 +44,8 @@ GRANTS = frozenset({"client_credentials", "urn:ietf:params:oauth:grant-type:jwt-
 MAX_FORM_BYTES = 64 * 1024
 
 Place = tuple[str, int, str, str]  # host, port, scheme, path
+Origin = tuple[str, int, str]  # host, port, scheme
+Discover = Callable[[ClientCredentials], Awaitable[str]]  # the token endpoint of a grant
 
 
 def place(url: str) -> Place:
@@ -42,18 +58,94 @@ def place(url: str) -> Place:
 class PhantomGrant:
     """The phantom backends' token endpoints, and the phantom tokens issued for them."""
 
-    def __init__(self, tokens: Phantoms | None = None) -> None:
+    def __init__(self, tokens: Phantoms | None = None, discover: Discover | None = None) -> None:
         self.tokens = tokens if tokens is not None else Phantoms()  # an empty one is falsy
+        self._discover = discover
+        self._client: TokenClient | None = None  # discovery's, made when first needed
         self._endpoints: dict[Place, BackendConfig] = {}
+        # issuer's host -> the phantom backends whose token endpoint is not known yet there
+        self._issuers: dict[Origin, list[BackendConfig]] = {}
+        self._finding: dict[str, asyncio.Task[str]] = {}  # backend -> its discovery, running
         self.active = False  # any phantom backend: read for every request, so a plain attribute
 
     def configure(self, backends: Iterable[BackendConfig]) -> None:
-        self._endpoints = {
-            place(backend.grant.credentials.token_url): backend
-            for backend in backends
-            if backend.phantom and backend.grant.credentials.token_url
-        }
-        self.active = bool(self._endpoints)
+        self._endpoints, self._issuers = {}, {}
+        for backend in backends:
+            credentials = backend.grant.credentials
+            if not backend.phantom:
+                continue
+            if credentials.token_url is not None:
+                self._endpoints[place(credentials.token_url)] = backend
+            elif credentials.issuer is not None:
+                origin = place(credentials.issuer)[:3]
+                self._issuers.setdefault(origin, []).append(backend)
+        self.active = bool(self._endpoints or self._issuers)
+
+    def awaiting_discovery(self, request: http.Request) -> list[BackendConfig] | None:
+        """The phantom backends whose token endpoint, not known yet, may be at `request`'s
+        host (their issuer's)."""
+        if not self._issuers:
+            return None
+        return self._issuers.get((request.host.lower(), request.port, request.scheme))
+
+    async def discover(self, backends: list[BackendConfig]) -> None:
+        """Finds their token endpoints (TokenError when the issuer's metadata will not say)."""
+        for backend in backends:
+            finding = self._finding.get(backend.name)
+            if finding is None:  # one discovery at a time per backend, whoever waits for it
+                finding = asyncio.ensure_future(self._token_endpoint(backend.grant.credentials))
+                self._finding[backend.name] = finding
+                finding.add_done_callback(functools.partial(self._found, backend.name))
+            endpoint = await asyncio.shield(finding)
+            self._endpoints[place(endpoint)] = backend
+            origin = place(backend.grant.credentials.issuer or endpoint)[:3]
+            waiting = self._issuers.get(origin, [])
+            if backend in waiting:
+                waiting.remove(backend)
+            if not waiting:
+                self._issuers.pop(origin, None)
+
+    def _found(self, backend: str, finding: asyncio.Task[str]) -> None:
+        if self._finding.get(backend) is finding:
+            del self._finding[backend]
+        if not finding.cancelled():
+            finding.exception()  # retrieved: whoever waited was told
+
+    def discover_soon(self) -> None:
+        """Starts finding every token endpoint not known yet (a client may know the endpoint
+        and never ask the issuer's host first); needs the running loop, does nothing without."""
+        if not self._issuers:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for backends in list(self._issuers.values()):
+            in_background(self._discover_now(list(backends)))
+
+    async def _discover_now(self, backends: list[BackendConfig]) -> None:
+        try:
+            await self.discover(backends)
+        except Exception as e:  # told; the next request to the issuer's host tries again
+            logger.warning(
+                "backend %s: the token endpoint to answer with phantom tokens is not known yet "
+                "(%s); requests to the issuer wait for it",
+                backends[0].name,
+                e,
+            )
+
+    async def _token_endpoint(self, credentials: ClientCredentials) -> str:
+        if self._discover is not None:
+            return await self._discover(credentials)
+        if self._client is None:
+            self._client = TokenClient()
+        return await self._client.token_endpoint(credentials)
+
+    def close(self) -> None:
+        """Releases discovery's connections (made, like them, on the running loop)."""
+        if self._client is not None:
+            in_background(self._client.aclose())
+            self._client = None
 
     def endpoint_of(self, request: http.Request) -> BackendConfig | None:
         """The phantom backend whose token endpoint `request` is for, if any."""

@@ -97,6 +97,21 @@ def test_google_auth_with_a_service_account_key_file(
     assert_sandboxed(devservers, phantom, {credentials.token})
 
 
+def test_a_token_endpoint_found_by_discovery_is_answered_too(
+    devservers: DevServersProcess, mitmdump: ProxyFactory
+) -> None:
+    proxy = mitmdump(
+        devservers.backend_toml("crm", token_url=None, issuer=devservers.issuer, phantom=True)
+    )
+    with OAuth2Client(DUMMY_ID, DUMMY_SECRET, proxy=proxy.url, trust_env=False) as client:
+        discovery = f"{devservers.issuer}/.well-known/openid-configuration"
+        metadata = client.request("GET", discovery, withhold_token=True).json()  # as SDKs do
+        token = client.fetch_token(metadata["token_endpoint"], grant_type="client_credentials")
+        assert client.get(f"{devservers.backend_url}/accounts").status_code == 200
+    assert token["access_token"].startswith("phantom.")
+    assert_sandboxed(devservers, proxy, {token["access_token"]})
+
+
 def test_what_the_client_cannot_do_with_a_phantom_token(
     devservers: DevServersProcess, phantom: Proxy
 ) -> None:

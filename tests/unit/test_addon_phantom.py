@@ -18,6 +18,8 @@ from mitmproxy.test import tutils
 
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
+from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.phantom import PhantomGrant
 from mitm_oauth2.tokens.broker import TokenBroker
 from mitm_oauth2.tokens.phantoms import Phantoms
@@ -34,7 +36,7 @@ TABLE = """
 [[backend]]
 name = "{name}"
 hosts = ["{host}"]
-token_url = "https://idp.test/{name}/token"
+{where}
 client_id = "proxy"
 client_secret = "the-real-secret"
 phantom = {phantom}
@@ -52,13 +54,33 @@ def endpoint() -> FakeEndpoint:
     return FakeEndpoint(expires_in=600)
 
 
+class Discovery:
+    """Finds `https://idp.test/<backend>/token` for an issuer (or fails, when told to)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.failure: TokenError | None = None
+
+    async def __call__(self, credentials: ClientCredentials) -> str:
+        assert credentials.issuer is not None
+        self.asked.append(credentials.issuer)
+        if self.failure is not None:
+            raise self.failure
+        return credentials.issuer.replace("/issuer/", "/") + "/token"
+
+
 @pytest.fixture
-def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint, clock):
+def discovery() -> Discovery:
+    return Discovery()
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint, clock, discovery):
     """configure(*tables) -> addon, with a real broker on a fake endpoint and store."""
     broker = TokenBroker(endpoint, MemoryStore(), clock)
     monkeypatch.setattr(addon_module, "open_broker", lambda store, lock_lease: broker)
     addon = OAuth2Backend()
-    addon.phantoms = PhantomGrant(Phantoms(clock))
+    addon.phantoms = PhantomGrant(Phantoms(clock), discover=discovery)
     with taddons.context(addon) as tctx:
 
         def configure(*tables: str) -> OAuth2Backend:
@@ -70,8 +92,13 @@ def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint, clock):
         yield configure
 
 
-def table(name: str = "crm", host: str = "crm.test", phantom: bool = True) -> str:
-    return TABLE.format(name=name, host=host, phantom="true" if phantom else "false")
+def table(
+    name: str = "crm", host: str = "crm.test", phantom: bool = True, issuer: bool = False
+) -> str:
+    where = f'token_url = "https://idp.test/{name}/token"'
+    if issuer:
+        where = f'issuer = "https://idp.test/issuer/{name}"'
+    return TABLE.format(name=name, host=host, where=where, phantom="true" if phantom else "false")
 
 
 def token_request(name: str = "crm", **form: str) -> http.HTTPFlow:
@@ -173,15 +200,34 @@ async def test_the_servers_metadata_passes_untouched(proxy) -> None:
     assert "oauth2" not in f.metadata
 
 
-@pytest.mark.parametrize(
-    ("keys", "says"),
-    [
-        ({"grant": "token_exchange"}, 'not with grant = "token_exchange"'),
-        ({"token_url": None, "issuer": "https://idp.test"}, "needs token_url"),
-    ],
-)
-def test_phantom_is_refused_where_it_cannot_work(
-    tmp_path: Path, keys: dict[str, object], says: str
+async def test_with_discovery_the_issuers_host_waits_for_the_token_endpoint(
+    proxy, discovery
 ) -> None:
-    message = refused(tmp_path, backend(phantom=True, **keys))
-    assert f"key 'phantom': {says}" in message
+    addon = proxy(table(issuer=True))
+    metadata = tutils.treq(
+        host="idp.test",
+        port=443,
+        scheme=b"https",
+        path=b"/issuer/crm/.well-known/openid-configuration",
+    )
+    f = await through(addon, tflow.tflow(req=metadata))
+    assert f.response is None  # the client's own metadata request passes
+    assert discovery.asked == ["https://idp.test/issuer/crm"]
+    answer = await phantom_token(addon)  # POST https://idp.test/crm/token, as discovered
+    assert str(answer["access_token"]).startswith("phantom.")
+    assert discovery.asked == ["https://idp.test/issuer/crm"]  # once
+
+
+async def test_no_token_endpoint_known_no_request_to_the_issuer(proxy, discovery) -> None:
+    discovery.failure = TokenError("metadata of issuer https://idp.test/issuer/crm: HTTP 503")
+    addon = proxy(table(issuer=True))
+    f = await through(addon, token_request())
+    assert f.response is not None
+    assert f.response.status_code == 502  # were it the token request, its credentials stay here
+    discovery.failure = None
+    assert str((await phantom_token(addon))["access_token"]).startswith("phantom.")
+
+
+def test_phantom_is_not_for_token_exchange(tmp_path: Path) -> None:
+    message = refused(tmp_path, backend(grant="token_exchange", phantom=True))
+    assert "key 'phantom': not with grant = \"token_exchange\"" in message

@@ -123,7 +123,11 @@ class TokenClient:
         for pool in pools:
             await pool.aclose()
 
-    async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
+    async def token_endpoint(self, credentials: ClientCredentials) -> str:
+        """The token endpoint: `token_url`, or the one the issuer's metadata names."""
+        return (await self._endpoint(credentials))[1]
+
+    async def _endpoint(self, credentials: ClientCredentials) -> tuple[httpx.AsyncClient, str]:
         try:
             http = self._pool(credentials.transport)
         except (ssl.SSLError, OSError) as e:
@@ -133,6 +137,10 @@ class TokenClient:
             assert credentials.issuer is not None  # config requires one of the two
             mtls = credentials.auth_method.uses_certificate
             endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
+        return http, endpoint
+
+    async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
+        http, endpoint = await self._endpoint(credentials)
         for attempt in (1, 2):
             # Everything made again for a retry: assertions and proofs are used once.
             now = self._clock.wall()

@@ -154,10 +154,6 @@ def parse_backend(reader: TableReader) -> BackendConfig:
             'not with grant = "token_exchange": a phantom token stands for the backend\'s own '
             "token, an exchanged one for the caller's",
         )
-    if phantom and grant.credentials.token_url is None:
-        raise reader.error(
-            "phantom", "needs token_url: the token endpoint the clients are given, answered here"
-        )
     return BackendConfig(
         name=name,
         hosts=_hosts(reader),
