@@ -33,24 +33,27 @@ MAX_TOLD = 1024  # (backend, cause) pairs logged once each, until the configurat
 def caller_token(request: http.Request, header: str) -> str | None:
     """The caller's token in `header` (`Authorization: Bearer <token>`, or the whole value of
     another header); None when there is none. CallerTokenRefused when it cannot be sent on."""
-    values = request.headers.get_all(header)
+    # The raw fields, not the Headers mapping: every request to the backend asks, and a token
+    # is ASCII (anything else is refused below, as the decoded value would be).
+    wanted = header.lower().encode()
+    values = [value for name, value in request.headers.fields if name.lower() == wanted]
     if not values:
         return None
     if len(values) > 1:
         raise CallerTokenRefused(f"the request has {len(values)} {header} headers")
-    value = values[0].strip()
-    if header.lower() == "authorization":
-        scheme, _, value = value.partition(" ")
-        if scheme.lower() != "bearer":
+    raw = values[0].strip()
+    if wanted == b"authorization":
+        scheme, _, raw = raw.partition(b" ")
+        if scheme.lower() != b"bearer":
             return None  # another scheme is no bearer token: challenged like a missing one
-        value = value.strip()
-    if not value:
+        raw = raw.strip()
+    if not raw:
         return None
-    if len(value) > MAX_SUBJECT_TOKEN_BYTES:
+    if len(raw) > MAX_SUBJECT_TOKEN_BYTES:
         raise CallerTokenRefused("the caller's token is longer than 16 KiB")
-    if not (value.isascii() and value.isprintable()) or " " in value:
+    if not (raw.isascii() and raw.decode().isprintable()) or b" " in raw:
         raise CallerTokenRefused("the caller's token is not one line of printable ASCII")
-    return value
+    return raw.decode()
 
 
 class Callers:

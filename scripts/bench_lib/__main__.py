@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         help="throughput load (default: wrk if installed, else python; python with --smoke)",
     )
     parser.add_argument(
-        "--runs", type=int, help="runs per figure (default: 3, figures 1, 6 and 7: 7; smoke: 1)"
+        "--runs", type=int, help="runs per figure (default: 3, figures 1, 6, 7 and 8b: 7; smoke: 1)"
     )
     parser.add_argument("--only", default="", help="these figures only, e.g. 1,4b (and their step)")
     args = parser.parse_args(argv)

@@ -85,8 +85,8 @@ def write_markdown(
         f"- Python {context.python}, mitmproxy {context.mitmproxy}",
         f"- Throughput load: {context.client}; latency load: bench_lib.load, open loop",
         f"- Each figure: the median of {context.runs} run(s) ({context.throughput_runs} for "
-        "figures 1, 6 and 7); each run against a baseline measured in the same run, at the "
-        "same time (1, 6, 7) or interleaved with it, so that the noise of a shared machine "
+        "figures 1, 6, 7 and 8b); each run against a baseline measured in the same run, at the "
+        "same time (1, 6, 7, 8b) or interleaved with it, so that the noise of a shared machine "
         "falls on both",
         "",
         *("| " + " | ".join(row) + " |" for row in rows),

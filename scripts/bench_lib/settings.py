@@ -10,7 +10,7 @@ class Profile:
     name: str
     runs: int  # per figure; each run has its own baseline
     connections: int  # throughput runs: keep-alive connections
-    throughput_runs: int  # figures 1, 6 and 7: runs, each of all subjects at once
+    throughput_runs: int  # figures 1, 6, 7 and 8b: runs, each of all subjects at once
     throughput_seconds: float  # one such run
     many_backends: int  # figure 6: configured backends besides the one measured, plus it
     hol_seconds: float  # figure 2: one window of open-loop load

@@ -10,6 +10,7 @@ import pytest
 
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.guard import GuardedStore
+from mitm_oauth2.store.memory import MemoryTokenStore
 from tests.unit.broker_fakes import FakeClock
 from tests.unit.broker_fakes import MemoryStore
 
@@ -148,3 +149,14 @@ async def test_close_closes_the_opened_store(setup) -> None:
     await guard.load(grant)
     await guard.aclose()
     assert raw.closed
+
+
+async def test_the_memory_copy_holds_at_most_its_limit_newest_first(make_grant) -> None:
+    memory = MemoryTokenStore(FakeClock(), limit=3)
+    grants = [make_grant(backend=f"b{n}") for n in range(5)]
+    for grant in grants:
+        await memory.save(grant, TOKEN, ttl=60)
+    await memory.save(grants[2], TOKEN, ttl=60)  # saved again: now the newest
+    await memory.save(make_grant(backend="b5"), TOKEN, ttl=60)
+    kept = [n for n, grant in enumerate(grants) if await memory.load(grant) is not None]
+    assert kept == [2, 4]

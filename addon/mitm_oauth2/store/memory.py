@@ -7,15 +7,21 @@ from ..model.clock import SystemClock
 from ..model.credentials import TokenGrant
 from ..model.token import Token
 
+# The guard keeps a copy of every token it saves: bounded, as token exchange makes a grant per
+# caller, and a flood of callers must not grow the process (the oldest copy goes first).
+MAX_TOKENS = 1024
+
 
 class MemoryTokenStore:
-    """A dict with expiry. The lock is per process, which is all it can be while the shared
-    store is out: the broker's single flight already makes one request per process."""
+    """A dict with expiry, at most `limit` tokens. The lock is per process, which is all it can
+    be while the shared store is out: the broker's single flight already makes one request per
+    process."""
 
     where = "this process's memory"
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, limit: int = MAX_TOKENS) -> None:
         self._clock = clock or SystemClock()
+        self._limit = limit
         self._tokens: dict[TokenGrant, tuple[Token, float]] = {}
         self._locks: dict[TokenGrant, tuple[str, float]] = {}
 
@@ -29,7 +35,10 @@ class MemoryTokenStore:
         return entry[0]
 
     async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
+        self._tokens.pop(grant, None)  # saved again: the newest, so the last to go
         self._tokens[grant] = (token, self._clock.monotonic() + ttl)
+        while len(self._tokens) > self._limit:
+            del self._tokens[next(iter(self._tokens))]
 
     async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
         entry = self._tokens.get(grant)

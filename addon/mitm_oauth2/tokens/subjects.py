@@ -58,15 +58,17 @@ class SubjectGrants:
         grant = self._grants.get(digest)
         if grant is None:
             claims = read_claims(subject_token)
-            subject = SubjectToken(Secret(subject_token), claims.expires if claims else None)
-            grant = self.template.for_subject(subject)
+            made = SubjectToken(Secret(subject_token), claims.expires if claims else None)
+            grant = self.template.for_subject(made)
             self._grants[digest] = grant
             while len(self._grants) > self.limit:
                 _, evicted = self._grants.popitem(last=False)
                 self._forget(evicted)
         else:
             self._grants.move_to_end(digest)
-        refuse_expired(subject_left(grant.credentials.subject, self._clock.wall()))
+        subject = grant.credentials.subject
+        if subject is not None and subject.expires is not None:  # only a JWT says when
+            refuse_expired(subject_left(subject, self._clock.wall()))
         return grant
 
     def clear(self) -> None:
