@@ -16,6 +16,7 @@ from mitmproxy.test import tutils
 from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.errors import CallerTokenRefused
+from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.tokens.broker import TokenBroker
 from tests.unit.broker_fakes import FakeClock
 from tests.unit.broker_fakes import FakeEndpoint
@@ -149,6 +150,15 @@ async def test_a_token_the_server_refuses_is_the_callers_answer(
     told = [r for r in addon_log.records if "a caller's token was refused" in r.getMessage()]
     assert len(told) == 1  # once per backend and cause, however many callers
     assert "caller-" not in addon_log.text
+
+
+async def test_the_authorization_server_down_is_the_usual_502(proxy, endpoint) -> None:
+    endpoint.failure = TokenError("cannot connect to token endpoint (connection refused)")
+    f = await sent(proxy(), flow(("Authorization", "Bearer alice")))
+    assert f.response is not None
+    assert f.response.status_code == 502
+    assert "WWW-Authenticate" not in f.response.headers  # not the caller's fault
+    assert "cannot connect" in str(problem(f)["detail"])
 
 
 async def test_a_401_from_the_backend_evicts_that_callers_token_only(proxy, endpoint) -> None:
