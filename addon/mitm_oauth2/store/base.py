@@ -6,15 +6,21 @@ fallback while either fails); `guard` puts timeouts and that fallback around the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import Protocol
 
 from ..model.credentials import TokenGrant
 from ..model.token import Token
 
 _KEY_VERSION = "v1"
+
+# Cache keys a store remembers: deriving one again costs microseconds beside the store's own I/O,
+# and token exchange makes a grant per caller, so a flood of callers must not grow the memo.
+REMEMBERED_KEYS = 1024
 
 
 class TokenStore(Protocol):
@@ -58,3 +64,13 @@ def derive_cache_key(hmac_key: bytes, grant: TokenGrant) -> str:
     material = json.dumps(grant.credentials.identity()).encode()
     digest = hmac.new(hmac_key, material, hashlib.sha256).hexdigest()
     return f"token/{_KEY_VERSION}/{grant.backend}/{digest}"
+
+
+def cache_keys(hmac_key: bytes, prefix: str = "") -> Callable[[TokenGrant], str]:
+    """`prefix` + `derive_cache_key` with `hmac_key`, remembered for the latest grants."""
+
+    @functools.lru_cache(maxsize=REMEMBERED_KEYS)
+    def cache_key(grant: TokenGrant) -> str:
+        return prefix + derive_cache_key(hmac_key, grant)
+
+    return cache_key

@@ -11,7 +11,7 @@ import diskcache
 
 from ..model.credentials import TokenGrant
 from ..model.token import Token
-from .base import derive_cache_key
+from .base import cache_keys
 from .codec import TokenCodec
 
 _HMAC_KEY_ENTRY = "store/hmac-key"
@@ -42,14 +42,18 @@ class DiskTokenStore:
         # Random per directory unless the operator's store key sets it (see TokenCodec).
         if codec.hmac_key is None:
             self._cache.add(_HMAC_KEY_ENTRY, secrets.token_bytes(32))
-        self._hmac_key: bytes = codec.hmac_key or self._cache.get(_HMAC_KEY_ENTRY)
-        self._keys: dict[TokenGrant, str] = {}
+        self.cache_key = cache_keys(codec.hmac_key or self._cache.get(_HMAC_KEY_ENTRY))
 
     @classmethod
     def open_sync(cls, directory: Path, codec: TokenCodec | None = None) -> DiskTokenStore:
         _private_directory(directory)
         # Values stay inside SQLite (no side files) and are bytes we encode, never pickles.
-        cache = diskcache.Cache(str(directory), disk_min_file_size=1 << 20)
+        # SQLite's page cache 1 MiB and no memory map: the broker holds the tokens it uses, so
+        # few reads come here, and diskcache's defaults (a 32 MiB cache, a 64 MiB map) grew the
+        # process with every token saved (a caller's each, with token exchange).
+        cache = diskcache.Cache(
+            str(directory), disk_min_file_size=1 << 20, sqlite_cache_size=256, sqlite_mmap_size=0
+        )
         try:
             return cls(cache, directory, codec or TokenCodec())
         except BaseException:
@@ -59,12 +63,6 @@ class DiskTokenStore:
     @classmethod
     async def open(cls, directory: Path, codec: TokenCodec | None = None) -> DiskTokenStore:
         return await asyncio.to_thread(cls.open_sync, directory, codec)
-
-    def cache_key(self, grant: TokenGrant) -> str:
-        key = self._keys.get(grant)
-        if key is None:
-            key = self._keys[grant] = derive_cache_key(self._hmac_key, grant)
-        return key
 
     async def load(self, grant: TokenGrant) -> Token | None:
         key = self.cache_key(grant)

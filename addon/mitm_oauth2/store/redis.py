@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from redis.exceptions import LockNotOwnedError
 from ..model.credentials import TokenGrant
 from ..model.errors import UnreadableEntry
 from ..model.token import Token
-from .base import derive_cache_key
+from .base import cache_keys
 from .codec import TokenCodec
 
 PREFIX = "mitm-oauth2:"
@@ -44,7 +45,7 @@ class RedisTokenStore:
         self.where = where
         self._codec = codec
         self._hmac_key = codec.hmac_key
-        self._keys: dict[TokenGrant, str] = {}
+        self._keys = None if self._hmac_key is None else cache_keys(self._hmac_key, PREFIX)
         self._delete_if_unchanged = client.register_script(_DELETE_IF_UNCHANGED)
 
     @classmethod
@@ -79,8 +80,8 @@ class RedisTokenStore:
             await self._agree_on_fleet_key()
         return self
 
-    async def _agree_on_fleet_key(self) -> bytes:
-        """The HMAC key of cache keys, the same for every proxy on this Redis.
+    async def _agree_on_fleet_key(self) -> Callable[[TokenGrant], str]:
+        """Cache keys by the HMAC key that every proxy on this Redis uses.
 
         The first proxy to ask publishes it; a proxy that knew one before Redis lost its data
         publishes that one again, so proxies started before and after the loss still agree.
@@ -90,17 +91,14 @@ class RedisTokenStore:
         stored = await self._redis.get(_HMAC_KEY)
         if not isinstance(stored, bytes) or len(stored) != 32:
             raise UnreadableEntry(f"{_HMAC_KEY} is not a 32-byte key")
-        if stored != self._hmac_key:
+        if stored != self._hmac_key or self._keys is None:
             self._hmac_key = stored
-            self._keys.clear()
-        return stored
+            self._keys = cache_keys(stored, PREFIX)
+        return self._keys
 
     async def _key(self, grant: TokenGrant) -> str:
-        key = self._keys.get(grant)
-        if key is None:
-            hmac_key = self._hmac_key or await self._agree_on_fleet_key()
-            key = self._keys[grant] = PREFIX + derive_cache_key(hmac_key, grant)
-        return key
+        keys = self._keys or await self._agree_on_fleet_key()
+        return keys(grant)
 
     async def load(self, grant: TokenGrant) -> Token | None:
         key = await self._key(grant)
