@@ -10,8 +10,10 @@ nothing is forwarded.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mitmproxy import http
 
@@ -19,6 +21,7 @@ from . import story
 from .config.backend import BackendConfig
 from .model.credentials import TokenGrant
 from .model.errors import CallerTokenRefused
+from .model.net import header_values
 from .problem import Problem
 from .problem import caller_token_missing
 from .problem import caller_token_refused
@@ -28,21 +31,24 @@ from .tokens.subjects import SubjectGrants
 logger = logging.getLogger(__name__)
 
 MAX_TOLD = 1024  # (backend, cause) pairs logged once each, until the configuration changes
+_ONE_PRINTABLE_LINE = re.compile(rb"[\x21-\x7e]+")  # a token: no space, no control, ASCII
 
 
 def caller_token(request: http.Request, header: str) -> str | None:
     """The caller's token in `header` (`Authorization: Bearer <token>`, or the whole value of
     another header); None when there is none. CallerTokenRefused when it cannot be sent on."""
-    # The raw fields, not the Headers mapping: every request to the backend asks, and a token
-    # is ASCII (anything else is refused below, as the decoded value would be).
-    wanted = header.lower().encode()
-    values = [value for name, value in request.headers.fields if name.lower() == wanted]
+    return _read_token(header_values(request.headers.fields, header.lower().encode()), header)
+
+
+def _read_token(values: list[bytes], header: str) -> str | None:
+    # Raw bytes, not the decoded Headers: a token is ASCII (anything else is refused below, as
+    # the decoded value would be).
     if not values:
         return None
     if len(values) > 1:
         raise CallerTokenRefused(f"the request has {len(values)} {header} headers")
     raw = values[0].strip()
-    if wanted == b"authorization":
+    if header.lower() == "authorization":
         scheme, _, raw = raw.partition(b" ")
         if scheme.lower() != b"bearer":
             return None  # another scheme is no bearer token: challenged like a missing one
@@ -51,9 +57,19 @@ def caller_token(request: http.Request, header: str) -> str | None:
         return None
     if len(raw) > MAX_SUBJECT_TOKEN_BYTES:
         raise CallerTokenRefused("the caller's token is longer than 16 KiB")
-    if not (raw.isascii() and raw.decode().isprintable()) or b" " in raw:
+    if not _ONE_PRINTABLE_LINE.fullmatch(raw):
         raise CallerTokenRefused("the caller's token is not one line of printable ASCII")
     return raw.decode()
+
+
+@dataclass
+class _Backend:
+    """One token_exchange backend's callers, and where their token comes from."""
+
+    grants: SubjectGrants
+    header: str  # subject_header
+    wanted: bytes  # that, as header names are compared
+    apart: bool  # not the header the exchanged token goes in: taken off the request
 
 
 class Callers:
@@ -62,7 +78,7 @@ class Callers:
 
     def __init__(self, forget: Callable[[TokenGrant], None]) -> None:
         self._forget = forget
-        self._by_backend: dict[str, SubjectGrants] = {}
+        self._by_backend: dict[str, _Backend] = {}
         # flow id -> its caller's grant; empty unless a token_exchange backend has callers, and
         # every response looks here first
         self.in_flight: dict[str, TokenGrant] = {}
@@ -70,33 +86,41 @@ class Callers:
 
     def configure(self, backends: Iterable[BackendConfig]) -> None:
         """Keeps the callers of backends whose grant is unchanged; forgets the others'."""
-        kept: dict[str, SubjectGrants] = {}
+        kept: dict[str, _Backend] = {}
         for backend in backends:
-            if backend.subject_header is None:
+            header = backend.subject_header
+            if header is None:
                 continue
             known = self._by_backend.pop(backend.name, None)
-            if known is not None and known.template == backend.grant:
-                known.limit = backend.max_exchanged_tokens
-                kept[backend.name] = known
-                continue
-            if known is not None:
-                known.clear()
-            kept[backend.name] = SubjectGrants(
-                backend.grant, backend.max_exchanged_tokens, self._forget
+            if known is not None and known.grants.template == backend.grant:
+                known.grants.limit = backend.max_exchanged_tokens
+                grants = known.grants
+            else:
+                if known is not None:
+                    known.grants.clear()
+                grants = SubjectGrants(backend.grant, backend.max_exchanged_tokens, self._forget)
+            wanted = header.lower()
+            kept[backend.name] = _Backend(
+                grants, header, wanted.encode(), wanted != backend.header.lower()
             )
         for gone in self._by_backend.values():
-            gone.clear()
+            gone.grants.clear()
         self._by_backend = kept
         self._told.clear()
 
     def grant(self, request: http.Request, backend: BackendConfig) -> TokenGrant | Problem:
         """The grant for this request's caller, or the Problem to answer it with."""
-        assert backend.subject_header is not None  # only asked for token_exchange backends
+        callers = self._by_backend[backend.name]
+        values = header_values(request.headers.fields, callers.wanted)
         try:
-            found = caller_token(request, backend.subject_header)
+            if len(values) == 1:  # a caller seen before: nothing to read again
+                known = callers.grants.known(values[0])
+                if known is not None:
+                    return known
+            found = _read_token(values, callers.header)
             if found is None:
-                return caller_token_missing(backend.name, backend.subject_header)
-            return self._by_backend[backend.name].grant(found)
+                return caller_token_missing(backend.name, callers.header)
+            return callers.grants.grant(values[0], found)
         except CallerTokenRefused as e:
             return self.refused(backend.name, e)
 
@@ -118,10 +142,9 @@ class Callers:
     def sent(self, flow: http.HTTPFlow, backend: BackendConfig, grant: TokenGrant) -> None:
         """The exchanged token is on `flow`: the caller's comes off, if it came in another
         header than the one the exchanged token went in."""
-        header = backend.subject_header
-        assert header is not None
-        if header.lower() != backend.header.lower():
-            flow.request.headers.pop(header, None)
+        callers = self._by_backend[backend.name]
+        if callers.apart:
+            flow.request.headers.pop(callers.header, None)
         self.in_flight[flow.id] = grant
         subject = grant.credentials.subject
         if subject is not None:
@@ -132,5 +155,5 @@ class Callers:
         return self.in_flight.pop(flow.id, None)
 
     def callers(self, backend: str) -> int:
-        grants = self._by_backend.get(backend)
-        return 0 if grants is None else len(grants)
+        callers = self._by_backend.get(backend)
+        return 0 if callers is None else len(callers.grants)

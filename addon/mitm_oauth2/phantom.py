@@ -29,8 +29,10 @@ from mitmproxy import http
 from .client.token_client import TokenClient
 from .config.backend import BackendConfig
 from .config.hosts import DEFAULT_PORTS
+from .exchange import caller_token
 from .model.background import in_background
 from .model.credentials import ClientCredentials
+from .model.errors import CallerTokenRefused
 from .problem import Problem
 from .problem import phantom_refused
 from .tokens.broker import Issued
@@ -197,10 +199,12 @@ class PhantomGrant:
 
     def swap_refusal(self, request: http.Request, backend: BackendConfig) -> Problem | None:
         """Why a request to a phantom backend may not have the real token (None: it may)."""
-        values = request.headers.get_all("Authorization")
-        scheme, _, token = values[0].strip().partition(" ") if len(values) == 1 else ("", "", "")
-        if scheme.lower() != "bearer" or not token.strip():
+        try:
+            token = caller_token(request, "Authorization")
+        except CallerTokenRefused as e:
+            return phantom_refused(backend.name, e.cause)
+        if token is None:
             why = "it carries no phantom token (Authorization: Bearer <the token it was given>)"
             return phantom_refused(backend.name, why, challenge="Bearer")
-        refused = self.tokens.refusal(token.strip(), backend.name)
+        refused = self.tokens.refusal(token, backend.name)
         return None if refused is None else phantom_refused(backend.name, refused)

@@ -136,6 +136,18 @@ async def test_a_caller_token_unfit_to_send_is_refused(proxy, endpoint, headers,
     assert endpoint.calls == 0
 
 
+async def test_a_known_callers_token_sent_twice_is_refused(proxy, endpoint) -> None:
+    addon = proxy()
+    await sent(addon, flow(("Authorization", "Bearer alice")))
+    f = await sent(
+        addon, flow(("Authorization", "Bearer alice"), ("Authorization", "Bearer alice"))
+    )
+    assert f.response is not None
+    assert f.response.status_code == 401
+    assert "2 Authorization" in str(problem(f)["detail"])
+    assert endpoint.calls == 1
+
+
 @pytest.mark.parametrize(("code", "status"), [("invalid_grant", 401), ("invalid_target", 403)])
 async def test_a_token_the_server_refuses_is_the_callers_answer(
     proxy, endpoint, addon_log, code, status

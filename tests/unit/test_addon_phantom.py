@@ -181,6 +181,18 @@ async def test_no_valid_phantom_no_real_token(proxy, clock, kind: str) -> None:
     assert "tok-" not in (f.response.text or "")
 
 
+async def test_a_phantom_sent_twice_is_refused_not_swapped(proxy) -> None:
+    addon = proxy(table())
+    phantom = str((await phantom_token(addon))["access_token"])
+    f = backend_request(token=phantom)
+    f.request.headers.add("Authorization", f"Bearer {phantom}")
+    await through(addon, f)
+    assert f.response is not None
+    assert f.response.status_code == 401
+    assert "2 Authorization headers" in (f.response.text or "")
+    assert "tok-" not in str(f.request.headers.get_all("Authorization"))
+
+
 async def test_without_phantom_backends_there_is_no_request_hook(proxy) -> None:
     addon = proxy(table())
     assert "request" in vars(addon)

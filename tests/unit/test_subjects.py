@@ -26,6 +26,11 @@ def jwt_like(**claims: object) -> str:
     return f"{part({'alg': 'none'})}.{part(claims)}.sig"
 
 
+def seen(subjects: SubjectGrants, token: str) -> TokenGrant:
+    """The grant for a caller that sends `Authorization: Bearer <token>`."""
+    return subjects.grant(f"Bearer {token}".encode(), token)
+
+
 @pytest.fixture
 def template(make_grant) -> TokenGrant:
     return make_grant(grant=GrantType.TOKEN_EXCHANGE, exchange=Exchange())
@@ -33,7 +38,7 @@ def template(make_grant) -> TokenGrant:
 
 def test_the_same_callers_token_finds_the_same_grant(template: TokenGrant) -> None:
     subjects = SubjectGrants(template, 10, lambda grant: None, FakeClock())
-    first, again, other = subjects.grant("alice"), subjects.grant("alice"), subjects.grant("bob")
+    first, again, other = seen(subjects, "alice"), seen(subjects, "alice"), seen(subjects, "bob")
     assert first is again
     assert other != first
     assert first.credentials.subject is not None
@@ -41,9 +46,28 @@ def test_the_same_callers_token_finds_the_same_grant(template: TokenGrant) -> No
     assert len(subjects) == 2
 
 
+def test_a_caller_seen_before_is_known_by_what_it_presents(template: TokenGrant) -> None:
+    subjects = SubjectGrants(template, 10, lambda grant: None, FakeClock())
+    assert subjects.known(b"Bearer alice") is None
+    alice = seen(subjects, "alice")
+    assert subjects.known(b"Bearer alice") is alice
+    assert subjects.known(b"Bearer bob") is None
+    assert subjects.known(b"bearer alice") is None  # other bytes: read and checked again
+
+
+def test_a_known_caller_whose_jwt_has_expired_is_refused(template: TokenGrant) -> None:
+    clock = FakeClock()
+    subjects = SubjectGrants(template, 10, lambda grant: None, clock)
+    token = jwt_like(sub="alice", exp=START + 60)
+    seen(subjects, token)
+    clock.advance(61)
+    with pytest.raises(CallerTokenRefused, match="expired"):
+        subjects.known(f"Bearer {token}".encode())
+
+
 def test_each_caller_has_a_cache_key_of_its_own_without_its_token(template) -> None:
     subjects = SubjectGrants(template, 10, lambda grant: None, FakeClock())
-    keys = {derive_cache_key(b"k" * 32, subjects.grant(name)) for name in ("alice", "bob")}
+    keys = {derive_cache_key(b"k" * 32, seen(subjects, name)) for name in ("alice", "bob")}
     assert len(keys) == 2
     assert not any("alice" in key or "bob" in key for key in keys)
 
@@ -51,12 +75,12 @@ def test_each_caller_has_a_cache_key_of_its_own_without_its_token(template) -> N
 def test_the_least_recently_seen_caller_is_forgotten_first(template: TokenGrant) -> None:
     forgotten: list[TokenGrant] = []
     subjects = SubjectGrants(template, 2, forgotten.append, FakeClock())
-    alice = subjects.grant("alice")
-    bob = subjects.grant("bob")
-    subjects.grant("alice")  # seen again: bob is now the oldest
-    subjects.grant("carol")
+    alice = seen(subjects, "alice")
+    bob = seen(subjects, "bob")
+    seen(subjects, "alice")  # seen again: bob is now the oldest
+    seen(subjects, "carol")
     assert forgotten == [bob]
-    assert subjects.grant("alice") is alice
+    assert seen(subjects, "alice") is alice
     assert len(subjects) == 2
 
 
@@ -64,7 +88,7 @@ def test_a_flood_of_callers_stays_within_the_bound(template: TokenGrant) -> None
     forgotten: list[TokenGrant] = []
     subjects = SubjectGrants(template, 100, forgotten.append, FakeClock())
     for n in range(5000):
-        subjects.grant(f"caller-{n}")
+        seen(subjects, f"caller-{n}")
     assert len(subjects) == 100
     assert len(forgotten) == 4900
 
@@ -73,9 +97,9 @@ def test_a_lower_limit_applies_at_the_next_new_caller(template: TokenGrant) -> N
     forgotten: list[TokenGrant] = []
     subjects = SubjectGrants(template, 10, forgotten.append, FakeClock())
     for n in range(10):
-        subjects.grant(f"caller-{n}")
+        seen(subjects, f"caller-{n}")
     subjects.limit = 3
-    subjects.grant("new")
+    seen(subjects, "new")
     assert len(subjects) == 3
     assert len(forgotten) == 8
 
@@ -83,20 +107,20 @@ def test_a_lower_limit_applies_at_the_next_new_caller(template: TokenGrant) -> N
 def test_an_expired_jwt_is_refused_and_a_live_one_keeps_its_expiry(template) -> None:
     clock = FakeClock()
     subjects = SubjectGrants(template, 10, lambda grant: None, clock)
-    live = subjects.grant(jwt_like(sub="alice", exp=START + 60))
+    live = seen(subjects, jwt_like(sub="alice", exp=START + 60))
     assert live.credentials.subject is not None
     assert live.credentials.subject.expires == START + 60
     with pytest.raises(CallerTokenRefused, match="expired"):
-        subjects.grant(jwt_like(sub="bob", exp=START - 1))
+        seen(subjects, jwt_like(sub="bob", exp=START - 1))
     clock.advance(61)
     with pytest.raises(CallerTokenRefused, match="expired"):
-        subjects.grant(jwt_like(sub="alice", exp=START + 60))
+        seen(subjects, jwt_like(sub="alice", exp=START + 60))
 
 
 def test_clear_forgets_every_caller(template: TokenGrant) -> None:
     forgotten: list[TokenGrant] = []
     subjects = SubjectGrants(template, 10, forgotten.append, FakeClock())
-    grants = [subjects.grant(name) for name in ("alice", "bob")]
+    grants = [seen(subjects, name) for name in ("alice", "bob")]
     subjects.clear()
     assert forgotten == grants
     assert len(subjects) == 0
