@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+from typing import TypeVar
 
 import diskcache
 
@@ -13,6 +18,8 @@ from ..model.credentials import TokenGrant
 from ..model.token import Token
 from .base import cache_keys
 from .codec import TokenCodec
+
+T = TypeVar("T")
 
 _HMAC_KEY_ENTRY = "store/hmac-key"
 _LOCK = "lock/"
@@ -28,14 +35,27 @@ def _private_directory(directory: Path) -> None:
     os.chmod(database, 0o600)
 
 
+def _store_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth2-token-cache")
+
+
 class DiskTokenStore:
     """Tokens in a diskcache directory (0700, files 0600). Raises when the disk fails.
 
-    diskcache is synchronous SQLite, so opening and every call run in a worker thread.
+    diskcache is synchronous SQLite, so opening and every call run in a thread of the store's
+    own: one, as diskcache opens a connection (with its page cache) per thread that calls it,
+    and the calls are short and few (the broker holds the tokens it uses).
     """
 
-    def __init__(self, cache: diskcache.Cache, directory: Path, codec: TokenCodec) -> None:
+    def __init__(
+        self,
+        cache: diskcache.Cache,
+        directory: Path,
+        codec: TokenCodec,
+        thread: ThreadPoolExecutor | None = None,
+    ) -> None:
         self._cache = cache
+        self._thread = thread or _store_thread()
         self.where = f"token cache {directory}"
         self.directory = directory
         self._codec = codec
@@ -45,7 +65,12 @@ class DiskTokenStore:
         self.cache_key = cache_keys(codec.hmac_key or self._cache.get(_HMAC_KEY_ENTRY))
 
     @classmethod
-    def open_sync(cls, directory: Path, codec: TokenCodec | None = None) -> DiskTokenStore:
+    def open_sync(
+        cls,
+        directory: Path,
+        codec: TokenCodec | None = None,
+        thread: ThreadPoolExecutor | None = None,
+    ) -> DiskTokenStore:
         _private_directory(directory)
         # Values stay inside SQLite (no side files) and are bytes we encode, never pickles.
         # SQLite's page cache 1 MiB and no memory map: the broker holds the tokens it uses, so
@@ -55,28 +80,38 @@ class DiskTokenStore:
             str(directory), disk_min_file_size=1 << 20, sqlite_cache_size=256, sqlite_mmap_size=0
         )
         try:
-            return cls(cache, directory, codec or TokenCodec())
+            return cls(cache, directory, codec or TokenCodec(), thread)
         except BaseException:
             cache.close()
             raise
 
     @classmethod
     async def open(cls, directory: Path, codec: TokenCodec | None = None) -> DiskTokenStore:
-        return await asyncio.to_thread(cls.open_sync, directory, codec)
+        thread = _store_thread()
+        opening = functools.partial(cls.open_sync, directory, codec, thread)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(thread, opening)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
 
     async def load(self, grant: TokenGrant) -> Token | None:
         key = self.cache_key(grant)
-        return self._codec.read(await asyncio.to_thread(self._cache.get, key), key)
+        return self._codec.read(await self._call(self._cache.get, key), key)
 
     async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
         key = self.cache_key(grant)
-        await asyncio.to_thread(self._cache.set, key, self._codec.encode(token, key), expire=ttl)
+        await self._call(self._cache.set, key, self._codec.encode(token, key), expire=ttl)
 
     async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
-        await asyncio.to_thread(self._delete_if, self.cache_key(grant), access_token)
+        await self._call(self._delete_if, self.cache_key(grant), access_token)
 
     async def delete(self, grant: TokenGrant) -> None:
-        await asyncio.to_thread(self._cache.delete, self.cache_key(grant))
+        await self._call(self._cache.delete, self.cache_key(grant))
 
     def _delete_if(self, key: str, access_token: str) -> None:
         with self._cache.transact():
@@ -88,11 +123,11 @@ class DiskTokenStore:
     # and its acquire spins in a blocking sleep loop.
     async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
         lock_key = _LOCK + self.cache_key(grant)
-        added: bool = await asyncio.to_thread(self._cache.add, lock_key, owner, expire=lease)
+        added: bool = await self._call(self._cache.add, lock_key, owner, expire=lease)
         return added
 
     async def unlock(self, grant: TokenGrant, owner: str) -> None:
-        await asyncio.to_thread(self._unlock, _LOCK + self.cache_key(grant), owner)
+        await self._call(self._unlock, _LOCK + self.cache_key(grant), owner)
 
     def _unlock(self, lock_key: str, owner: str) -> None:
         with self._cache.transact():
@@ -100,7 +135,10 @@ class DiskTokenStore:
                 self._cache.delete(lock_key)
 
     def close(self) -> None:
+        """Closes the calling thread's connection (see aclose), and the store's thread."""
         self._cache.close()
+        self._thread.shutdown(wait=False)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
+        await self._call(self._cache.close)  # the connection is the store thread's
+        self._thread.shutdown(wait=False)
