@@ -49,6 +49,7 @@ from .phantom import PhantomGrant
 from .problem import Problem
 from .problem import token_unavailable
 from .redaction import redact
+from .redaction import redact_presented
 from .replay import Replays
 from .startup import fatal_at_startup
 from .startup import unknown_options
@@ -176,7 +177,8 @@ class OAuth2Backend:
             """
             Once a request has gone upstream, replace the token on the flow's copy of it with
             "[redacted <fingerprint>]" (a DPoP proof with "[redacted]"), so that mitmweb, saved
-            flows, HAR exports and mitmdump's dumps hold no live token.
+            flows, HAR exports and mitmdump's dumps hold no live token; a refused request's copy
+            of the token its caller sent (token_exchange, phantom) at once.
             """,
         )
         loader.add_option(
@@ -298,6 +300,13 @@ class OAuth2Backend:
             for backend in self.backends
         ]
 
+    def grants(self, backend: BackendConfig) -> list[TokenGrant]:
+        """The grants that hold `backend`'s tokens: its own, or a token_exchange backend's
+        callers' (its own holds none)."""
+        if backend.subject_header is None:
+            return [backend.grant]
+        return self.callers.grants(backend.name)
+
     def _status(self, backend: BackendConfig, status: BackendStatus) -> BackendStatus:
         if backend.subject_header is None:
             return status
@@ -348,18 +357,18 @@ class OAuth2Backend:
         )
         if refused is not None:
             logger.warning("backend %s: %s", backend.name, refused.problem.detail)
-            self._refuse(flow, backend.name, refused.problem, refused.cause)
+            self._refuse(flow, backend, refused.problem, refused.cause)
             return None
         if backend.phantom and flow.is_replay != "request":  # a replay has no phantom: ours
             phantom = self.phantoms.swap_refusal(request, backend)
             if phantom is not None:
-                self._refuse(flow, backend.name, phantom, phantom.detail)
+                self._refuse(flow, backend, phantom, phantom.detail)
                 return None
         grant = backend.grant
         if backend.subject_header is not None:  # token_exchange: the caller's grant
             chosen = self.callers.grant(request, backend)
             if isinstance(chosen, Problem):
-                self._refuse(flow, backend.name, chosen, chosen.detail)
+                self._refuse(flow, backend, chosen, chosen.detail)
                 return None
             grant = chosen
         try:
@@ -447,12 +456,12 @@ class OAuth2Backend:
 
     def _failed(self, flow: http.HTTPFlow, backend: BackendConfig, e: Exception) -> None:
         if isinstance(e, CallerTokenRefused):  # token_exchange: the caller must act, not us
-            self._refuse(flow, backend.name, self.callers.refused(backend.name, e), e.cause)
+            self._refuse(flow, backend, self.callers.refused(backend.name, e), e.cause)
             return
         if not isinstance(e, TokenError):  # a bug must fail closed: never forward without it
             logger.error("backend %s: unexpected failure getting a token", backend.name, exc_info=e)
             e = TokenError(f"internal error ({type(e).__name__})")
-        self._refuse(flow, backend.name, token_unavailable(backend.name, e), e.cause)
+        self._refuse(flow, backend, token_unavailable(backend.name, e), e.cause)
 
     def _inject(
         self, flow: http.HTTPFlow, backend: BackendConfig, grant: TokenGrant, issue: Issued
@@ -600,9 +609,7 @@ class OAuth2Backend:
         outcome = await self.replays.on_response(flow, backend, grant, broker)
         if outcome.no_token is not None:
             cause = f"token rejected (401), no fresh one: {outcome.no_token.cause}"
-            self._refuse(
-                flow, backend.name, token_unavailable(backend.name, outcome.no_token), cause
-            )
+            self._refuse(flow, backend, token_unavailable(backend.name, outcome.no_token), cause)
             return
         story.after_401(flow, outcome)
         if outcome.replayed:
@@ -623,12 +630,16 @@ class OAuth2Backend:
         # The current settings (retry_on_401 may have changed); never another backend's grant.
         return backend if backend is not None and backend.name == meta.get("backend") else None
 
-    @staticmethod
-    def _refuse(flow: http.HTTPFlow, backend: str, problem: Problem, cause: str) -> None:
+    def _refuse(
+        self, flow: http.HTTPFlow, backend: BackendConfig, problem: Problem, cause: str
+    ) -> None:
         # A streamed body would go upstream before our answer; buffer it so nothing is forwarded.
         flow.request.stream = False
         flow.response = http.Response.make(problem.status, problem.to_json(), problem.headers())
-        story.refused(flow, backend, cause)
+        story.refused(flow, backend.name, cause)
+        presented = backend.subject_header or ("Authorization" if backend.phantom else None)
+        if presented is not None and self.redacting:
+            redact_presented(flow.request, presented)
 
     def _close(self) -> None:
         self.watcher.stop()

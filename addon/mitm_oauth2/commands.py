@@ -17,6 +17,7 @@ from mitmproxy import exceptions
 from .config.backend import BackendConfig
 from .learning import Learning
 from .model.background import in_background
+from .model.credentials import TokenGrant
 from .tokens.broker import TokenBroker
 from .tokens.status import BackendStatus
 
@@ -29,6 +30,8 @@ class Running(Protocol):
     learning: Learning
 
     def statuses(self) -> list[tuple[str, BackendStatus]]: ...
+
+    def grants(self, backend: BackendConfig) -> list[TokenGrant]: ...
 
 
 class OAuth2Commands:
@@ -45,18 +48,28 @@ class OAuth2Commands:
 
     @command.command("oauth.refresh")
     def refresh(self, *names: str) -> None:
-        """Renew the tokens of the named backends now (every backend when none is named)."""
+        """Renew the tokens of the named backends now (every backend when none is named). A
+        token_exchange backend's tokens are its callers': forgotten, as by oauth.purge, each
+        exchanged again at its caller's next request."""
         broker = self._broker()
         for backend in self._chosen(names):
-            broker.refresh(backend.grant)
+            if backend.subject_header is None:
+                broker.refresh(backend.grant)
+            else:  # renewing every caller's token at once would flood the server
+                self._purge(broker, backend)
 
     @command.command("oauth.purge")
     def purge(self, *names: str) -> None:
         """Forget the tokens of the named backends, in memory and in the cache (all when none
-        is named); their next request fetches a new one."""
+        is named; a token_exchange backend's: those of the callers this proxy knows); their
+        next request fetches a new one."""
         broker = self._broker()
         for backend in self._chosen(names):
-            in_background(broker.purge(backend.grant))
+            self._purge(broker, backend)
+
+    def _purge(self, broker: TokenBroker, backend: BackendConfig) -> None:
+        for grant in self._addon.grants(backend):
+            in_background(broker.purge(grant))
 
     @command.command("oauth.suggest")
     def suggest(self) -> str:

@@ -157,3 +157,8 @@ class Callers:
     def callers(self, backend: str) -> int:
         callers = self._by_backend.get(backend)
         return 0 if callers is None else len(callers.grants)
+
+    def grants(self, backend: str) -> list[TokenGrant]:
+        """The grants of `backend`'s callers, as remembered now."""
+        callers = self._by_backend.get(backend)
+        return [] if callers is None else callers.grants.grants()

@@ -2,6 +2,7 @@
 put on it reads `Bearer [redacted <fingerprint>]` (a DPoP proof `[redacted]`), so mitmweb's
 flow view, saved flows (`-w`), HAR exports and mitmdump's dumps hold no token that works. The
 token went out on the wire; mitmproxy's raw trace of the bytes sent (`proxy_debug`) shows it.
+A refused request to a backend that takes its caller's own token keeps no copy of it either.
 
 The addon's `response` and `error` hooks call this last: a script addon runs ahead of
 mitmproxy's save, savehar, dumper and view addons, so none of them sees the live token.
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from mitmproxy import http
 
 from .config.backend import BackendConfig
+from .model.token import fingerprint
 
 PROOF_REDACTED = b"[redacted]"
 _DPOP = b"dpop"
@@ -49,6 +51,24 @@ def redact(flow: http.HTTPFlow, backends: Mapping[str, BackendConfig]) -> None:
             sent = PROOF_REDACTED
         fields.append((key, sent))
     headers.fields = tuple(fields)
+
+
+def redact_presented(request: http.Request, header: str) -> None:
+    """A refused request to a backend that takes the caller's own token (token exchange's
+    subject token, a phantom token) is never forwarded, so its copy of that token can go at
+    once: `Bearer [redacted <fingerprint>]`, the fingerprint of the caller's token that the
+    flows sent for it show."""
+    wanted = header.lower().encode()
+    fields = []
+    for key, value in request.headers.fields:
+        if key.lower() == wanted:
+            scheme, space, token = value.partition(b" ")
+            if not (space and scheme.lower() == b"bearer"):
+                scheme, token = b"", value
+            shown = b"[redacted " + fingerprint(token.decode("latin-1")).encode() + b"]"
+            value = scheme + b" " + shown if scheme else shown
+        fields.append((key, value))
+    request.headers.fields = tuple(fields)
 
 
 def strip(flow: http.HTTPFlow) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 from typing import TypeVar
 
@@ -21,13 +22,21 @@ from tests.support.proxies import Proxy
 T = TypeVar("T")
 
 
-def crowd(proxy: Proxy, urls: list[str], timeout: float = 20) -> list[httpx.Response]:
-    """GETs every URL at once through `proxy`; the answers in the same order."""
+def crowd(
+    proxy: Proxy,
+    urls: list[str],
+    timeout: float = 20,
+    headers: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[httpx.Response]:
+    """GETs every URL at once through `proxy`; the answers in the same order. `headers`: a
+    URL's own request headers."""
+    each = headers or {}
 
     async def run() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=len(urls))
         async with proxy.async_client(limits=limits, timeout=timeout) as client:
-            return list(await asyncio.gather(*(client.get(url) for url in urls)))
+            asked = (client.get(url, headers=each.get(url)) for url in urls)
+            return list(await asyncio.gather(*asked))
 
     return asyncio.run(run())
 

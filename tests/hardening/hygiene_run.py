@@ -22,9 +22,13 @@ from tests.hardening.fault_rig import poll
 from tests.hardening.fault_rig import wait_for_lines
 from tests.hardening.secret_forms import BEARER_ISSUER
 from tests.hardening.secret_forms import BEARER_SUBJECT
+from tests.hardening.secret_forms import SDK_ID
+from tests.hardening.secret_forms import SDK_SECRET
 from tests.hardening.secret_forms import SECRET_BASIC
 from tests.hardening.secret_forms import SECRET_DPOP
+from tests.hardening.secret_forms import SECRET_EXCHANGE
 from tests.hardening.secret_forms import SECRET_HS
+from tests.hardening.secret_forms import SECRET_PHANTOM
 from tests.hardening.secret_forms import TOKEN_PREFIX
 from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.hardening.secret_forms import Keys
@@ -54,8 +58,9 @@ FAILURES: dict[str, dict[str, Any]] = {
 
 
 def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
-    """One backend per auth method and grant, and the DPoP ones (a key file's, a made key),
-    each under its own path prefix of the dev backend."""
+    """One backend per auth method and grant, the DPoP ones (a key file's, a made key), one
+    acting for its callers (token exchange) and one for a sandboxed SDK (phantom tokens), each
+    under its own path prefix of the dev backend."""
     tables: dict[str, dict[str, Any]] = {
         "basic": {"client_id": "hyg-basic", "client_secret": SECRET_BASIC},
         "post": {
@@ -96,6 +101,8 @@ def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
             "dpop_key_file": str(keys.dpop),
         },
         "dpopgen": {"client_id": "hyg-dpop", "client_secret": SECRET_DPOP, "dpop": True},
+        "tx": {"client_id": "hyg-tx", "client_secret": SECRET_EXCHANGE, "grant": "token_exchange"},
+        "ph": {"client_id": "hyg-ph", "client_secret": SECRET_PHANTOM, "phantom": True},
     }
     return "\n".join(
         servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=1, **fields)
@@ -103,7 +110,7 @@ def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
     )
 
 
-BACKENDS = ("basic", "post", "hs", "rs", "wi", "jb", "dpop", "dpopgen")
+BACKENDS = ("basic", "post", "hs", "rs", "wi", "jb", "dpop", "dpopgen", "tx", "ph")
 ALL_OK = [200] * len(BACKENDS)
 
 
@@ -116,15 +123,55 @@ class Run:
         self.problems: list[bytes] = []
         self.commands: list[bytes] = []
         self.metrics: list[bytes] = []
+        self.callers: list[str] = []  # the token-exchange backend's callers' own tokens
+        self.phantoms: list[str] = []  # what the sandboxed SDK was given
+        self.presented: list[str] = []  # every token a caller sent: those, and made-up ones
+
+    def new_caller(self) -> None:
+        """A caller of the token-exchange backend with a token of its own, from the server."""
+        self.callers.append(self.servers.fetch_token("hyg-basic", SECRET_BASIC))
+        self.presented.append(self.callers[-1])
+
+    def ask_phantom(self) -> None:
+        """The sandboxed SDK's token request, with its dummy credentials, through the proxy."""
+        form = {"grant_type": "client_credentials"}
+        answer = self.client.post(self.servers.token_url, data=form, auth=(SDK_ID, SDK_SECRET))
+        assert answer.status_code == 200, answer.text
+        self.phantoms.append(answer.json()["access_token"])
+        self.presented.append(self.phantoms[-1])
 
     def get_all(self, path: str = "x") -> list[int]:
         """One request to each backend, all at once; their statuses, in BACKENDS order."""
         urls = [f"{self.servers.backend_url}/{name}/{path}" for name in BACKENDS]
-        answers = crowd(self.proxy, urls)
+        own = {"tx": self.callers[-1], "ph": self.phantoms[-1]}
+        headers = {
+            f"{self.servers.backend_url}/{name}/{path}": {"Authorization": f"Bearer {token}"}
+            for name, token in own.items()
+        }
+        answers = crowd(self.proxy, urls, headers=headers)
         for answer in answers:
-            if answer.headers.get("content-type") == CONTENT_TYPE:
-                self.problems.append(answer.content)
+            self.keep_problem(answer)
         return [answer.status_code for answer in answers]
+
+    def keep_problem(self, answer: httpx.Response) -> None:
+        if answer.headers.get("content-type") == CONTENT_TYPE:
+            self.problems.append(answer.content)
+
+    def refused_callers(self) -> None:
+        """Tokens a caller may not have exchanged or swapped: each answered 401, none sent."""
+        made_up = f"{TOKEN_PREFIX}-never-issued"
+        too_long = TOKEN_PREFIX + "x" * (17 * 1024)
+        for backend, token in (
+            ("tx", made_up),
+            ("tx", too_long),
+            ("ph", f"phantom.{made_up}"),
+            ("ph", self.callers[-1]),  # a real token, not a phantom
+        ):
+            self.presented.append(token)
+            url = f"{self.servers.backend_url}/{backend}/refused"
+            answer = self.client.get(url, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 401, answer.text
+            self.keep_problem(answer)
 
     def command(self, name: str, *args: str) -> str:
         answer = self.client.get(f"{PROBE}/{name}", params={"arg": list(args)})
@@ -152,18 +199,23 @@ def replace(path: Path, text: str) -> None:
 def scenario(run: Run, metrics_port: int) -> None:
     """Happy path, each failure path, replays after 401s, broken reloads and the commands."""
     run.knobs()
+    run.new_caller()
+    run.ask_phantom()
     assert run.get_all("happy") == ALL_OK
+    run.refused_callers()
     run.scrape(metrics_port)
     for knobs in FAILURES.values():
         run.knobs(**knobs)
         run.command("oauth.purge")  # forgets tokens and failures: the next request fetches
-        assert all(status in (502, 503) for status in run.get_all("failing"))
+        statuses = dict(zip(BACKENDS, run.get_all("failing"), strict=True))
+        assert all(status in (502, 503) for status in statuses.values()), statuses
         json.loads(run.command("oauth.status"))
         run.scrape(metrics_port)
     run.knobs()
     run.command("oauth.refresh")  # backs off no more: renews at once
     poll(lambda: run.get_all("recovered") == ALL_OK or None, "served after the failures")
     run.servers.revoke()  # every held token is now refused: one replay each
+    run.new_caller()  # the caller's token too: a backend's 401 for it is the caller's answer
     assert run.get_all("revoked") == ALL_OK
     run.knobs(backend_status=401, backend_challenge='Bearer error="invalid_token"')
     assert run.get_all("rejected") == [401] * len(
@@ -190,13 +242,40 @@ def scenario(run: Run, metrics_port: int) -> None:
     run.scrape(metrics_port)
 
 
-def saved_flows(flows_file: Path) -> bytes:
-    """The saved flows as written, after a check that they are the addon's (its metadata)."""
+def saved_flows(flows_file: Path, phantoms: list[str]) -> bytes:
+    """The saved flows as written, after a check that they are the addon's (its metadata),
+    less the body of each phantom token answer: the client's own token response, as it got it
+    (there by design, and asserted to be there)."""
     with flows_file.open("rb") as file:
         flows = [f for f in mitmproxy_io.FlowReader(file).stream() if isinstance(f, HTTPFlow)]
     assert any("oauth2" in f.metadata for f in flows)
     assert any(f.comment for f in flows)
-    return flows_file.read_bytes()
+    answers = [
+        f.response.raw_content or b""
+        for f in flows
+        if f.response is not None and f.metadata.get("oauth2", {}).get("phantom_grant")
+    ]
+    assert len(answers) == len(phantoms)
+    written = flows_file.read_bytes()
+    for body, phantom in zip(answers, phantoms, strict=True):
+        assert json.loads(body)["access_token"] == phantom
+        written = written.replace(body, b"")
+    return written
+
+
+def har_export(har_file: Path, phantoms: list[str]) -> bytes:
+    """The HAR export, parsed and written again less the body of each phantom token answer
+    (as in the saved flows)."""
+    har = json.loads(har_file.read_bytes())
+    answered = []
+    for entry in har["log"]["entries"]:
+        content = entry["response"]["content"]
+        text = content.get("text", "")
+        if entry["request"]["method"] == "POST" and text.startswith('{"access_token": "phantom.'):
+            answered.append(json.loads(text)["access_token"])
+            content["text"] = ""
+    assert answered == phantoms
+    return json.dumps(har).encode()
 
 
 @dataclass

@@ -23,12 +23,18 @@ SECRET_BASIC = "HygBasic-s3cr3t: +%&/="
 SECRET_POST = "HygPost-s3cr3t/+ %&="
 SECRET_HS = "HygHmac-s3cr3t of more than thirty-two bytes: %&+"
 SECRET_DPOP = "HygDpop-s3cr3t &%+: /="
+SECRET_EXCHANGE = "HygExch-s3cr3t =/+%& :"
+SECRET_PHANTOM = "HygPhan-s3cr3t :%/=&+"
 CLIENTS = {
     "hyg-basic": SECRET_BASIC,
     "hyg-post": SECRET_POST,
     "hyg-hs": SECRET_HS,
     "hyg-dpop": SECRET_DPOP,
+    "hyg-tx": SECRET_EXCHANGE,  # token_exchange: the proxy's own client
+    "hyg-ph": SECRET_PHANTOM,  # phantom: the real client, whose token the phantom stands for
 }
+# The sandboxed SDK's credentials, dummies: they never leave the proxy.
+SDK_ID, SDK_SECRET = "hyg-sdk", "HygSdk-dummy"
 WORKLOAD_CLIENT = "hyg-wi"  # client_assertion: a platform's token from a file
 PLATFORM = "https://kubernetes.default.svc.cluster.local"
 WORKLOAD = "system:serviceaccount:hygiene:app"
@@ -47,6 +53,17 @@ REDACTED_PROOF = re.compile(r"^\s*dpop: \[redacted\]\s*$", re.I)
 # proxy_debug: mitmproxy's trace of the bytes it sends the backend, those headers among them.
 SENT_TO_SERVER = re.compile(
     rf"<< SendData\(server, b['\"].*\\r\\nauthorization: (Bearer|DPoP) {TOKEN_PREFIX}", re.I
+)
+# ... and of the bytes it received from a client: the token that a token-exchange caller or a
+# sandboxed SDK sent, as it sent it.
+RECEIVED_FROM_CLIENT = re.compile(
+    r">> DataReceived\(client, b['\"].*\\r\\nauthorization: Bearer ", re.I
+)
+# The phantom token answer the SDK got: its body as mitmdump dumps it (flow_detail 4), and as
+# proxy_debug traces its sending.
+PHANTOM_ANSWER = re.compile(
+    r"""^\s*"access_token": "phantom\.[\w-]+",$"""
+    r"""|(SendData\(client, |ResponseData\(stream_id=\d+, data=)b'\{"access_token": "phantom\."""
 )
 
 

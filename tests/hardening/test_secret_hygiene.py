@@ -7,20 +7,28 @@ whole: every request and response with its headers, the flows' metadata, comment
 the HAR export (`hardump`), the output of oauth.status, oauth.refresh and oauth.purge, the
 Prometheus text, and the token cache: its keys and the raw bytes of its SQLite files.
 
-Searched for: the client secrets (basic, post from a file, client_secret_jwt, a DPoP client's),
+Searched for: the client secrets (basic, post from a file, client_secret_jwt, a DPoP client's,
+a token-exchange backend's, a phantom backend's),
 the Basic values, the private keys (private_key_jwt's, the JWT-bearer grant's, a DPoP key file's
 and the DPoP key the proxy made, as the cache holds it), any JWT (client assertions, the
 JWT-bearer grant's assertions, the platform's assertion that client_assertion reads from a file,
-DPoP proofs), and the access tokens (the dev token server issues them with a recognisable
-prefix), each as written and URL-, JSON-, base64- and base64url-encoded. The authorization
+DPoP proofs), the access tokens (the dev token server issues them with a recognisable
+prefix: the backends' tokens, the exchanged ones and the callers' own) and the phantom tokens a
+sandboxed SDK got, each as written and URL-, JSON-, base64- and base64url-encoded. The authorization
 server misbehaves on purpose, echoing the credentials it was sent in its error descriptions.
 
 With `oauth2_redact` (the default), a flow's copy of the injected headers reads `[redacted
-<fingerprint>]` once the request has gone upstream, so mitmproxy's dumps (flow_detail >= 2),
-the saved flows and the HAR export show no token. Exceptions, by design, each asserted to be
-exactly that:
+<fingerprint>]` once the request has gone upstream, and so does a refused request's copy of
+the token its caller sent (a token-exchange caller's, a phantom), so mitmproxy's dumps
+(flow_detail >= 2), the saved flows and the HAR export show no token. Exceptions, by design,
+each asserted to be exactly that:
 - proxy_debug's trace of the bytes sent to the backend (`<< SendData(server, b'...')`) shows
-  the headers as they went out: the token, and a DPoP backend's proof;
+  the headers as they went out: the token, and a DPoP backend's proof; its trace of the bytes
+  received from a client, the token that client sent (its own, or its phantom);
+- the phantom token answer the sandboxed SDK got is its response, in its flow (dumped, saved,
+  exported) and in proxy_debug's trace of its sending: mitmproxy has no hook after a response
+  is sent, so what the client gets is what the flow keeps (a phantom is good only through this
+  proxy, for one backend);
 - the cache's files hold the access tokens themselves (the cache exists to keep them across
   restarts; 0600 files in a 0700 directory), and with each token of a key the proxy made, that
   DPoP key (without it the token is useless to the processes sharing the cache). Its keys
@@ -31,6 +39,8 @@ after real use by mitmdump.
 
 from __future__ import annotations
 
+import json
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,15 +54,20 @@ from tests.hardening.hygiene_run import CacheContents
 from tests.hardening.hygiene_run import Run
 from tests.hardening.hygiene_run import cache_contents
 from tests.hardening.hygiene_run import config
+from tests.hardening.hygiene_run import har_export
 from tests.hardening.hygiene_run import saved_flows
 from tests.hardening.hygiene_run import scenario
 from tests.hardening.launch import Launcher
 from tests.hardening.secret_forms import A_PROOF
 from tests.hardening.secret_forms import BEARER_ISSUER
 from tests.hardening.secret_forms import CLIENTS
+from tests.hardening.secret_forms import PHANTOM_ANSWER
 from tests.hardening.secret_forms import PLATFORM
+from tests.hardening.secret_forms import RECEIVED_FROM_CLIENT
 from tests.hardening.secret_forms import REDACTED_HEADER
 from tests.hardening.secret_forms import REDACTED_PROOF
+from tests.hardening.secret_forms import SDK_ID
+from tests.hardening.secret_forms import SDK_SECRET
 from tests.hardening.secret_forms import SECRET_POST
 from tests.hardening.secret_forms import SENT_TO_SERVER
 from tests.hardening.secret_forms import TOKEN_PREFIX
@@ -61,6 +76,7 @@ from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.hardening.secret_forms import Credentials
 from tests.hardening.secret_forms import Keys
 from tests.hardening.secret_forms import credentials
+from tests.hardening.secret_forms import encodings
 from tests.hardening.secret_forms import platform_assertion
 from tests.support.key_material import make_key_pair
 from tests.support.proxies import COMMAND_PROBE
@@ -76,6 +92,8 @@ class Evidence:
     cache: CacheContents  # tokens, and the DPoP keys made, stored by design
     cache_dir: Path
     tokens_at_backend: list[str]
+    token_requests: str  # what the authorization server was sent, as it logged it
+    presented: list[str]  # the tokens callers sent (token exchange's, phantom tokens)
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +142,18 @@ def evidence(launcher: Launcher) -> Evidence:
     ]
     found = credentials(keys, assertion, cache.made_keys)
     found.tokens |= {t.encode() for t in tokens}
+    found.tokens |= {form for phantom in run.phantoms for form in encodings(phantom)}
     written = {
         "problem bodies": b"\n".join(run.problems),
-        "saved flows": saved_flows(flows_file),
-        "HAR export": har_file.read_bytes(),
+        "saved flows": saved_flows(flows_file, run.phantoms),
+        "HAR export": har_export(har_file, run.phantoms),
         "command output": b"\n".join(run.commands),
         "Prometheus metrics": b"\n".join(run.metrics),
         "cache keys": cache.keys,
     }
-    return Evidence(found, proxy.output(), written, cache, proxy.cache_dir, tokens)
+    output = proxy.output()
+    sent = json.dumps(servers.token_log())
+    return Evidence(found, output, written, cache, proxy.cache_dir, tokens, sent, run.presented)
 
 
 @pytest.mark.parametrize(
@@ -157,21 +178,47 @@ def test_no_credential_in_the_output_but_mitmproxys_raw_trace_of_the_bytes_sent(
 ) -> None:
     lines = evidence.output.splitlines()
     assert len(lines) > 1000  # at its most verbose
-    leaks, traced = {}, []
+    leaks, traced, received, answers = {}, [], [], []
     for number, line in enumerate(lines, 1):
         hits = evidence.credentials.hits(line.encode())
+        if not hits:
+            continue
         sent = all(hit.startswith("token") or hit == A_PROOF for hit in hits)
-        if hits and sent and SENT_TO_SERVER.search(line):
+        theirs = evidence.credentials.hits(without(line, evidence.presented).encode()) == []
+        if sent and SENT_TO_SERVER.search(line):
             traced.append(line)
-        elif hits:
+        elif theirs and RECEIVED_FROM_CLIENT.search(line):
+            received.append(line)
+        elif theirs and PHANTOM_ANSWER.search(line):
+            answers.append(line)
+        else:
             leaks[number] = (line, hits)
     assert leaks == {}
-    # The exception is real; and the dumps of the requests show the injected headers redacted.
+    # The exceptions are real; and the dumps of the requests show the injected headers redacted.
     assert traced
+    assert received
+    assert answers
     dumped = [line for line in lines if REDACTED_HEADER.match(line)]
     assert any(" DPoP [redacted " in line for line in dumped)
     assert any(" Bearer [redacted " in line for line in dumped)
     assert any(REDACTED_PROOF.match(line) for line in lines)
+
+
+def test_the_sandboxed_sdks_dummy_credentials_never_reach_the_server(evidence: Evidence) -> None:
+    assert SDK_ID not in evidence.token_requests
+    assert SDK_SECRET not in evidence.token_requests
+    assert '"client_id": "hyg-ph"' in evidence.token_requests  # the proxy's own, instead
+
+
+def without(line: str, tokens: list[str]) -> str:
+    """`line` less each of `tokens`, whole or cut short where mitmproxy's trace ends in `…`."""
+    for token in tokens:
+        line = line.replace(token, "")
+
+    def cut(start: re.Match[str]) -> str:
+        return "…" if any(token.startswith(start[1]) for token in tokens) else start[0]
+
+    return re.sub(r"([\x21-\x7e]+)…", cut, line)
 
 
 def test_no_secret_in_the_cache_files_which_hold_only_tokens_and_made_dpop_keys(

@@ -4,10 +4,12 @@ not forwarded; a 401 from the backend evicts that caller's token only."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from mitmproxy import ctx
 from mitmproxy import http
 from mitmproxy.test import taddons
 from mitmproxy.test import tflow
@@ -17,6 +19,7 @@ from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.errors import CallerTokenRefused
 from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.model.token import fingerprint
 from mitm_oauth2.tokens.broker import TokenBroker
 from tests.unit.broker_fakes import FakeClock
 from tests.unit.broker_fakes import FakeEndpoint
@@ -95,6 +98,18 @@ async def test_each_caller_gets_a_token_of_its_own_in_place_of_its_own(proxy, en
     assert (name, status.to_json()["callers"], status.to_json()["fetches"]) == ("orders", 2, 2)
 
 
+@pytest.mark.parametrize("command", ["oauth.purge", "oauth.refresh"])
+async def test_purge_and_refresh_forget_each_callers_token(proxy, endpoint, command) -> None:
+    addon = proxy()
+    for caller in ("alice", "bob"):
+        await sent(addon, flow(("Authorization", f"Bearer {caller}")))
+    getattr(addon.commands, command.removeprefix("oauth."))("orders")
+    await asyncio.sleep(0)  # one loop turn: the purges run
+    again = [await sent(addon, flow(("Authorization", f"Bearer {c}"))) for c in ("alice", "bob")]
+    assert [f.request.headers["Authorization"] for f in again] == ["Bearer tok-3", "Bearer tok-4"]
+    assert endpoint.calls == 4
+
+
 async def test_a_caller_token_in_another_header_comes_off(proxy) -> None:
     addon = proxy('subject_token_header = "X-Subject-Token"')
     f = await sent(addon, flow(("X-Subject-Token", "alice"), ("Authorization", "Basic x")))
@@ -171,6 +186,11 @@ async def test_the_authorization_server_down_is_the_usual_502(proxy, endpoint) -
     assert f.response.status_code == 502
     assert "WWW-Authenticate" not in f.response.headers  # not the caller's fault
     assert "cannot connect" in str(problem(f)["detail"])
+    # Not forwarded: the flow keeps no copy of the caller's token (unless told to).
+    assert f.request.headers["Authorization"] == f"Bearer [redacted {fingerprint('alice')}]"
+    ctx.options.update(oauth2_redact=False)
+    kept = await sent(proxy(), flow(("Authorization", "Bearer alice")))
+    assert kept.request.headers["Authorization"] == "Bearer alice"
 
 
 async def test_a_401_from_the_backend_evicts_that_callers_token_only(proxy, endpoint) -> None:

@@ -20,6 +20,7 @@ from mitm_oauth2 import addon as addon_module
 from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.errors import TokenError
+from mitm_oauth2.model.token import fingerprint
 from mitm_oauth2.phantom import PhantomGrant
 from mitm_oauth2.tokens.broker import TokenBroker
 from mitm_oauth2.tokens.phantoms import Phantoms
@@ -179,6 +180,8 @@ async def test_no_valid_phantom_no_real_token(proxy, clock, kind: str) -> None:
     assert f.response.headers["Content-Type"] == "application/problem+json"
     assert "tok-" not in f.request.headers.get("Authorization", "")
     assert "tok-" not in (f.response.text or "")
+    if token is not None:  # and the flow keeps no copy of the client's phantom
+        assert f.request.headers["Authorization"] == f"Bearer [redacted {fingerprint(token)}]"
 
 
 async def test_a_phantom_sent_twice_is_refused_not_swapped(proxy) -> None:

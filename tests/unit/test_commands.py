@@ -12,6 +12,7 @@ from mitmproxy import exceptions
 from mitm_oauth2.commands import OAuth2Commands
 from mitm_oauth2.config.backend import BackendConfig
 from mitm_oauth2.config.hosts import parse_host_pattern
+from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.tokens.broker import TokenBroker
 from mitm_oauth2.tokens.status import BackendStatus
@@ -31,6 +32,9 @@ class Running:
         if broker is None:
             return []
         return [(b.name, broker.status(b.grant, store_ok=True)) for b in self.backends]
+
+    def grants(self, backend: BackendConfig) -> list[TokenGrant]:
+        return [backend.grant]
 
 
 def reported(token: str, age: float, left: float, **fields: object) -> dict[str, object]:

@@ -53,6 +53,9 @@ class SubjectGrants:
     def __len__(self) -> int:
         return len(self._grants)
 
+    def grants(self) -> list[TokenGrant]:
+        return list(self._grants.values())
+
     def _digest(self, presented: bytes) -> bytes:
         # Keyed BLAKE2 is a MAC by design (RFC 7693 §2.9) at half the cost of HMAC-SHA256, and
         # this runs for every request to the backend.
