@@ -29,6 +29,7 @@ from mitmproxy import http
 from .client.token_client import TokenClient
 from .config.backend import BackendConfig
 from .config.hosts import DEFAULT_PORTS
+from .config.hosts import normalize_host
 from .exchange import caller_token
 from .model.background import in_background
 from .model.credentials import ClientCredentials
@@ -51,10 +52,19 @@ Discover = Callable[[ClientCredentials], Awaitable[str]]  # the token endpoint o
 
 
 def place(url: str) -> Place:
+    """Where a configured URL is, its host compared as the router compares hosts."""
     parts = urlsplit(url)
     scheme = parts.scheme
     port = parts.port or DEFAULT_PORTS[scheme]
-    return (parts.hostname or "").lower(), port, scheme, parts.path or "/"
+    return normalize_host(parts.hostname or ""), port, scheme, parts.path or "/"
+
+
+def origin_of(request: http.Request) -> Origin | None:
+    """Where `request` goes, in the same terms (None: no host a URL could name)."""
+    try:
+        return normalize_host(request.host), request.port, request.scheme
+    except ValueError:
+        return None
 
 
 class PhantomGrant:
@@ -88,7 +98,8 @@ class PhantomGrant:
         host (their issuer's)."""
         if not self._issuers:
             return None
-        return self._issuers.get((request.host.lower(), request.port, request.scheme))
+        origin = origin_of(request)
+        return None if origin is None else self._issuers.get(origin)
 
     async def discover(self, backends: list[BackendConfig]) -> None:
         """Finds their token endpoints (TokenError when the issuer's metadata will not say)."""
@@ -151,8 +162,10 @@ class PhantomGrant:
 
     def endpoint_of(self, request: http.Request) -> BackendConfig | None:
         """The phantom backend whose token endpoint `request` is for, if any."""
-        key = (request.host.lower(), request.port, request.scheme, request.path.split("?")[0])
-        return self._endpoints.get(key)
+        origin = origin_of(request)
+        if origin is None:
+            return None
+        return self._endpoints.get((*origin, request.path.split("?")[0]))
 
     @staticmethod
     def grant_refusal(request: http.Request) -> tuple[str, str] | None:

@@ -146,6 +146,18 @@ async def test_a_clients_token_request_is_answered_with_a_phantom(proxy, endpoin
     assert endpoint.calls == 1  # the real token, asked for once with the proxy's own secret
 
 
+@pytest.mark.parametrize("host", ["IDP.test", "idp.test."])
+async def test_the_token_endpoints_host_is_compared_as_the_router_compares_hosts(
+    proxy, host
+) -> None:
+    addon = proxy(table())
+    f = token_request()
+    f.request.host = host
+    await through(addon, f)
+    assert f.response is not None  # answered here: never forwarded with the SDK's credentials
+    assert json.loads(f.response.content or b"")["access_token"].startswith("phantom.")
+
+
 async def test_the_phantom_is_swapped_for_the_real_token(proxy) -> None:
     addon = proxy(table())
     phantom = str((await phantom_token(addon))["access_token"])
