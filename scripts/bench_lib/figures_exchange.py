@@ -52,8 +52,10 @@ def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure, floo
         ("client-credentials", [port], rig.config("api", port)),
     )
     try:
-        job = {"mode": "closed", "urls": [exchanging.url()], "connections": 16}
-        require_ok(run_job(job | {"count": len(callers), "tokens": callers})["statuses"], "warm")
+        for dump in (exchanging, plain):  # the same history: each has served every caller once
+            job = {"mode": "closed", "urls": [dump.url()], "connections": 16}
+            warm = run_job(job | {"count": len(callers), "tokens": callers})
+            require_ok(warm["statuses"], "warm")
         runs, pinned = side_by_side(rig, exchanging, plain, tokens=callers)
         for e, p in runs:
             add_pair(rate, cost, e, p, "" if pinned else ", not pinned to one CPU")
