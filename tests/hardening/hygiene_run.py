@@ -142,13 +142,10 @@ class Run:
 
     def get_all(self, path: str = "x") -> list[int]:
         """One request to each backend, all at once; their statuses, in BACKENDS order."""
-        urls = [f"{self.servers.backend_url}/{name}/{path}" for name in BACKENDS]
+        urls = {name: f"{self.servers.backend_url}/{name}/{path}" for name in BACKENDS}
         own = {"tx": self.callers[-1], "ph": self.phantoms[-1]}
-        headers = {
-            f"{self.servers.backend_url}/{name}/{path}": {"Authorization": f"Bearer {token}"}
-            for name, token in own.items()
-        }
-        answers = crowd(self.proxy, urls, headers=headers)
+        headers = {urls[name]: {"Authorization": f"Bearer {token}"} for name, token in own.items()}
+        answers = crowd(self.proxy, list(urls.values()), headers=headers)
         for answer in answers:
             self.keep_problem(answer)
         return [answer.status_code for answer in answers]
@@ -158,7 +155,7 @@ class Run:
             self.problems.append(answer.content)
 
     def refused_callers(self) -> None:
-        """Tokens a caller may not have exchanged or swapped: each answered 401, none sent."""
+        """Tokens a caller may not have exchanged or swapped: each answered 401."""
         made_up = f"{TOKEN_PREFIX}-never-issued"
         too_long = TOKEN_PREFIX + "x" * (17 * 1024)
         for backend, token in (

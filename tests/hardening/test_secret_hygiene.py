@@ -204,6 +204,13 @@ def test_no_credential_in_the_output_but_mitmproxys_raw_trace_of_the_bytes_sent(
     assert any(REDACTED_PROOF.match(line) for line in lines)
 
 
+def test_no_token_a_caller_sent_reached_the_backend(evidence: Evidence) -> None:
+    """The exchanged token went in place of each caller's, the real one in place of each
+    phantom; the refused ones went nowhere."""
+    assert evidence.tokens_at_backend
+    assert set(evidence.tokens_at_backend).isdisjoint(evidence.presented)
+
+
 def test_the_sandboxed_sdks_dummy_credentials_never_reach_the_server(evidence: Evidence) -> None:
     assert SDK_ID not in evidence.token_requests
     assert SDK_SECRET not in evidence.token_requests
