@@ -146,7 +146,7 @@ class Callers:
         if callers.apart:
             flow.request.headers.pop(callers.header, None)
         self.in_flight[flow.id] = grant
-        subject = grant.credentials.subject
+        subject = grant.subject
         if subject is not None:
             story.for_caller(flow, subject.fingerprint)
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from mitm_oauth2.model.credentials import ClientCredentials
+from mitm_oauth2.model.credentials import SubjectToken
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.errors import TokenError
 from mitm_oauth2.model.token import Token
@@ -54,7 +55,9 @@ class FakeEndpoint:
         self.failure: TokenError | None = None
         self.closed = False
 
-    async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
+    async def request_token(
+        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+    ) -> TokenResponse:
         self.calls += 1
         call = self.calls
         self.started.set()

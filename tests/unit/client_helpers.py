@@ -50,7 +50,7 @@ def echoing(
 async def ask(handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any):
     client = TokenClient(transport=httpx.MockTransport(handler), **kwargs)
     try:
-        return await client.request_token(grant.credentials)
+        return await client.request_token(grant.credentials, grant.subject)
     finally:
         await client.aclose()
 

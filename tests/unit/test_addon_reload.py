@@ -16,6 +16,7 @@ from mitm_oauth2.addon import OAuth2Backend
 from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import ClientCredentials
 from mitm_oauth2.model.credentials import Secret
+from mitm_oauth2.model.credentials import SubjectToken
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.token import TokenResponse
 from mitm_oauth2.store.disk import DiskTokenStore
@@ -204,7 +205,9 @@ class CountingEndpoint:
     def __init__(self) -> None:
         self.asked: list[ClientCredentials] = []
 
-    async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
+    async def request_token(
+        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+    ) -> TokenResponse:
         self.asked.append(credentials)
         return TokenResponse(f"tok-{len(self.asked)}", "Bearer", 3600, None)
 

@@ -29,7 +29,7 @@ def test_defaults_take_the_callers_bearer_token_as_an_access_token(tmp_path: Pat
     assert credentials.grant is GrantType.TOKEN_EXCHANGE
     assert credentials.exchange == Exchange(subject_token_type=ACCESS_TOKEN_TYPE)
     assert credentials.audience == "orders-api"
-    assert credentials.subject is None  # each caller's grant gets its own
+    assert config.grant.subject is None  # each caller's grant gets its own
     assert config.subject_header == "Authorization"
     assert config.max_exchanged_tokens == DEFAULT_MAX_EXCHANGED_TOKENS
 

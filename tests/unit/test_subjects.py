@@ -41,8 +41,8 @@ def test_the_same_callers_token_finds_the_same_grant(template: TokenGrant) -> No
     first, again, other = seen(subjects, "alice"), seen(subjects, "alice"), seen(subjects, "bob")
     assert first is again
     assert other != first
-    assert first.credentials.subject is not None
-    assert first.credentials.subject.value.reveal() == "alice"
+    assert first.subject is not None
+    assert first.subject.value.reveal() == "alice"
     assert len(subjects) == 2
 
 
@@ -108,8 +108,8 @@ def test_an_expired_jwt_is_refused_and_a_live_one_keeps_its_expiry(template) -> 
     clock = FakeClock()
     subjects = SubjectGrants(template, 10, lambda grant: None, clock)
     live = seen(subjects, jwt_like(sub="alice", exp=START + 60))
-    assert live.credentials.subject is not None
-    assert live.credentials.subject.expires == START + 60
+    assert live.subject is not None
+    assert live.subject.expires == START + 60
     with pytest.raises(CallerTokenRefused, match="expired"):
         seen(subjects, jwt_like(sub="bob", exp=START - 1))
     clock.advance(61)

@@ -12,6 +12,7 @@ from ..model.credentials import AssertionAudience
 from ..model.credentials import BearerAssertion
 from ..model.credentials import ClientCredentials
 from ..model.credentials import GrantType
+from ..model.credentials import SubjectToken
 from .auth import assertion_claims
 from .auth import signed
 
@@ -25,9 +26,14 @@ class Grant:
 
 
 def grant(
-    credentials: ClientCredentials, token_endpoint: str, now: float, actor_token: str | None = None
+    credentials: ClientCredentials,
+    token_endpoint: str,
+    now: float,
+    subject: SubjectToken | None = None,
+    actor_token: str | None = None,
 ) -> Grant:
-    """`actor_token`: token_exchange's, as read from its file for this request."""
+    """`subject`: token_exchange's caller token; `actor_token`: its actor's, as read from its
+    file for this request."""
     form: dict[str, str | list[str]] = {"grant_type": credentials.grant.parameter}
     bearer = credentials.bearer
     in_claims = bearer is not None and bearer.scope_claim
@@ -39,7 +45,7 @@ def grant(
         form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
     form.update(credentials.extra_params)
     if credentials.grant is GrantType.TOKEN_EXCHANGE:
-        return exchange(form, credentials, actor_token)
+        return exchange(form, credentials, subject, actor_token)
     if credentials.grant is not GrantType.JWT_BEARER:
         return Grant(form)
     assert bearer is not None  # config requires it for jwt_bearer
@@ -66,10 +72,13 @@ def bearer_assertion(
 
 
 def exchange(
-    form: dict[str, str | list[str]], credentials: ClientCredentials, actor_token: str | None
+    form: dict[str, str | list[str]],
+    credentials: ClientCredentials,
+    subject: SubjectToken | None,
+    actor_token: str | None,
 ) -> Grant:
     """RFC 8693 §2.1: the caller's token as the subject, and the actor's when one acts for it."""
-    settings, subject = credentials.exchange, credentials.subject
+    settings = credentials.exchange
     assert settings is not None  # config sees to it
     assert subject is not None  # tokens.subjects makes a grant per caller's token
     secrets = [subject.value.reveal()]

@@ -24,6 +24,7 @@ from ..model.clock import SystemClock
 from ..model.credentials import AuthMethod
 from ..model.credentials import ClientCredentials
 from ..model.credentials import GrantType
+from ..model.credentials import SubjectToken
 from ..model.credentials import TokenTransport
 from ..model.errors import CallerTokenRefused
 from ..model.errors import TokenError
@@ -139,7 +140,10 @@ class TokenClient:
             endpoint = await self._discovery.token_endpoint(http, credentials.issuer, mtls=mtls)
         return http, endpoint
 
-    async def request_token(self, credentials: ClientCredentials) -> TokenResponse:
+    async def request_token(
+        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+    ) -> TokenResponse:
+        """`subject`: token_exchange's caller token (see tokens.subjects)."""
         http, endpoint = await self._endpoint(credentials)
         for attempt in (1, 2):
             # Everything made again for a retry: assertions and proofs are used once.
@@ -151,7 +155,7 @@ class TokenClient:
             exchange = credentials.exchange
             if exchange is not None and exchange.actor_token_file is not None:
                 actor = await asyncio.to_thread(read_actor_token, exchange.actor_token_file)
-            asked = grant(credentials, endpoint, now, actor)
+            asked = grant(credentials, endpoint, now, subject, actor)
             auth = authenticate(credentials, endpoint, now, assertion)
             form = {**asked.form, **auth.form}
             headers = {**dict(credentials.token_headers), "Accept": "application/json"}

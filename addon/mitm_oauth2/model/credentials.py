@@ -3,9 +3,7 @@ credentials, a JWT, or the caller's own token to exchange) and how the client au
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import functools
 import hashlib
 from dataclasses import dataclass
 from dataclasses import field
@@ -106,18 +104,20 @@ class Exchange:
     actor_token_type: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubjectToken:
     """The caller's token that a token_exchange grant is asked for with (never shown).
-    `expires`: its JWT `exp` (epoch seconds), beyond which no exchanged token is used."""
+    `expires`: its JWT `exp` (epoch seconds), beyond which no exchanged token is used.
+    `fingerprint`: what flows show of it, as of every token (the first 12 hex digits of its
+    SHA-256), computed once per caller."""
 
     value: Secret = field(repr=False)
     expires: float | None = None
+    fingerprint: str = field(init=False, compare=False)
 
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        """What flows show of it, as of every token: the first 12 hex digits of its SHA-256."""
-        return hashlib.sha256(self.value.reveal().encode()).hexdigest()[:12]
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(self.value.reveal().encode()).hexdigest()[:12]
+        object.__setattr__(self, "fingerprint", digest)
 
 
 class AssertionAudience(enum.StrEnum):
@@ -218,16 +218,15 @@ class ClientCredentials:
     bearer: BearerAssertion | None = None  # jwt_bearer
     dpop: DpopKey | None = None  # RFC 9449: the token is bound to this key
     exchange: Exchange | None = None  # token_exchange
-    # token_exchange: the caller's token, in the grant made for each caller (see tokens.subjects)
-    subject: SubjectToken | None = field(default=None, repr=False)
 
     @property
     def scope(self) -> str | None:
         """The `scope` parameter as sent: space-separated, or None when no scope is asked for."""
         return " ".join(self.scopes) if self.scopes else None
 
-    def identity(self) -> list[object]:
-        """Everything that decides which token is issued, order-insensitive where the request is.
+    def identity(self, subject: SubjectToken | None = None) -> list[object]:
+        """Everything that decides which token is issued, order-insensitive where the request is;
+        `subject`: token_exchange's caller token, which the grant holds.
 
         Contains secret material: only ever fed to a keyed hash (see store.base.derive_cache_key).
         """
@@ -269,10 +268,10 @@ class ClientCredentials:
             ]
             if self.transport.client_cert
             else None,
-            *self._exchange_identity(),
+            *self._exchange_identity(subject),
         ]
 
-    def _exchange_identity(self) -> list[object]:
+    def _exchange_identity(self, subject: SubjectToken | None) -> list[object]:
         # Nothing for the other grants: their identities, and so their cache keys, stay as they
         # were before token exchange existed.
         if self.exchange is None:
@@ -283,7 +282,7 @@ class ClientCredentials:
             exchange.requested_token_type,
             exchange.actor_token_file,  # where it is, not what it says: it is rotated
             exchange.actor_token_type,
-            self.subject.value.reveal() if self.subject else None,
+            subject.value.reveal() if subject else None,
         ]
 
     def _dpop_identity(self) -> list[str] | None:
@@ -296,20 +295,29 @@ class ClientCredentials:
         return [self.dpop.pem.reveal(), self.dpop.algorithm]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenGrant:
     """One backend's token: the credentials to ask with, our cap on a token's age, and how
-    long before expiry to renew it (see tokens.policy.safety_margin)."""
+    long before expiry to renew it (see tokens.policy.safety_margin). token_exchange makes one
+    per caller, whose token is its `subject` (see tokens.subjects): the backend's credentials
+    are shared by all of them, not copied."""
 
     backend: str
     credentials: ClientCredentials
     max_token_age: float
     refresh_margin: float = DEFAULT_REFRESH_MARGIN
+    subject: SubjectToken | None = field(default=None, repr=False)
     # The broker looks tokens up by grant on every request: hash the nested credentials once.
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        fields = (self.backend, self.credentials, self.max_token_age, self.refresh_margin)
+        fields = (
+            self.backend,
+            self.credentials,
+            self.max_token_age,
+            self.refresh_margin,
+            self.subject,
+        )
         object.__setattr__(self, "_hash", hash(fields))
 
     def __hash__(self) -> int:
@@ -317,5 +325,6 @@ class TokenGrant:
 
     def for_subject(self, subject: SubjectToken) -> TokenGrant:
         """token_exchange: this backend's grant for one caller's token."""
-        credentials = dataclasses.replace(self.credentials, subject=subject)
-        return TokenGrant(self.backend, credentials, self.max_token_age, self.refresh_margin)
+        return TokenGrant(
+            self.backend, self.credentials, self.max_token_age, self.refresh_margin, subject
+        )

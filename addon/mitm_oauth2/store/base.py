@@ -61,7 +61,7 @@ def derive_cache_key(hmac_key: bytes, grant: TokenGrant) -> str:
     of URL, client id, secret or key, scope, audience, resource, extra parameter or header, or
     auth method changes the key.
     """
-    material = json.dumps(grant.credentials.identity()).encode()
+    material = json.dumps(grant.credentials.identity(grant.subject)).encode()
     digest = hmac.new(hmac_key, material, hashlib.sha256).hexdigest()
     return f"token/{_KEY_VERSION}/{grant.backend}/{digest}"
 

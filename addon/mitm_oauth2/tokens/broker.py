@@ -22,6 +22,7 @@ from ..model.claims import shown
 from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import ClientCredentials
+from ..model.credentials import SubjectToken
 from ..model.credentials import TokenGrant
 from ..model.errors import TokenError
 from ..model.token import Token
@@ -64,7 +65,9 @@ class Issued(NamedTuple):
 class TokenEndpoint(Protocol):
     """The one thing the broker needs from a client: a token request."""
 
-    async def request_token(self, credentials: ClientCredentials) -> TokenResponse: ...
+    async def request_token(
+        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+    ) -> TokenResponse: ...
 
     async def aclose(self) -> None: ...
 
@@ -381,10 +384,10 @@ class TokenBroker:
     async def _fetch(self, grant: TokenGrant, purges: int) -> _Held:
         sent_wall = self._clock.wall()
         sent_mono = self._clock.monotonic()
-        subject = grant.credentials.subject
+        subject = grant.subject
         caller_left = subject_left(subject, sent_wall)
         refuse_expired(caller_left)
-        response = await self._endpoint.request_token(grant.credentials)
+        response = await self._endpoint.request_token(grant.credentials, subject)
         lifetime, warning = token_lifetime(response.expires_in, grant.max_token_age)
         if warning:
             logger.warning("backend %s: %s", grant.backend, warning)
@@ -441,7 +444,7 @@ class TokenBroker:
         now, wall = self._clock.monotonic(), self._clock.wall()
         left = min(token.lifetime, token.expires_at - wall)
         margin = safety_margin(token.lifetime, grant.refresh_margin)
-        caller_left = subject_left(grant.credentials.subject, wall)
+        caller_left = subject_left(grant.subject, wall)
         if caller_left is not None and left >= caller_left:
             margin = 0.0  # it ends with the caller's token: a renewal would end no later
         return _Held(token, renew_at=now + left - margin, expires_at=now + left)

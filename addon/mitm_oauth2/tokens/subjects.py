@@ -90,7 +90,7 @@ class SubjectGrants:
         return grant
 
     def _refuse_expired(self, grant: TokenGrant) -> None:
-        subject = grant.credentials.subject
+        subject = grant.subject
         if subject is not None and subject.expires is not None:  # only a JWT says when
             refuse_expired(subject_left(subject, self._clock.wall()))
 
