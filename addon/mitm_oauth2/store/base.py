@@ -53,8 +53,9 @@ class TokenStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-def derive_cache_key(hmac_key: bytes, grant: TokenGrant) -> str:
-    """`token/v1/<backend>/<hmac>`: everything that decides which token is issued, secret included.
+def derive_cache_key(hmac_key: bytes, grant: TokenGrant, hash_tag: bool = False) -> str:
+    """`token/v1/<backend>/<hmac>`: everything that decides which token is issued, secret included;
+    with `hash_tag`, `{<hmac>}` (Redis Cluster places a key by what is in braces).
 
     The HMAC is keyed with a key of the store's (random, or derived from the operator's store
     key), so the secret can be neither read from the key nor guessed offline from it; any change
@@ -63,14 +64,18 @@ def derive_cache_key(hmac_key: bytes, grant: TokenGrant) -> str:
     """
     material = json.dumps(grant.credentials.identity(grant.subject)).encode()
     digest = hmac.new(hmac_key, material, hashlib.sha256).hexdigest()
+    if hash_tag:
+        digest = "{" + digest + "}"
     return f"token/{_KEY_VERSION}/{grant.backend}/{digest}"
 
 
-def cache_keys(hmac_key: bytes, prefix: str = "") -> Callable[[TokenGrant], str]:
+def cache_keys(
+    hmac_key: bytes, prefix: str = "", hash_tag: bool = False
+) -> Callable[[TokenGrant], str]:
     """`prefix` + `derive_cache_key` with `hmac_key`, remembered for the latest grants."""
 
     @functools.lru_cache(maxsize=REMEMBERED_KEYS)
     def cache_key(grant: TokenGrant) -> str:
-        return prefix + derive_cache_key(hmac_key, grant)
+        return prefix + derive_cache_key(hmac_key, grant, hash_tag)
 
     return cache_key

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.lock import Lock
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import LockNotOwnedError
 
@@ -19,6 +22,8 @@ from ..model.errors import UnreadableEntry
 from ..model.token import Token
 from .base import cache_keys
 from .codec import TokenCodec
+from .topology import RedisTarget
+from .topology import Topology
 
 PREFIX = "mitm-oauth2:"
 _HMAC_KEY = PREFIX + "hmac-key"
@@ -34,43 +39,35 @@ return 0
 
 
 class RedisTokenStore:
-    """Tokens under `mitm-oauth2:token/v1/<backend>/<hmac>` with a TTL of their remaining life;
-    the lock is redis-py's Lock (SET NX PX with an owner token, released by its owner only).
+    """Tokens under `mitm-oauth2:token/v1/<backend>/{<hmac>}` with a TTL of their remaining
+    life; the lock is redis-py's Lock (SET NX PX with an owner token, released by its owner only)
+    under the same name after `mitm-oauth2:lock/`. The braces are a hash tag: in a Cluster, a
+    token and its lock live in one slot, so they move together and the scripts on them run.
 
     Raises when Redis fails: the guard around it decides what that means for the request.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, where: str, codec: TokenCodec) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis | RedisCluster, where: str, codec: TokenCodec
+    ) -> None:
         self._redis = client
         self.where = where
         self._codec = codec
         self._hmac_key = codec.hmac_key
-        self._keys = None if self._hmac_key is None else cache_keys(self._hmac_key, PREFIX)
+        self._keys = None if self._hmac_key is None else _keys(self._hmac_key)
         self._delete_if_unchanged = client.register_script(_DELETE_IF_UNCHANGED)
 
     @classmethod
-    def from_url(
+    def connect_to(
         cls,
-        url: str,
-        where: str,
+        target: RedisTarget,
         password: str | None,
         timeout: float,
         codec: TokenCodec,
         ca_file: Path | None = None,
     ) -> RedisTokenStore:
-        # rediss:// verifies the server against the system's roots, or against `ca_file`.
-        tls: dict[str, Any] = {} if ca_file is None else {"ssl_ca_certs": str(ca_file)}
-        client = redis.asyncio.Redis.from_url(
-            url,
-            password=password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # One immediate retry replaces a pooled connection that died with a restarted Redis;
-            # more, or a backoff, would only stretch a wait the guard cuts short anyway.
-            retry=Retry(NoBackoff(), 1),
-            **tls,
-        )
-        return cls(client, where, codec)
+        """Nothing is connected until the first call."""
+        return cls(_client(target, password, timeout, ca_file), target.where, codec)
 
     async def connected(self) -> RedisTokenStore:
         """This store once Redis answers and the fleet's key is settled (the guard's opener,
@@ -93,7 +90,7 @@ class RedisTokenStore:
             raise UnreadableEntry(f"{_HMAC_KEY} is not a 32-byte key")
         if stored != self._hmac_key or self._keys is None:
             self._hmac_key = stored
-            self._keys = cache_keys(stored, PREFIX)
+            self._keys = _keys(stored)
         return self._keys
 
     async def _key(self, grant: TokenGrant) -> str:
@@ -134,3 +131,40 @@ class RedisTokenStore:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+def _keys(hmac_key: bytes) -> Callable[[TokenGrant], str]:
+    return cache_keys(hmac_key, PREFIX, hash_tag=True)
+
+
+def _client(
+    target: RedisTarget, password: str | None, timeout: float, ca_file: Path | None
+) -> redis.asyncio.Redis | RedisCluster:
+    """redis-py's client for the topology: it finds the primary (Sentinel) or the node that
+    holds a key's slot (Cluster) itself, and again after a failover or a slot's move."""
+    options: dict[str, Any] = {
+        "username": target.username,
+        "password": password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # One immediate retry replaces a pooled connection that died with a restarted Redis;
+        # more, or a backoff, would only stretch a wait the guard cuts short anyway.
+        "retry": Retry(NoBackoff(), 1),
+    }
+    # TLS verifies the servers against the system's roots, or against `ca_file`.
+    tls: dict[str, Any] = {} if ca_file is None else {"ssl_ca_certs": str(ca_file)}
+    if target.topology is Topology.SERVER:
+        return redis.asyncio.Redis.from_url(target.url, **options, **tls)
+    if target.tls:
+        tls["ssl"] = True
+    if target.topology is Topology.CLUSTER:
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]
+        return RedisCluster(startup_nodes=nodes, **options, **tls)
+    assert target.service is not None  # topology.redis_target requires one
+    # The Sentinels are asked with the same user, password and TLS as the primary.
+    # redis-py leaves Sentinel's constructor untyped.
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.nodes), sentinel_kwargs={**options, **tls}, **options, **tls
+    )
+    primary: redis.asyncio.Redis = sentinels.master_for(target.service, db=target.db)
+    return primary
