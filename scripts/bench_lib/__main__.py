@@ -85,8 +85,10 @@ def run(
                 (["2a", "2b"], lambda: head_of_line(rig, f["2a"], f["2b"])),
                 (["3a", "3b"], lambda: timeline.append(expiry_boundary(rig, f["3a"], f["3b"]))),
                 (
-                    ["4a", "4b", "4c"],
-                    lambda: token_requests_per_lifetime(rig, (f["4a"], f["4b"], f["4c"])),
+                    ["4a", "4b", "4c", "4cs", "4cx"],
+                    lambda: token_requests_per_lifetime(
+                        rig, (f["4a"], f["4b"], f["4c"], f["4cs"], f["4cx"])
+                    ),
                 ),
                 (["5"], lambda: memory_growth(rig, f["5"])),
                 (

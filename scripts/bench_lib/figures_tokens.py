@@ -4,9 +4,12 @@ memory over many short-lived tokens."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.support.programs import MissingProgram
+from tests.support.redis_topologies import ClusterSet
+from tests.support.redis_topologies import SentinelSet
 
 from .drive import require_ok
 from .drive import run_job
@@ -76,10 +79,11 @@ def expiry_boundary(rig: Rig, p50_figure: Figure, p99_figure: Figure) -> Timelin
     return timelines[len(timelines) // 2][1]
 
 
-def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]) -> None:
+def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, ...]) -> None:
     """4. A crowd of callers at once, with no valid token anywhere: on one mitmdump, spread
-    over `cache_fleet` sharing a cache directory, and over `redis_fleet` sharing a Redis. Each
-    run waits until every token expired unused, so each crowd starts cold: the token requests it
+    over `cache_fleet` sharing a cache directory, and over `redis_fleet` sharing a Redis: one
+    server, a primary and replica behind three Sentinels, a Cluster of three primaries. Each run
+    waits until every token expired unused, so each crowd starts cold: the token requests it
     causes are those of one lifetime."""
     profile = rig.profile
     port, callers = rig.protected[0], profile.crowd_callers
@@ -93,18 +97,27 @@ def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]
             for n in range(profile.cache_fleet)
         ]
     )
-    try:
-        redis = rig.procs.add(Redis())
-    except MissingProgram as e:  # a failed figure (bench exits 1), not an n/a: say what to install
-        figures[2].missing = f"failed: {str(e)[:120]}"
-    else:
+    # Each is stopped with the rig's processes, also when it fails to start.
+    topologies: list[tuple[str, Callable[[], Redis | SentinelSet | ClusterSet]]] = [
+        ("redis", lambda: rig.procs.add(Redis())),
+        ("sentinel", lambda: rig.procs.add(SentinelSet(work / "sentinel")).start()),
+        ("cluster", lambda: rig.procs.add(ClusterSet(work / "cluster")).start()),
+    ]
+    measured = list(figures[:2])
+    for (name, start), figure in zip(topologies, figures[2:], strict=True):
+        try:
+            redis = start()
+        except MissingProgram as e:  # a failed figure (bench exits 1), not an n/a: say why
+            figure.missing = f"failed: {str(e)[:120]}"
+            continue
         store = ("--set", f"oauth2_store={redis.url}")
         groups.append(
             [
-                rig.mitmdump(f"redis-{n}", [port], config, *store, cache=work / f"cache-r{n}")
+                rig.mitmdump(f"{name}-{n}", [port], config, *store, cache=work / f"c-{name}{n}")
                 for n in range(profile.redis_fleet)
             ]
         )
+        measured.append(figure)
     dumps = [dump for group in groups for dump in group]
     try:
         for dump in dumps:
@@ -112,7 +125,7 @@ def token_requests_per_lifetime(rig: Rig, figures: tuple[Figure, Figure, Figure]
         for run in range(profile.runs):
             if run:
                 time.sleep(profile.crowd_lifetime + 0.5)
-            for figure, group in zip(figures, groups, strict=False):
+            for figure, group in zip(measured, groups, strict=True):
                 before = rig.idp.token_requests()
                 job = {"mode": "crowd", "urls": [d.url() for d in group], "callers": callers}
                 result = run_job(job, timeout=120)

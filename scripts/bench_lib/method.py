@@ -64,7 +64,23 @@ def make_figures(p: Profile) -> list[Figure]:
         ),
         Figure(
             "4c",
-            f"{crowd}, {p.redis_fleet} processes on one Redis",
+            f"{crowd}, {p.redis_fleet} processes on one Redis server",
+            "exactly 1",
+            lambda v: v == 1,
+            0,
+            True,
+        ),
+        Figure(
+            "4cs",
+            f"{crowd}, {p.redis_fleet} processes on Redis Sentinel (a primary, a replica)",
+            "exactly 1",
+            lambda v: v == 1,
+            0,
+            True,
+        ),
+        Figure(
+            "4cx",
+            f"{crowd}, {p.redis_fleet} processes on a Redis Cluster (3 primaries)",
             "exactly 1",
             lambda v: v == 1,
             0,
@@ -178,8 +194,10 @@ def describe(p: Profile) -> list[str]:
         f"while no valid token exists (tokens of {p.crowd_lifetime} s; each run waits until "
         f"they expired unused; the IdP answers in {p.crowd_idp_delay:g} s so that every caller "
         f"arrives during the fetch): to one mitmdump (4a), spread over {p.cache_fleet} mitmdumps "
-        f"sharing one `oauth2_cache_dir` (4b), over {p.redis_fleet} sharing one Redis server "
-        "through `oauth2_store` (4c). The count is the IdP's; the goal must hold in every run. "
+        f"sharing one `oauth2_cache_dir` (4b), over {p.redis_fleet} sharing a Redis through "
+        "`oauth2_store`: one server (4c), a primary and its replica behind three Sentinels "
+        "(4cs, `redis+sentinel://`), a Cluster of three primaries (4cx, `redis+cluster://`). "
+        "The count is the IdP's; the goal must hold in every run. "
         "The lifetime is long enough that every caller is answered before the token enters its "
         "renewal margin (a renewal then would be the next lifetime's token request).",
         f"5. A fresh mitmdump, {p.memory_warmup:,} warm-up requests, then resident set size "

@@ -6,7 +6,9 @@ primaries. Their failovers and slot moves are the servers' own, driven with thei
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -19,7 +21,12 @@ from tests.support.redis_server import RedisServer
 SERVICE = "tokens"
 
 
-def _until(check, timeout: float, what: str):
+def _command(client: redis.Redis, *args: object) -> Any:
+    """A server command that redis-py has no method for (its execute_command is untyped)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
     """`check()`'s first truthy value, polled; AssertionError naming `what` past `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -87,15 +94,13 @@ class SentinelSet:
             )
         # Every Sentinel knows the replica and the other Sentinels: a failover can happen.
         for port in self.sentinel_ports:
-            sentinel = self.sentinel(port)
-            _until(
-                lambda s=sentinel: (
-                    int(s.sentinel_master(SERVICE)["num-other-sentinels"]) == 2
-                    and int(s.sentinel_master(SERVICE)["num-slaves"]) == 1
-                ),
-                15,
-                f"sentinel {port} knowing its peers and the replica",
-            )
+            with self.sentinel(port) as sentinel:
+
+                def ready(sentinel: redis.Redis = sentinel) -> bool:
+                    known: Any = sentinel.sentinel_master(SERVICE)
+                    return int(known["num-other-sentinels"]) == 2 and int(known["num-slaves"]) == 1
+
+                _until(ready, 15, f"sentinel {port} knowing its peers and the replica")
         return self
 
     def sentinel(self, port: int | None = None) -> redis.Redis:
@@ -103,8 +108,8 @@ class SentinelSet:
 
     def primary_port(self) -> int:
         """The primary's port, as the Sentinels say."""
-        _, port = self.sentinel().sentinel_get_master_addr_by_name(SERVICE)
-        return int(port)
+        address: Any = self.sentinel().sentinel_get_master_addr_by_name(SERVICE)
+        return int(address[1])
 
     def kill_primary(self) -> int:
         """SIGKILLs the primary; its port."""
@@ -115,7 +120,7 @@ class SentinelSet:
 
     def wait_for_failover(self, old_port: int, timeout: float = 20) -> int:
         """The new primary's port, once the Sentinels name it and it takes writes."""
-        port = _until(
+        port: int = _until(
             lambda: (p := self.primary_port()) != old_port and p,
             timeout,
             "the Sentinels promoting the replica",
@@ -164,28 +169,28 @@ class ClusterSet:
         share = self.SLOTS // len(self.servers)
         for index, server in enumerate(self.servers):
             last = self.SLOTS - 1 if index == len(self.servers) - 1 else (index + 1) * share - 1
-            server.client().execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, last)
+            _command(server.client(), "CLUSTER", "ADDSLOTSRANGE", index * share, last)
         first = self.servers[0].client()
         for server, bus in zip(self.servers[1:], self.bus_ports[1:], strict=True):
-            first.execute_command("CLUSTER", "MEET", HOST, server.port, bus)
+            _command(first, "CLUSTER", "MEET", HOST, server.port, bus)
         for server in self.servers:
-            client = server.client()
-            _until(
-                lambda c=client: (
-                    c.execute_command("CLUSTER", "INFO").find(b"cluster_state:ok") >= 0
-                    and len(c.execute_command("CLUSTER", "NODES").splitlines()) == len(self.servers)
-                ),
-                20,
-                f"node {server.port} seeing the whole cluster",
-            )
+            with server.client() as client:
+
+                def whole(client: redis.Redis = client) -> bool:
+                    ok = b"cluster_state:ok" in _command(client, "CLUSTER", "INFO")
+                    nodes = _command(client, "CLUSTER", "NODES").splitlines()
+                    return ok and len(nodes) == len(self.servers)
+
+                _until(whole, 20, f"node {server.port} seeing the whole cluster")
         return self
 
     def node_id(self, server: RedisServer) -> str:
-        return server.client().execute_command("CLUSTER", "MYID").decode()
+        with server.client() as client:
+            return str(_command(client, "CLUSTER", "MYID").decode())
 
     def owner(self, slot: int) -> RedisServer:
         """The node that serves `slot` now."""
-        for start, end, primary, *_ in self.servers[0].client().execute_command("CLUSTER", "SLOTS"):
+        for start, end, primary, *_ in _command(self.servers[0].client(), "CLUSTER", "SLOTS"):
             if start <= slot <= end:
                 (server,) = [s for s in self.servers if s.port == int(primary[1])]
                 return server
@@ -198,14 +203,14 @@ class ClusterSet:
         source = self.owner(slot)
         src, dst = source.client(), target.client()
         src_id, dst_id = self.node_id(source), self.node_id(target)
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        _command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        _command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         moved = 0
-        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-            src.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
+        while keys := _command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+            _command(src, "MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
             moved += len(keys)
         for server in (target, source, *self.servers):
-            server.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            _command(server.client(), "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         return moved
 
     def stop(self) -> None:
