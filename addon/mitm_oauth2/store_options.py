@@ -16,6 +16,7 @@ from .store.settings import store_settings
 NAMES = (
     "oauth2_store",
     "oauth2_store_password_env",
+    "oauth2_store_sentinel_password_env",
     "oauth2_store_ca",
     "oauth2_store_key_env",
     "oauth2_store_timeout",
@@ -29,8 +30,9 @@ def declare(loader: addonmanager.Loader) -> None:
         "",
         """
         Where tokens are kept and shared: empty for the disk cache (oauth2_cache_dir, shared
-        by the processes of one machine), or redis://host:port/db (rediss:// for TLS) to
-        share one token per credential across a fleet of proxies.
+        by the processes of one machine), or a Redis to share one token per credential across
+        a fleet of proxies: redis://host:port/db, redis+sentinel://host:port,host:port/SERVICE/db
+        or redis+cluster://host:port,host:port (rediss... for TLS). Valkey alike.
         """,
     )
     loader.add_option(
@@ -38,6 +40,15 @@ def declare(loader: addonmanager.Loader) -> None:
         str,
         "",
         "Name of the environment variable holding the Redis password (never in the URL).",
+    )
+    loader.add_option(
+        "oauth2_store_sentinel_password_env",
+        str,
+        "",
+        """
+        redis+sentinel:// only: name of the environment variable holding the Sentinels' own
+        password (default: the Sentinels are asked without one).
+        """,
     )
     loader.add_option(
         "oauth2_store_ca",
@@ -77,6 +88,7 @@ def settings(cache_dir: Path) -> StoreSettings:
             store=ctx.options.oauth2_store,
             cache_dir=cache_dir,
             password_env=ctx.options.oauth2_store_password_env,
+            sentinel_password_env=ctx.options.oauth2_store_sentinel_password_env,
             key_env=ctx.options.oauth2_store_key_env,
             timeout_ms=ctx.options.oauth2_store_timeout,
             ca_file=ctx.options.oauth2_store_ca,

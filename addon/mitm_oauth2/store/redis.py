@@ -65,9 +65,11 @@ class RedisTokenStore:
         timeout: float,
         codec: TokenCodec,
         ca_file: Path | None = None,
+        sentinel_password: str | None = None,
     ) -> RedisTokenStore:
         """Nothing is connected until the first call."""
-        return cls(_client(target, password, timeout, ca_file), target.where, codec)
+        client = _client(target, password, timeout, ca_file, sentinel_password)
+        return cls(client, target.where, codec)
 
     async def connected(self) -> RedisTokenStore:
         """This store once Redis answers and the fleet's key is settled (the guard's opener,
@@ -138,7 +140,11 @@ def _keys(hmac_key: bytes) -> Callable[[TokenGrant], str]:
 
 
 def _client(
-    target: RedisTarget, password: str | None, timeout: float, ca_file: Path | None
+    target: RedisTarget,
+    password: str | None,
+    timeout: float,
+    ca_file: Path | None,
+    sentinel_password: str | None,
 ) -> redis.asyncio.Redis | RedisCluster:
     """redis-py's client for the topology: it finds the primary (Sentinel) or the node that
     holds a key's slot (Cluster) itself, and again after a failover or a slot's move."""
@@ -161,10 +167,12 @@ def _client(
         nodes = [ClusterNode(host, port) for host, port in target.nodes]
         return RedisCluster(startup_nodes=nodes, **options, **tls)
     assert target.service is not None  # topology.redis_target requires one
-    # The Sentinels are asked with the same user, password and TLS as the primary.
+    # The Sentinels are asked over TLS when the primary is, with their own password if any
+    # (Sentinels often have none where the data nodes do).
+    asked = {**options, "username": None, "password": sentinel_password}
     # redis-py leaves Sentinel's constructor untyped.
     sentinels = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.nodes), sentinel_kwargs={**options, **tls}, **options, **tls
+        list(target.nodes), sentinel_kwargs={**asked, **tls}, **options, **tls
     )
     primary: redis.asyncio.Redis = sentinels.master_for(target.service, db=target.db)
     return primary

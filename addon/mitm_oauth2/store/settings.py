@@ -17,6 +17,7 @@ from .disk import DiskTokenStore
 from .guard import GuardedStore
 from .redis import RedisTokenStore
 from .topology import RedisTarget
+from .topology import Topology
 from .topology import redis_target
 
 
@@ -30,6 +31,7 @@ class StoreSettings:
     key: Secret | None = field(default=None, repr=False)
     timeout: float = 0.5
     ca_file: Path | None = None
+    sentinel_password: Secret | None = field(default=None, repr=False)
 
     @property
     def where(self) -> str:
@@ -48,7 +50,10 @@ class StoreSettings:
             )
         else:
             password = self.redis_password.reveal() if self.redis_password else None
-            redis = RedisTokenStore.connect_to(target, password, self.timeout, codec, self.ca_file)
+            sentinel = self.sentinel_password.reveal() if self.sentinel_password else None
+            redis = RedisTokenStore.connect_to(
+                target, password, self.timeout, codec, self.ca_file, sentinel
+            )
             guard = GuardedStore(redis.connected, self.where, self.timeout, clock=clock)
         guard.open_soon()
         return guard
@@ -60,6 +65,7 @@ def store_settings(
     cache_dir: Path,
     password_env: str,
     key_env: str,
+    sentinel_password_env: str = "",
     timeout_ms: int,
     ca_file: str = "",
     environ: Mapping[str, str] = os.environ,
@@ -71,6 +77,11 @@ def store_settings(
     if password_env and redis is None:
         raise ConfigError("oauth2_store_password_env: only for a redis:// store")
     password = _from_env("oauth2_store_password_env", password_env, environ)
+    if sentinel_password_env and (redis is None or redis.topology is not Topology.SENTINEL):
+        raise ConfigError("oauth2_store_sentinel_password_env: only for a redis+sentinel:// store")
+    sentinel_password = _from_env(
+        "oauth2_store_sentinel_password_env", sentinel_password_env, environ
+    )
     key = _from_env("oauth2_store_key_env", key_env, environ)
     if key is not None and len(key.reveal()) < MIN_KEY_CHARS:
         raise ConfigError(
@@ -78,7 +89,7 @@ def store_settings(
             "(e.g. `openssl rand -base64 32`)"
         )
     ca = _ca_file(ca_file, redis)
-    return StoreSettings(cache_dir, redis, password, key, timeout_ms / 1000, ca)
+    return StoreSettings(cache_dir, redis, password, key, timeout_ms / 1000, ca, sentinel_password)
 
 
 def _ca_file(path: str, redis: RedisTarget | None) -> Path | None:
