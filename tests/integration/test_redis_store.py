@@ -13,6 +13,7 @@ from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.codec import TokenCodec
 from mitm_oauth2.store.redis import RedisTokenStore
+from mitm_oauth2.store.topology import redis_target
 from tests.support.redis_server import RedisServer
 from tests.unit.broker_fakes import check_the_lock
 from tests.unit.broker_fakes import with_credentials
@@ -37,7 +38,7 @@ def anyio_backend() -> str:
 
 def open_store(server: RedisServer, key: str | None = None) -> RedisTokenStore:
     """One proxy's store: each has its own client, as each process of a fleet does."""
-    return RedisTokenStore.from_url(server.url, "test", None, 2.0, TokenCodec(key))
+    return RedisTokenStore.connect_to(redis_target(server.url), None, 2.0, TokenCodec(key))
 
 
 @pytest.fixture
