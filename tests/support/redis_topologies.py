@@ -43,16 +43,27 @@ def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 class SentinelSet:
     """A primary, its replica and three Sentinels that fail over after `down_after_ms` of
-    silence (a quorum of two)."""
+    silence (a quorum of two). `password`: the primary's and the replica's (AUTH); `sentinel_
+    password`: the Sentinels' own."""
 
     name = "redis-sentinel"
 
-    def __init__(self, workdir: Path, down_after_ms: int = 500) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        down_after_ms: int = 500,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.down_after_ms = down_after_ms
-        self.servers = [RedisServer(workdir / "primary")]
+        self.password = password
+        self.sentinel_password = sentinel_password
+        auth = [] if password is None else ["--masterauth", password]
+        self.servers = [RedisServer(workdir / "primary", password=password, args=auth)]
+        primary = ["--replicaof", HOST, str(self.servers[0].port)]
         self.servers.append(
-            RedisServer(workdir / "replica", args=["--replicaof", HOST, str(self.servers[0].port)])
+            RedisServer(workdir / "replica", password=password, args=[*primary, *auth])
         )
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[Child] = []
@@ -80,7 +91,14 @@ class SentinelSet:
                 f"port {port}\nbind {HOST}\n"
                 f"sentinel monitor {SERVICE} {HOST} {self.servers[0].port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}\n"
-                f"sentinel failover-timeout {SERVICE} 5000\n",
+                f"sentinel failover-timeout {SERVICE} 5000\n"
+                + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
+                + (
+                    f"requirepass {self.sentinel_password}\n"
+                    f"sentinel sentinel-pass {self.sentinel_password}\n"
+                    if self.sentinel_password
+                    else ""
+                ),
                 encoding="utf-8",
             )
             self._sentinels.append(
@@ -104,7 +122,9 @@ class SentinelSet:
         return self
 
     def sentinel(self, port: int | None = None) -> redis.Redis:
-        return redis.Redis(HOST, port or self.sentinel_ports[0], socket_timeout=5)
+        return redis.Redis(
+            HOST, port or self.sentinel_ports[0], password=self.sentinel_password, socket_timeout=5
+        )
 
     def primary_port(self) -> int:
         """The primary's port, as the Sentinels say."""

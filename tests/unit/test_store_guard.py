@@ -160,3 +160,43 @@ async def test_the_memory_copy_holds_at_most_its_limit_newest_first(make_grant) 
     await memory.save(make_grant(backend="b5"), TOKEN, ttl=60)
     kept = [n for n, grant in enumerate(grants) if await memory.load(grant) is not None]
     assert kept == [2, 4]
+
+
+class LockingStore(FlakyStore):
+    """A FlakyStore whose lock is held until its owner releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.locks: dict[object, str] = {}
+
+    async def try_lock(self, grant, owner, lease):
+        await self._check()
+        return self.locks.setdefault(grant, owner) == owner
+
+    async def unlock(self, grant, owner):
+        await self._check()
+        if self.locks.get(grant) == owner:
+            del self.locks[grant]
+
+
+async def test_a_lock_whose_release_failed_is_released_once_the_store_answers(make_grant) -> None:
+    # A failover keeps the lock the old primary had replicated: left there, every other
+    # process would wait out its lease for a token.
+    clock, raw, grant = FakeClock(), LockingStore(), make_grant()
+
+    async def opener() -> LockingStore:
+        return raw
+
+    guard = GuardedStore(opener, "token store redis://r:6379/0", 0.05, 2.0, clock)
+    assert await guard.try_lock(grant, "me", lease=15)
+    raw.error = ConnectionError("the primary is gone")
+    await guard.unlock(grant, "me")
+    assert raw.locks == {grant: "me"}
+    raw.error = None
+    await guard.load(grant)
+    assert raw.locks == {grant: "me"}  # the store is left alone until the retry interval ends
+    clock.advance(2.0)
+    await guard.load(grant)
+    assert raw.locks == {}
+    assert await guard.try_lock(grant, "another", lease=15)  # another process can take it
+    await guard.aclose()

@@ -57,6 +57,11 @@ class GuardedStore:
         self._memory = MemoryTokenStore(self._clock)
         self._failing = False
         self._retry_at = 0.0
+        # Locks this process took in the store whose release did not reach it: released once
+        # the store answers, so that the other processes need not wait out the lease (a
+        # failover can keep a lock that was replicated before the primary died).
+        self._unreleased: dict[TokenGrant, str] = {}
+        self._releasing: asyncio.Task[None] | None = None
 
     def open_soon(self) -> None:
         """Starts opening the store now, when a loop runs, so a broken one is reported at
@@ -93,7 +98,22 @@ class GuardedStore:
 
     async def unlock(self, grant: TokenGrant, owner: str) -> None:
         await self._memory.unlock(grant, owner)
-        await self._call("unlock", lambda store: store.unlock(grant, owner))
+
+        async def release(store: TokenStore) -> bool:
+            await store.unlock(grant, owner)
+            return store is not self._memory
+
+        if not await self._call("unlock", release):
+            # Released again in the store later: only its owner's release removes a lock, so
+            # one taken in memory meanwhile costs nothing there.
+            self._unreleased[grant] = owner
+            if self._releasing is None or self._releasing.done():
+                self._releasing = in_background(self._release_when_back())
+
+    async def _release_when_back(self) -> None:
+        while self._unreleased:
+            await asyncio.sleep(max(0.0, self._retry_at - self._clock.monotonic()))
+            await self._call("unlock", _opened)  # once it reaches the store, they are released
 
     async def _call(
         self,
@@ -117,7 +137,15 @@ class GuardedStore:
         if self._failing:
             self._failing = False
             logger.warning("%s is back: tokens are shared again", self.where)
+            await self._release_unreleased(store)
         return result
+
+    async def _release_unreleased(self, store: TokenStore) -> None:
+        unreleased, self._unreleased = self._unreleased, {}
+        with contextlib.suppress(Exception):  # failing again: the lease ends them anyway
+            async with asyncio.timeout(self._timeout):
+                for grant, owner in unreleased.items():
+                    await store.unlock(grant, owner)
 
     def _open(self) -> asyncio.Task[TokenStore]:
         """The store, opened once, and opened again after it failed: a reconnect, which also
@@ -155,6 +183,8 @@ class GuardedStore:
         )
 
     async def aclose(self) -> None:
+        if self._releasing is not None:
+            self._releasing.cancel()
         await self._memory.aclose()
         if self._opening is not None and not self._opening.done():
             self._opening.add_done_callback(_close_when_opened)
