@@ -12,12 +12,14 @@ one a lost lock may cost.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -32,27 +34,29 @@ from tests.support.redis_topologies import SentinelSet
 LIFETIME = 4  # s: each token is renewed 2 s into its life (at most half, see tokens.policy)
 RENEWAL = LIFETIME / 2
 CLIENTS = 16
+T = TypeVar("T", SentinelSet, ClusterSet)
 TIMEOUT_S = 0.5  # oauth2_store_timeout's default
+
+
+@contextlib.contextmanager
+def running(request: pytest.FixtureRequest, topology: T) -> Iterator[T]:
+    report_output(request, topology)
+    try:  # also when it fails to start: what did start is stopped
+        yield topology.start()
+    finally:
+        topology.stop()
 
 
 @pytest.fixture
 def sentinels(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelSet]:
-    topology = SentinelSet(tmp_path / "sentinel")
-    report_output(request, topology)
-    try:  # also when it fails to start: what did start is stopped
-        yield topology.start()
-    finally:
-        topology.stop()
+    with running(request, SentinelSet(tmp_path / "sentinel")) as topology:
+        yield topology
 
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClusterSet]:
-    topology = ClusterSet(tmp_path / "cluster")
-    report_output(request, topology)
-    try:  # also when it fails to start: what did start is stopped
-        yield topology.start()
-    finally:
-        topology.stop()
+    with running(request, ClusterSet(tmp_path / "cluster")) as topology:
+        yield topology
 
 
 @dataclass
@@ -155,9 +159,7 @@ def test_sentinels_and_servers_with_passwords_of_their_own(
     topology = SentinelSet(
         tmp_path / "sentinel", password="data-pw-7c1d", sentinel_password="sentinel-pw-3e9a"
     )
-    report_output(request, topology)
-    try:
-        topology.start()
+    with running(request, topology):
         monkeypatch.setenv("FLEET_REDIS_PASSWORD", "data-pw-7c1d")
         monkeypatch.setenv("FLEET_SENTINEL_PASSWORD", "sentinel-pw-3e9a")
         toml = devservers.backend_toml("ledger")
@@ -178,8 +180,6 @@ def test_sentinels_and_servers_with_passwords_of_their_own(
             assert "keeping tokens in this process" not in proxy.output()
             assert "data-pw-7c1d" not in proxy.output()
             assert "sentinel-pw-3e9a" not in proxy.output()
-    finally:
-        topology.stop()
 
 
 def slot_of(cluster: ClusterSet, pattern: str) -> tuple[bytes, int]:
