@@ -113,7 +113,7 @@ class GuardedStore:
     async def _release_when_back(self) -> None:
         while self._unreleased:
             await asyncio.sleep(max(0.0, self._retry_at - self._clock.monotonic()))
-            await self._call("unlock", _opened)  # once it reaches the store, they are released
+            await self._call("unlock", self._release_unreleased)
 
     async def _call(
         self,
@@ -141,6 +141,8 @@ class GuardedStore:
         return result
 
     async def _release_unreleased(self, store: TokenStore) -> None:
+        if store is self._memory:  # still failing: kept for when it answers
+            return
         unreleased, self._unreleased = self._unreleased, {}
         with contextlib.suppress(Exception):  # failing again: the lease ends them anyway
             async with asyncio.timeout(self._timeout):
