@@ -47,10 +47,14 @@ def side_by_side(
     seconds = rig.profile.throughput_seconds
     found = []
     with rig.one_core(*dumps) as pinned:
-        for _ in range(rig.profile.throughput_runs):
+        for run in range(rig.profile.throughput_runs):
             before = [dump.cpu_seconds() for dump in dumps]
-            loads = [rig.client.start(dump.url(), seconds, tokens) for dump in dumps]
-            done = [load.result() for load in loads]
+            # Started one after another: each run another one first, so that no subject of
+            # the comparison always has the head start.
+            first = run % len(dumps)
+            order = [*range(first, len(dumps)), *range(first)]
+            started = {i: rig.client.start(dumps[i].url(), seconds, tokens) for i in order}
+            done = [started[i].result() for i in range(len(dumps))]
             used = [dump.cpu_seconds() - cpu for dump, cpu in zip(dumps, before, strict=True)]
             found.append(
                 [Measured(n / took, cpu / n) for (n, took), cpu in zip(done, used, strict=True)]
