@@ -41,6 +41,7 @@ from .destination import Destinations
 from .exchange import Callers
 from .learning import Learning
 from .metrics import MetricsEndpoint
+from .model.credentials import GrantType
 from .model.credentials import TokenGrant
 from .model.errors import CallerTokenRefused
 from .model.errors import ConfigError
@@ -88,6 +89,24 @@ def freeze_loaded_objects() -> None:
     if gc.get_freeze_count() == 0:  # a hot reload, or the host, has frozen them already
         gc.collect()  # garbage left by start-up is freed now, not frozen with the rest
         gc.freeze()
+
+
+def _warn_of_passwords(
+    backends: tuple[BackendConfig, ...], before: tuple[BackendConfig, ...]
+) -> None:
+    """Once per backend that starts using the password grant (at start-up, or a reload)."""
+    known = {backend.name for backend in before if _by_password(backend)}
+    for backend in backends:
+        if _by_password(backend) and backend.name not in known:
+            logger.warning(
+                'backend %s: grant = "password" gives the proxy a user\'s password, which '
+                "RFC 9700 §2.4 says must not be done: keep it to legacy backends and test users",
+                backend.name,
+            )
+
+
+def _by_password(backend: BackendConfig) -> bool:
+    return backend.grant.credentials.grant is GrantType.PASSWORD
 
 
 def open_broker(store: GuardedStore, lock_lease: float) -> TokenBroker:
@@ -257,6 +276,7 @@ class OAuth2Backend:
         bound: BoundCertificates,
         backends: tuple[BackendConfig, ...],
     ) -> None:
+        _warn_of_passwords(backends, self.backends)
         self.router, self.bound, self.backends = router, bound, backends
         self.by_name = {backend.name: backend for backend in backends}
         self.destinations = Destinations()  # its answers depend on the backends' settings

@@ -45,20 +45,26 @@ class FakeClock:
 
 
 class FakeEndpoint:
-    """Issues tok-1, tok-2, ...; can be held on `gate` or made to fail."""
+    """Issues tok-1, tok-2, ...; can be held on `gate` or made to fail. `asked_with`: the
+    refresh token of each request (None: the grant itself)."""
 
     def __init__(self, expires_in: float | None = 3600) -> None:
         self.expires_in = expires_in
         self.calls = 0
+        self.asked_with: list[str | None] = []
         self.started = asyncio.Event()
         self.gate: asyncio.Event | None = None
         self.failure: TokenError | None = None
         self.closed = False
 
     async def request_token(
-        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+        self,
+        credentials: ClientCredentials,
+        subject: SubjectToken | None = None,
+        refresh_token: str | None = None,
     ) -> TokenResponse:
         self.calls += 1
+        self.asked_with.append(refresh_token)
         call = self.calls
         self.started.set()
         if self.gate is not None:
@@ -79,6 +85,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.tokens: dict[TokenGrant, Token] = {}
         self.ttls: dict[TokenGrant, float] = {}
+        self.refresh_tokens: dict[TokenGrant, str] = {}
 
     async def load(self, grant: TokenGrant) -> Token | None:
         return self.tokens.get(grant)
@@ -99,6 +106,15 @@ class MemoryStore:
     async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
         if grant in self.tokens and self.tokens[grant].access_token == access_token:
             del self.tokens[grant]
+
+    async def load_refresh(self, grant: TokenGrant) -> str | None:
+        return self.refresh_tokens.get(grant)
+
+    async def save_refresh(self, grant: TokenGrant, refresh_token: str) -> None:
+        self.refresh_tokens[grant] = refresh_token
+
+    async def delete_refresh(self, grant: TokenGrant) -> None:
+        self.refresh_tokens.pop(grant, None)
 
     async def aclose(self) -> None:
         pass

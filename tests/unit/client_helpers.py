@@ -47,20 +47,29 @@ def echoing(
     return echo
 
 
-async def ask(handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any):
+async def ask(
+    handler: Callable[[httpx.Request], httpx.Response],
+    grant: Any,
+    refresh_token: str | None = None,
+    **kwargs: Any,
+):
+    """One token request for `grant` (with the user's `refresh_token`, if given)."""
     client = TokenClient(transport=httpx.MockTransport(handler), **kwargs)
     try:
-        return await client.request_token(grant.credentials, grant.subject)
+        return await client.request_token(grant.credentials, grant.subject, refresh_token)
     finally:
         await client.aclose()
 
 
 async def refused(
-    handler: Callable[[httpx.Request], httpx.Response], grant: Any, **kwargs: Any
+    handler: Callable[[httpx.Request], httpx.Response],
+    grant: Any,
+    refresh_token: str | None = None,
+    **kwargs: Any,
 ) -> TokenError:
     """The TokenError that `ask` must raise."""
     with pytest.raises(TokenError) as info:
-        await ask(handler, grant, **kwargs)
+        await ask(handler, grant, refresh_token, **kwargs)
     return info.value
 
 

@@ -145,7 +145,7 @@ def test_client_authentication_on_top_of_the_grant(tmp_path: Path) -> None:
 
 
 BAD = [
-    ({"grant": "password"}, "grant", "is not one of"),
+    ({"grant": "implicit"}, "grant", "is not one of"),
     ({**GOOGLE, "service_account_file": "missing.json"}, "service_account_file", "cannot read"),
     ({**GOOGLE, "service_account_file": "text.txt"}, "service_account_file", "is not JSON"),
     ({**GOOGLE, "service_account_file": "array.json"}, "service_account_file", "no credentials"),

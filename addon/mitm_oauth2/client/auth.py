@@ -101,7 +101,10 @@ def authenticate(
             form={"client_id": client_id, "client_secret": secret}, secrets=(secret,)
         )
     if method is AuthMethod.NONE:
-        return ClientAuthentication()
+        # A public client acting for a user names itself (RFC 6749 §3.2.1); for jwt_bearer the
+        # assertion names who asks.
+        public = credentials.user is not None
+        return ClientAuthentication(form={"client_id": client_id} if public else {})
     if method.uses_certificate:
         # RFC 8705 §2: the certificate authenticates; client_id says which client it is.
         return ClientAuthentication(form={"client_id": client_id})

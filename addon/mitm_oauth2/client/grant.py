@@ -1,7 +1,8 @@
 """What a token request asks with: the client-credentials grant (RFC 6749 §4.4), a JWT as the
 authorization grant (RFC 7523 §2.1), e.g. a Google service account's or Salesforce's and Okta's
-service-app flows, whose assertion is signed here for each request, or the caller's own token
-exchanged for one of this backend (RFC 8693 §2.1)."""
+service-app flows, whose assertion is signed here for each request, the caller's own token
+exchanged for one of this backend (RFC 8693 §2.1), or a user's refresh token (RFC 6749 §6) or
+username and password (RFC 6749 §4.3)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,13 @@ def grant(
     now: float,
     subject: SubjectToken | None = None,
     actor_token: str | None = None,
+    refresh_token: str | None = None,
 ) -> Grant:
     """`subject`: token_exchange's caller token; `actor_token`: its actor's, as read from its
-    file for this request."""
-    form: dict[str, str | list[str]] = {"grant_type": credentials.grant.parameter}
+    file for this request; `refresh_token`: the user's current one (refresh_token, and password
+    once the server gave one), which is then what is asked with."""
+    kind = GrantType.REFRESH_TOKEN if refresh_token is not None else credentials.grant
+    form: dict[str, str | list[str]] = {"grant_type": kind.parameter}
     bearer = credentials.bearer
     in_claims = bearer is not None and bearer.scope_claim
     if credentials.scope and not in_claims:
@@ -44,6 +48,11 @@ def grant(
     if credentials.resources:
         form["resource"] = list(credentials.resources)  # RFC 8707: repeated parameter
     form.update(credentials.extra_params)
+    if refresh_token is not None:
+        form["refresh_token"] = refresh_token
+        return Grant(form, (refresh_token,))
+    if credentials.grant is GrantType.PASSWORD:
+        return password(form, credentials)
     if credentials.grant is GrantType.TOKEN_EXCHANGE:
         return exchange(form, credentials, subject, actor_token)
     if credentials.grant is not GrantType.JWT_BEARER:
@@ -69,6 +78,18 @@ def bearer_assertion(
     if bearer.scope_claim and credentials.scope:
         claims["scope"] = credentials.scope
     return signed(claims, bearer.key)
+
+
+def password(form: dict[str, str | list[str]], credentials: ClientCredentials) -> Grant:
+    """RFC 6749 §4.3.2: the user's name and password."""
+    user = credentials.user
+    assert user is not None  # config sees to it, and to both
+    assert user.username
+    assert user.password
+    secret = user.password.reveal()
+    form["username"] = user.username
+    form["password"] = secret
+    return Grant(form, (secret,))
 
 
 def exchange(

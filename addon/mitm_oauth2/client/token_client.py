@@ -1,5 +1,6 @@
-"""The token request (client credentials, RFC 6749 §4.4, or a JWT grant, RFC 7523) over httpx.
-Knows nothing of mitmproxy."""
+"""The token request (client credentials, RFC 6749 §4.4, a JWT grant, RFC 7523, a token exchange,
+RFC 8693, a refresh token, RFC 6749 §6, or a password, §4.3) over httpx. Knows nothing of
+mitmproxy."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..model.credentials import GrantType
 from ..model.credentials import SubjectToken
 from ..model.credentials import TokenTransport
 from ..model.errors import CallerTokenRefused
+from ..model.errors import SignInRequired
 from ..model.errors import TokenError
 from ..model.net import printable
 from ..model.token import TokenResponse
@@ -141,9 +143,13 @@ class TokenClient:
         return http, endpoint
 
     async def request_token(
-        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+        self,
+        credentials: ClientCredentials,
+        subject: SubjectToken | None = None,
+        refresh_token: str | None = None,
     ) -> TokenResponse:
-        """`subject`: token_exchange's caller token (see tokens.subjects)."""
+        """`subject`: token_exchange's caller token (see tokens.subjects); `refresh_token`: the
+        user's, asked with instead of the configured grant (see tokens.broker)."""
         http, endpoint = await self._endpoint(credentials)
         for attempt in (1, 2):
             # Everything made again for a retry: assertions and proofs are used once.
@@ -155,7 +161,7 @@ class TokenClient:
             exchange = credentials.exchange
             if exchange is not None and exchange.actor_token_file is not None:
                 actor = await asyncio.to_thread(read_actor_token, exchange.actor_token_file)
-            asked = grant(credentials, endpoint, now, subject, actor)
+            asked = grant(credentials, endpoint, now, subject, actor, refresh_token)
             auth = authenticate(credentials, endpoint, now, assertion)
             form = {**asked.form, **auth.form}
             headers = {**dict(credentials.token_headers), "Accept": "application/json"}
@@ -175,7 +181,7 @@ class TokenClient:
             if attempt == 2 or _error_code(body) != "use_dpop_nonce":
                 break
         try:
-            return self._parse(status, body, secrets, endpoint, credentials)
+            return self._parse(status, body, secrets, endpoint, credentials, refresh_token)
         except TokenError as e:
             e.retry_after = retry_after
             raise
@@ -242,6 +248,7 @@ class TokenClient:
         secrets: list[str],
         endpoint: str,
         credentials: ClientCredentials,
+        refresh_token: str | None,
     ) -> TokenResponse:
         try:
             document = json.loads(body)
@@ -257,7 +264,7 @@ class TokenClient:
                 raise _http_error(status, endpoint, credentials)
             description = document.get("error_description")
             raise TokenClient._oauth_error(
-                status, error, description, secrets, endpoint, credentials
+                status, error, description, secrets, endpoint, credentials, refresh_token
             )
         access_token = document.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
@@ -293,6 +300,7 @@ class TokenClient:
             token_type=wanted,
             expires_in=expires_in,
             scope=scope if isinstance(scope, str) else None,
+            refresh_token=_refresh_token(document.get("refresh_token"), endpoint, credentials),
         )
 
     @staticmethod
@@ -303,15 +311,21 @@ class TokenClient:
         secrets: list[str],
         endpoint: str,
         credentials: ClientCredentials,
+        refresh_token: str | None,
     ) -> TokenError:
         # Some servers echo what they were sent; never let that carry the secret anywhere.
         code = printable(_scrub(error, secrets), 64)
         described = None
         if isinstance(description, str) and description:
             described = printable(_scrub(description, secrets), 200)
-        advice = _advice(status, code, endpoint, credentials)
-        refused = credentials.grant is GrantType.TOKEN_EXCHANGE and code in _CALLER_REFUSALS
-        return (CallerTokenRefused if refused else TokenError)(
+        kind: type[TokenError] = TokenError
+        if refresh_token is not None and code == "invalid_grant":
+            kind, advice = SignInRequired, _SIGN_IN_AGAIN
+        else:
+            advice = _advice(status, code, endpoint, credentials)
+            if credentials.grant is GrantType.TOKEN_EXCHANGE and code in _CALLER_REFUSALS:
+                kind = CallerTokenRefused
+        return kind(
             f"token endpoint answered HTTP {status} with error '{code}'"
             + (f" ({advice})" if advice else ""),
             oauth_error=code,
@@ -336,7 +350,15 @@ _GRANT_NAMES = {
     GrantType.CLIENT_CREDENTIALS: "client-credentials",
     GrantType.JWT_BEARER: "JWT-bearer",
     GrantType.TOKEN_EXCHANGE: "token-exchange",
+    GrantType.REFRESH_TOKEN: "refresh-token",
+    GrantType.PASSWORD: "password",
 }
+# A refresh token refused (RFC 6749 §5.2 invalid_grant) is revoked, expired, or was presented
+# again after rotation (RFC 9700 §4.14.2): only a new sign-in gives another.
+_SIGN_IN_AGAIN = (
+    "the refresh token was refused: revoked, expired or used twice; a person must sign in "
+    "again and give the proxy the new refresh token"
+)
 # token_exchange: the server will not take the caller's token (RFC 8693 §2.2.2), or not for
 # this audience or resource: the caller's matter, not the configuration's.
 _CALLER_REFUSALS = {
@@ -370,9 +392,24 @@ def _advice(status: int, code: str | None, endpoint: str, credentials: ClientCre
         return url
     if code == "invalid_grant" and credentials.grant is GrantType.JWT_BEARER:
         return _BEARER_ADVICE
+    if code == "invalid_grant" and credentials.grant is GrantType.PASSWORD:
+        return "check username and the password"
     if code in _CALLER_REFUSALS and credentials.grant is GrantType.TOKEN_EXCHANGE:
         return _CALLER_REFUSALS[code]
     return _ADVICE.get(code, "").format(grant=_GRANT_NAMES[credentials.grant])
+
+
+def _refresh_token(value: Any, endpoint: str, credentials: ClientCredentials) -> str | None:
+    """The rotated refresh token, when the server sent one this grant can use."""
+    if value is None or credentials.user is None:
+        return None  # no grant of a user keeps one (RFC 6749 §4.4.3: none for a client)
+    if not isinstance(value, str) or not value.strip() or not value.isascii():
+        # Kept out: the current one is used again, and the server says whether it still holds.
+        logger.warning(
+            "%s: the refresh_token in the token response is not a string; ignored", endpoint
+        )
+        return None
+    return value
 
 
 def _http_error(status: int, endpoint: str, credentials: ClientCredentials) -> TokenError:

@@ -37,6 +37,7 @@ from ..model.credentials import SigningKey
 from ..model.credentials import TlsIdentity
 from ..model.credentials import TokenGrant
 from ..model.credentials import TokenTransport
+from ..model.credentials import UserGrant
 from ..model.errors import ConfigError
 from ..model.net import is_loopback
 from ..tokens.subjects import DEFAULT_MAX_EXCHANGED_TOKENS
@@ -61,6 +62,8 @@ FILE_KEYS = (
     "client_key_file",
     "token_ca_bundle",
     "actor_token_file",
+    "refresh_token_file",
+    "password_file",
 )
 # jwt_bearer only (private_key_file, signing_alg, key_id and assertion_audience serve it too).
 BEARER_KEYS = ("service_account_file", "assertion_issuer", "assertion_subject")
@@ -73,6 +76,10 @@ EXCHANGE_KEYS = (
     "actor_token_type",
     "max_exchanged_tokens",
 )
+# refresh_token only: the user's refresh token as given once (then the store's, rotated).
+REFRESH_KEYS = ("refresh_token_env", "refresh_token_file")
+# password only.
+PASSWORD_KEYS = ("username", "password_env", "password_file")
 MAX_EXCHANGED_TOKENS = 1_000_000
 KEYS = frozenset(
     {"name", "hosts", "path_prefix", "token_url", "issuer", "client_id", "client_id_env"}
@@ -83,6 +90,8 @@ KEYS = frozenset(
     | {"token_timeout", "token_proxy", "max_token_age", "refresh_margin", "retry_on_401"}
     | {"header", "header_format", "allow_plain_http", "certificate_bound", "dpop", "phantom"}
     | set(EXCHANGE_KEYS)
+    | set(REFRESH_KEYS)
+    | set(PASSWORD_KEYS)
     | set(SECRET_KEYS)
     | set(FILE_KEYS)
 )
@@ -233,10 +242,19 @@ def _credentials(reader: TableReader) -> ClientCredentials:
     exchanging = grant is GrantType.TOKEN_EXCHANGE
     reader.refuse_unless(exchanging, EXCHANGE_KEYS, 'only for grant = "token_exchange"')
     is_bearer = grant is GrantType.JWT_BEARER
+    reader.refuse_unless(
+        grant is GrantType.REFRESH_TOKEN, REFRESH_KEYS, 'only for grant = "refresh_token"'
+    )
+    reader.refuse_unless(grant is GrantType.PASSWORD, PASSWORD_KEYS, 'only for grant = "password"')
+    user = _user(reader, grant)
     default_method = "none" if is_bearer else "client_secret_basic"
     method = AuthMethod(reader.choice("auth_method", tuple(AuthMethod), default_method))
-    if method is AuthMethod.NONE and not is_bearer:
-        raise reader.error("auth_method", "'none' is only for grant = \"jwt_bearer\"")
+    if method is AuthMethod.NONE and not (is_bearer or user):
+        raise reader.error(
+            "auth_method",
+            "'none' is only for grant = \"jwt_bearer\", and for a public client's "
+            '"refresh_token" or "password"',
+        )
     if method is AuthMethod.PRIVATE_KEY_JWT and is_bearer:
         raise reader.error(
             "auth_method", 'with grant = "jwt_bearer", private_key_file signs the grant itself'
@@ -264,7 +282,7 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         if audience is AssertionAudience.ISSUER and issuer is None:
             raise reader.error("assertion_audience", "'issuer' needs the issuer key (discovery)")
     # jwt_bearer without client authentication: the assertion names who asks.
-    client_id = _client_id(reader, required=method is not AuthMethod.NONE)
+    client_id = _client_id(reader, required=method is not AuthMethod.NONE or user is not None)
     bearer = _bearer(reader, account, client_id, issuer) if is_bearer else None
     return ClientCredentials(
         client_id=client_id or (account.client_email if account else ""),
@@ -286,6 +304,20 @@ def _credentials(reader: TableReader) -> ClientCredentials:
         bearer=bearer,
         exchange=_exchange(reader) if exchanging else None,
         dpop=None if exchanging else _dpop_key(reader),
+        user=user,
+    )
+
+
+def _user(reader: TableReader, grant: GrantType) -> UserGrant | None:
+    """refresh_token: the user's refresh token (its file or environment variable); password:
+    the user's name and password (RFC 6749 §4.3)."""
+    if grant is GrantType.REFRESH_TOKEN:
+        return UserGrant(refresh_token=reader.secret(REFRESH_KEYS)[0])
+    if grant is not GrantType.PASSWORD:
+        return None
+    username = reader.string("username")
+    return UserGrant(
+        username=username, password=reader.secret(("password_env", "password_file"))[0]
     )
 
 

@@ -140,8 +140,9 @@ class TableReader:
             raise self.error(key, f"cannot read {path} ({reason(e)})") from e
         return path
 
-    def secret(self, keys: tuple[str, str, str]) -> tuple[Secret, Path | None]:
-        """Exactly one of (value, environment variable, file) keys; the file, if one was used."""
+    def secret(self, keys: tuple[str, ...]) -> tuple[Secret, Path | None]:
+        """Exactly one of `keys`: the value itself, or (a key ending in `_env`) the environment
+        variable that holds it, or (`_file`) the file; the file, if one was used."""
         given = [key for key in keys if key in self.table]
         if len(given) != 1:
             found = f"found {', '.join(given)}" if given else "found none"
@@ -150,15 +151,16 @@ class TableReader:
             )
         key = given[0]
         value, source = self.string(key), None
-        if key == keys[1]:
+        if key.endswith("_env"):
             if value not in self.environ:
+                instead = [other for other in keys if other.endswith("_file")]
                 raise self.error(
                     key,
                     f"environment variable {value} is not set (set it in the proxy's"
-                    f" environment, or give {keys[2]} instead)",
+                    f" environment, or give {instead[0] if instead else 'another key'} instead)",
                 )
             value = self.environ[value]
-        elif key == keys[2]:
+        elif key.endswith("_file"):
             source = self.file(key)
             try:
                 value = source.read_text(encoding="utf-8")

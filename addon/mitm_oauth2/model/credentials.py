@@ -1,5 +1,6 @@
 """What a backend's authorization server needs to hear from us: the token request's grant (client
-credentials, a JWT, or the caller's own token to exchange) and how the client authenticates."""
+credentials, a JWT, the caller's own token to exchange, or a user's refresh token or password)
+and how the client authenticates."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ class AuthMethod(enum.StrEnum):
     SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
     # RFC 7521 §4.2 with an assertion the platform issues (workload identity): read from a file
     CLIENT_ASSERTION = "client_assertion"
-    NONE = "none"  # jwt_bearer: the grant's own assertion is the proof (RFC 7523 §2.1)
+    # jwt_bearer: the grant's own assertion is the proof (RFC 7523 §2.1); refresh_token and
+    # password: a public client (RFC 6749 §2.1), which sends only its client_id
+    NONE = "none"
 
     @property
     def uses_certificate(self) -> bool:
@@ -70,11 +73,14 @@ class BasicEncoding(enum.StrEnum):
 
 
 class GrantType(enum.StrEnum):
-    """What the token request asks with (RFC 6749 §4.4, RFC 7523 §2.1, RFC 8693 §2.1)."""
+    """What the token request asks with (RFC 6749 §4.4, §6 and §4.3, RFC 7523 §2.1, RFC 8693
+    §2.1)."""
 
     CLIENT_CREDENTIALS = "client_credentials"
     JWT_BEARER = "jwt_bearer"
     TOKEN_EXCHANGE = "token_exchange"  # for the caller: its own token is the subject
+    REFRESH_TOKEN = "refresh_token"  # as one user, with a refresh token given once
+    PASSWORD = "password"  # as one user, with its password (legacy backends only)
 
     @property
     def parameter(self) -> str:
@@ -102,6 +108,17 @@ class Exchange:
     requested_token_type: str | None = None
     actor_token_file: str | None = None
     actor_token_type: str | None = None
+
+
+@dataclass(frozen=True)
+class UserGrant:
+    """refresh_token and password: the user the proxy acts as. `refresh_token`: the one the
+    configuration gives (for refresh_token; a password grant gets its own from the server);
+    once the server rotates it, the store's newest is used instead (see tokens.broker)."""
+
+    refresh_token: Secret | None = field(default=None, repr=False)
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +235,7 @@ class ClientCredentials:
     bearer: BearerAssertion | None = None  # jwt_bearer
     dpop: DpopKey | None = None  # RFC 9449: the token is bound to this key
     exchange: Exchange | None = None  # token_exchange
+    user: UserGrant | None = None  # refresh_token and password
 
     @property
     def scope(self) -> str | None:
@@ -269,6 +287,19 @@ class ClientCredentials:
             if self.transport.client_cert
             else None,
             *self._exchange_identity(subject),
+            *self._user_identity(),
+        ]
+
+    def _user_identity(self) -> list[object]:
+        # The configured refresh token, not the rotated one: a token given anew by hand (after
+        # a person signed in again) is a new grant, whose store entries start empty.
+        if self.user is None:
+            return []
+        user = self.user
+        return [
+            user.refresh_token.reveal() if user.refresh_token else None,
+            user.username,
+            user.password.reveal() if user.password else None,
         ]
 
     def _exchange_identity(self, subject: SubjectToken | None) -> list[object]:

@@ -48,6 +48,13 @@ class CallerTokenRefused(TokenError):
     caller must send another; the proxy's configuration is not at fault."""
 
 
+class SignInRequired(TokenError):
+    """refresh_token (and password when its own refresh token is refused): the server refused
+    the refresh token (`invalid_grant`: revoked, expired, or presented twice), so no token can
+    be had for the user until a person signs in again and gives the proxy a new one. Not tried
+    again until then: each try would be refused the same way."""
+
+
 class UnreadableEntry(OAuth2Error):
     """A stored value that is not a token we can read: corrupt, foreign, or sealed with
     another key (or none). Read as missing; the next token replaces it."""

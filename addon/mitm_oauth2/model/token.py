@@ -58,3 +58,4 @@ class TokenResponse:
     token_type: str
     expires_in: float | None
     scope: str | None
+    refresh_token: str | None = field(default=None, repr=False)  # RFC 6749 §5.1, §6: rotated

@@ -24,7 +24,8 @@ REMEMBERED_KEYS = 1024
 
 
 class TokenStore(Protocol):
-    """Persists tokens per grant, and the lease lock that makes one process ask for a token.
+    """Persists tokens per grant (and a user's refresh token), and the lease lock that makes one
+    process ask for a token.
 
     A raw store raises when it fails; `guard.GuardedStore` turns that into a fallback, so
     what the broker holds never fails a request.
@@ -41,6 +42,16 @@ class TokenStore(Protocol):
         ...
 
     async def delete(self, grant: TokenGrant) -> None: ...
+
+    async def load_refresh(self, grant: TokenGrant) -> str | None:
+        """The user's newest refresh token (refresh_token and password grants), if stored."""
+        ...
+
+    async def save_refresh(self, grant: TokenGrant, refresh_token: str) -> None:
+        """Keeps the refresh token the server rotated to, without expiry: the grant's only one."""
+        ...
+
+    async def delete_refresh(self, grant: TokenGrant) -> None: ...
 
     async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
         """Takes the lock on the grant's token for `lease` seconds; False if another holds it."""
@@ -67,6 +78,12 @@ def derive_cache_key(hmac_key: bytes, grant: TokenGrant, hash_tag: bool = False)
     if hash_tag:
         digest = "{" + digest + "}"
     return f"token/{_KEY_VERSION}/{grant.backend}/{digest}"
+
+
+def refresh_key(token_key: str) -> str:
+    """Where a grant's refresh token is kept: `refresh/v1/...`, beside its token's key (the
+    same HMAC, so the same Cluster slot as the token and its lock)."""
+    return token_key.replace("token/", "refresh/", 1)
 
 
 def cache_keys(

@@ -1,4 +1,5 @@
-"""Tokens as stored bytes: JSON, sealed with AES-GCM when the operator gives a store key."""
+"""Tokens (and users' refresh tokens) as stored bytes: JSON, sealed with AES-GCM when the
+operator gives a store key."""
 
 from __future__ import annotations
 
@@ -57,11 +58,44 @@ class TokenCodec:
                 "jwk": dict(key.public_jwk),
                 "jkt": key.thumbprint,
             }
-        plain = json.dumps(record).encode()
+        return self._seal(json.dumps(record).encode(), cache_key)
+
+    def encode_refresh(self, refresh_token: str, cache_key: str) -> bytes:
+        """A user's refresh token, sealed like a token (and bound to its own key)."""
+        return self._seal(json.dumps({"refresh_token": refresh_token}).encode(), cache_key)
+
+    def read_refresh(self, data: bytes | str | None, cache_key: str) -> str | None:
+        """The refresh token in a stored value; None for none, or one we cannot read (the
+        configured refresh token is used then)."""
+        if data is None:
+            return None
+        try:
+            record = json.loads(self._open(data, cache_key))
+            value = record["refresh_token"]
+        except (UnreadableEntry, ValueError, KeyError, TypeError):
+            return None
+        return value if isinstance(value, str) and value else None
+
+    def _seal(self, plain: bytes, cache_key: str) -> bytes:
         if self._aead is None:
             return plain
         nonce = os.urandom(_NONCE_BYTES)
         return _SEALED + nonce + self._aead.encrypt(nonce, plain, cache_key.encode())
+
+    def _open(self, data: bytes | str, cache_key: str) -> bytes:
+        raw = data.encode() if isinstance(data, str) else data
+        if self._aead is not None:
+            if not raw.startswith(_SEALED):
+                raise UnreadableEntry("not sealed with the store key")
+            sealed = raw[len(_SEALED) :]
+            nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            try:
+                return self._aead.decrypt(nonce, ciphertext, cache_key.encode())
+            except InvalidTag as e:
+                raise UnreadableEntry("sealed with another store key") from e
+        if raw.startswith(_SEALED):
+            raise UnreadableEntry("sealed, and no store key is set")
+        return raw
 
     def read(self, data: bytes | str | None, cache_key: str) -> Token | None:
         """The token in a stored value; None for no value or one we cannot read (the next
@@ -75,18 +109,7 @@ class TokenCodec:
 
     def decode(self, data: bytes | str, cache_key: str) -> Token:
         """The token in `data`; raises UnreadableEntry for anything else."""
-        raw = data.encode() if isinstance(data, str) else data
-        if self._aead is not None:
-            if not raw.startswith(_SEALED):
-                raise UnreadableEntry("not sealed with the store key")
-            sealed = raw[len(_SEALED) :]
-            nonce, ciphertext = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
-            try:
-                raw = self._aead.decrypt(nonce, ciphertext, cache_key.encode())
-            except InvalidTag as e:
-                raise UnreadableEntry("sealed with another store key") from e
-        elif raw.startswith(_SEALED):
-            raise UnreadableEntry("sealed, and no store key is set")
+        raw = self._open(data, cache_key)
         try:
             record = json.loads(raw)
             return Token(

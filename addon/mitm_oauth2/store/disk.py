@@ -17,6 +17,7 @@ import diskcache
 from ..model.credentials import TokenGrant
 from ..model.token import Token
 from .base import cache_keys
+from .base import refresh_key
 from .codec import TokenCodec
 
 T = TypeVar("T")
@@ -112,6 +113,17 @@ class DiskTokenStore:
 
     async def delete(self, grant: TokenGrant) -> None:
         await self._call(self._cache.delete, self.cache_key(grant))
+
+    async def load_refresh(self, grant: TokenGrant) -> str | None:
+        key = refresh_key(self.cache_key(grant))
+        return self._codec.read_refresh(await self._call(self._cache.get, key), key)
+
+    async def save_refresh(self, grant: TokenGrant, refresh_token: str) -> None:
+        key = refresh_key(self.cache_key(grant))
+        await self._call(self._cache.set, key, self._codec.encode_refresh(refresh_token, key))
+
+    async def delete_refresh(self, grant: TokenGrant) -> None:
+        await self._call(self._cache.delete, refresh_key(self.cache_key(grant)))
 
     def _delete_if(self, key: str, access_token: str) -> None:
         with self._cache.transact():

@@ -14,6 +14,7 @@ from ..model.background import in_background
 from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import TokenGrant
+from ..model.errors import TokenError
 from ..model.net import printable
 from ..model.token import Token
 from .base import TokenStore
@@ -61,6 +62,9 @@ class GuardedStore:
         # the store answers, so that the other processes need not wait out the lease (a
         # failover can keep a lock that was replicated before the primary died).
         self._unreleased: dict[TokenGrant, str] = {}
+        # Refresh tokens rotated while the store failed: only this process has them (the one
+        # the store holds is spent), so they are written there first once it answers.
+        self._unsaved: dict[TokenGrant, str] = {}
         self._releasing: asyncio.Task[None] | None = None
 
     def open_soon(self) -> None:
@@ -93,6 +97,45 @@ class GuardedStore:
         await self._memory.delete(grant)
         await self._call("delete", lambda store: store.delete(grant))
 
+    async def load_refresh(self, grant: TokenGrant) -> str | None:
+        unsaved = self._unsaved.get(grant)
+        if unsaved is not None:
+            return unsaved  # newer than the store's, which the server has spent
+
+        async def read(store: TokenStore) -> str | None:
+            if store is self._memory:
+                # Not what this process last saw: another may have rotated it since, and a
+                # spent refresh token presented again can revoke the user's grant.
+                raise TokenError(
+                    f"{self.where} does not answer, and a user's refresh token is only used "
+                    "as the store has it"
+                )
+            return await store.load_refresh(grant)
+
+        return await self._call("read", read)
+
+    async def save_refresh(self, grant: TokenGrant, refresh_token: str) -> None:
+        async def save(store: TokenStore) -> bool:
+            await store.save_refresh(grant, refresh_token)
+            return store is not self._memory
+
+        self._unsaved.pop(grant, None)
+        if not await self._call("write", save):
+            logger.error(
+                "backend %s: the refresh token the server rotated to is kept in this process "
+                "only, as %s fails; it is written there once it answers (a proxy renewing "
+                "before then presents the spent one, which the server may answer by revoking "
+                "the grant)",
+                grant.backend,
+                self.where,
+            )
+            self._unsaved[grant] = refresh_token
+            self._catch_up_soon()
+
+    async def delete_refresh(self, grant: TokenGrant) -> None:
+        self._unsaved.pop(grant, None)
+        await self._call("delete", lambda store: store.delete_refresh(grant))
+
     async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
         return await self._call("lock", lambda store: store.try_lock(grant, owner, lease))
 
@@ -107,13 +150,16 @@ class GuardedStore:
             # Released again in the store later: only its owner's release removes a lock, so
             # one taken in memory meanwhile costs nothing there.
             self._unreleased[grant] = owner
-            if self._releasing is None or self._releasing.done():
-                self._releasing = in_background(self._release_when_back())
+            self._catch_up_soon()
 
-    async def _release_when_back(self) -> None:
-        while self._unreleased:
+    def _catch_up_soon(self) -> None:
+        if self._releasing is None or self._releasing.done():
+            self._releasing = in_background(self._catch_up_when_back())
+
+    async def _catch_up_when_back(self) -> None:
+        while self._unreleased or self._unsaved:
             await asyncio.sleep(max(0.0, self._retry_at - self._clock.monotonic()))
-            await self._call("unlock", self._release_unreleased)
+            await self._call("write", self._catch_up)
 
     async def _call(
         self,
@@ -137,17 +183,33 @@ class GuardedStore:
         if self._failing:
             self._failing = False
             logger.warning("%s is back: tokens are shared again", self.where)
-            await self._release_unreleased(store)
+            try:
+                await self._catch_up(store)
+            except Exception as e:  # failing again: caught up when it answers
+                self._fail(what, e)
         return result
 
-    async def _release_unreleased(self, store: TokenStore) -> None:
+    async def _catch_up(self, store: TokenStore) -> None:
+        """Writes the refresh tokens rotated while the store failed, then releases the locks
+        whose release did not reach it (so that no proxy renews with a spent refresh token).
+        Raises when the store fails again: what is left is done when it answers."""
         if store is self._memory:  # still failing: kept for when it answers
             return
-        unreleased, self._unreleased = self._unreleased, {}
-        with contextlib.suppress(Exception):  # failing again: the lease ends them anyway
-            async with asyncio.timeout(self._timeout):
-                for grant, owner in unreleased.items():
-                    await store.unlock(grant, owner)
+        async with asyncio.timeout(self._timeout):
+            saved = 0
+            for grant, refresh_token in list(self._unsaved.items()):
+                await store.save_refresh(grant, refresh_token)
+                saved += 1
+                if self._unsaved.get(grant) == refresh_token:
+                    del self._unsaved[grant]
+            if saved:
+                logger.warning(
+                    "%s: the refresh tokens rotated while it failed are saved", self.where
+                )
+            for grant, owner in list(self._unreleased.items()):
+                await store.unlock(grant, owner)
+                if self._unreleased.get(grant) == owner:
+                    del self._unreleased[grant]
 
     def _open(self) -> asyncio.Task[TokenStore]:
         """The store, opened once, and opened again after it failed: a reconnect, which also

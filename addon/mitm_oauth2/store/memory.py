@@ -48,6 +48,17 @@ class MemoryTokenStore:
     async def delete(self, grant: TokenGrant) -> None:
         self._tokens.pop(grant, None)
 
+    # A user's refresh token is never kept here: one this process holds may have been rotated
+    # by another since, and presenting it again can revoke the grant (see GuardedStore).
+    async def load_refresh(self, grant: TokenGrant) -> str | None:
+        return None
+
+    async def save_refresh(self, grant: TokenGrant, refresh_token: str) -> None:
+        return None
+
+    async def delete_refresh(self, grant: TokenGrant) -> None:
+        return None
+
     async def try_lock(self, grant: TokenGrant, owner: str, lease: float) -> bool:
         now = self._clock.monotonic()
         held = self._locks.get(grant)

@@ -21,6 +21,7 @@ from ..model.credentials import TokenGrant
 from ..model.errors import UnreadableEntry
 from ..model.token import Token
 from .base import cache_keys
+from .base import refresh_key
 from .codec import TokenCodec
 from .topology import RedisTarget
 from .topology import Topology
@@ -40,9 +41,11 @@ return 0
 
 class RedisTokenStore:
     """Tokens under `mitm-oauth2:token/v1/<backend>/{<hmac>}` with a TTL of their remaining
-    life; the lock is redis-py's Lock (SET NX PX with an owner token, released by its owner only)
-    under the same name after `mitm-oauth2:lock/`. The braces are a hash tag: in a Cluster, a
-    token and its lock live in one slot, so they move together and the scripts on them run.
+    life, a user's refresh token under `mitm-oauth2:refresh/v1/...` without one; the lock is
+    redis-py's Lock (SET NX PX with an owner token, released by its owner only) under the
+    token's name after `mitm-oauth2:lock/`. The braces are a hash tag: in a Cluster, a token,
+    its refresh token and its lock live in one slot, so they move together and the scripts on
+    them run.
 
     Raises when Redis fails: the guard around it decides what that means for the request.
     """
@@ -116,6 +119,17 @@ class RedisTokenStore:
 
     async def delete(self, grant: TokenGrant) -> None:
         await self._redis.delete(await self._key(grant))
+
+    async def load_refresh(self, grant: TokenGrant) -> str | None:
+        key = refresh_key(await self._key(grant))
+        return self._codec.read_refresh(await self._redis.get(key), key)
+
+    async def save_refresh(self, grant: TokenGrant, refresh_token: str) -> None:
+        key = refresh_key(await self._key(grant))
+        await self._redis.set(key, self._codec.encode_refresh(refresh_token, key))
+
+    async def delete_refresh(self, grant: TokenGrant) -> None:
+        await self._redis.delete(refresh_key(await self._key(grant)))
 
     async def _lock(self, grant: TokenGrant, lease: float | None) -> Lock:
         name = PREFIX + "lock/" + (await self._key(grant)).removeprefix(PREFIX)

@@ -22,8 +22,10 @@ from ..model.claims import shown
 from ..model.clock import Clock
 from ..model.clock import SystemClock
 from ..model.credentials import ClientCredentials
+from ..model.credentials import GrantType
 from ..model.credentials import SubjectToken
 from ..model.credentials import TokenGrant
+from ..model.errors import SignInRequired
 from ..model.errors import TokenError
 from ..model.token import Token
 from ..model.token import TokenResponse
@@ -66,7 +68,10 @@ class TokenEndpoint(Protocol):
     """The one thing the broker needs from a client: a token request."""
 
     async def request_token(
-        self, credentials: ClientCredentials, subject: SubjectToken | None = None
+        self,
+        credentials: ClientCredentials,
+        subject: SubjectToken | None = None,
+        refresh_token: str | None = None,
     ) -> TokenResponse: ...
 
     async def aclose(self) -> None: ...
@@ -211,6 +216,7 @@ class TokenBroker:
             store_ok=store_ok,
             counters=self.counters.of(grant.backend),
             claims=claims,
+            sign_in_required=self._failures.sign_in_required(grant),
         )
 
     def look_after(self, grants: tuple[TokenGrant, ...]) -> None:
@@ -387,7 +393,7 @@ class TokenBroker:
         subject = grant.subject
         caller_left = subject_left(subject, sent_wall)
         refuse_expired(caller_left)
-        response = await self._endpoint.request_token(grant.credentials, subject)
+        response = await self._ask(grant)
         lifetime, warning = token_lifetime(response.expires_in, grant.max_token_age)
         if warning:
             logger.warning("backend %s: %s", grant.backend, warning)
@@ -422,6 +428,31 @@ class TokenBroker:
             expires_at=sent_mono + lifetime,
             fetched=True,
         )
+
+    async def _ask(self, grant: TokenGrant) -> TokenResponse:
+        """The token request; for a user's grant, with the user's newest refresh token, and the
+        one the server rotated to saved before anything else (under the store's lock: no other
+        process renews meanwhile), so that a crash from then on costs no more than a renewal."""
+        credentials = grant.credentials
+        user = credentials.user
+        if user is None:
+            return await self._endpoint.request_token(credentials, grant.subject)
+        # The configured one only while the store has none: once rotated, it is spent.
+        refresh = await self._store.load_refresh(grant)
+        if refresh is None and user.refresh_token is not None:
+            refresh = user.refresh_token.reveal()
+        try:
+            response = await self._endpoint.request_token(credentials, None, refresh)
+        except SignInRequired:
+            if refresh is None or credentials.grant is not GrantType.PASSWORD:
+                raise
+            # The password grant's own refresh token is refused: the password asks anew.
+            await self._store.delete_refresh(grant)
+            refresh = None
+            response = await self._endpoint.request_token(credentials)
+        if response.refresh_token is not None and response.refresh_token != refresh:
+            await self._store.save_refresh(grant, response.refresh_token)
+        return response
 
     def _record_failure(self, grant: TokenGrant, error: TokenError, purges: int) -> None:
         if self._purges.get(grant, 0) != purges:  # the purge forgot it: no backoff for later

@@ -4,6 +4,7 @@ failed token requests that applies them."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from ..model.clock import Clock
 from ..model.credentials import DEFAULT_REFRESH_MARGIN
 from ..model.credentials import SubjectToken
 from ..model.errors import CallerTokenRefused
+from ..model.errors import SignInRequired
 from ..model.errors import TokenError
 
 logger = logging.getLogger(__name__)
@@ -162,6 +164,11 @@ class FailureMemory:
             error.cause, oauth_error=error.oauth_error, status=error.status, retry_after=retry_after
         )
 
+    def sign_in_required(self, key: Hashable) -> bool:
+        """The user's refresh token was refused: nothing is tried until a new one is given."""
+        failure = self._failures.get(key)
+        return failure is not None and isinstance(failure.error, SignInRequired)
+
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
@@ -175,9 +182,19 @@ class FailureMemory:
         wait = self._backoff.delay(
             count, permanent=permanent, retry_after=error.retry_after, rng=self._rng
         )
+        if isinstance(error, SignInRequired):
+            wait = math.inf  # until a new refresh token is configured (or oauth.refresh)
         self._failures[key] = _Failure(error, self._clock.monotonic() + wait, count)
         if isinstance(error, CallerTokenRefused):
             return  # the caller's matter: the addon tells the operator once per backend and cause
+        if isinstance(error, SignInRequired):
+            logger.error(
+                "backend %s: no token: %s; requests get 502 and no token request is made until "
+                "then",
+                backend,
+                describe(error),
+            )
+            return
         if still_valid is not None:
             outcome = f"current token used until it expires in {still_valid:.0f} s"
         else:

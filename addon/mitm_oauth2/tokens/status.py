@@ -64,6 +64,9 @@ class BackendStatus:
     claims: dict[str, object] | str | None = None
     # token_exchange: the callers whose tokens this process remembers (None: another grant).
     callers: int | None = None
+    # refresh_token, password: the server refused the user's refresh token (a person must sign
+    # in again, and the proxy be given the new one).
+    sign_in_required: bool = False
 
     def to_json(self) -> dict[str, object]:
         """The flat JSON object `oauth.status` prints for the backend."""
@@ -79,6 +82,8 @@ class BackendStatus:
             report["claims"] = self.claims
         if self.callers is not None:
             report["callers"] = self.callers
+        if self.sign_in_required:
+            report["sign_in_required"] = True
         counters = self.counters
         return report | {
             "fetches": counters.fetches,
