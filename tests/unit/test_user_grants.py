@@ -364,3 +364,13 @@ async def test_a_refresh_token_rotated_while_the_store_fails_is_written_there_on
     assert raw.refresh_tokens[grant] == "rt-only-here"
     assert await guard.load_refresh(grant) == "rt-only-here"
     await guard.aclose()
+
+
+async def test_a_users_token_request_ends_before_the_lock_could_pass_to_another(
+    clock: FakeClock,
+) -> None:
+    server, grant = RotatingServer(), user_grant()
+    server.gate = asyncio.Event()  # never answers
+    broker = TokenBroker(server, MemoryStore(), clock, lock_lease=1.5)
+    with pytest.raises(TokenError, match="longer than the store's lock lasts"):
+        await asyncio.wait_for(broker.issue(grant), 5)

@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 # a holder that died (SIGKILL) delays the other processes by at most this.
 DEFAULT_LOCK_LEASE = 15.0
 
+# A user's token request ends this long before the lock's lease would, leaving time to save.
+LEASE_MARGIN = 1.0
+
 # How often the store is read for backends without a token here, so that `status` can tell a
 # token another process put there; a read of the disk cache or Redis, not a token request.
 STORE_LOOK_INTERVAL = 5.0
@@ -441,15 +444,25 @@ class TokenBroker:
         refresh = await self._store.load_refresh(grant)
         if refresh is None and user.refresh_token is not None:
             refresh = user.refresh_token.reveal()
+        # Ended while the lock is surely ours: past its lease another process may renew, and
+        # with the same refresh token, which a server with reuse detection answers by revoking.
+        deadline = max(LEASE_MARGIN, self._lock_lease - LEASE_MARGIN)
         try:
-            response = await self._endpoint.request_token(credentials, None, refresh)
-        except SignInRequired:
-            if refresh is None or credentials.grant is not GrantType.PASSWORD:
-                raise
-            # The password grant's own refresh token is refused: the password asks anew.
-            await self._store.delete_refresh(grant)
-            refresh = None
-            response = await self._endpoint.request_token(credentials)
+            async with asyncio.timeout(deadline):
+                try:
+                    response = await self._endpoint.request_token(credentials, None, refresh)
+                except SignInRequired:
+                    if refresh is None or credentials.grant is not GrantType.PASSWORD:
+                        raise
+                    # The password grant's own refresh token is refused: the password anew.
+                    await self._store.delete_refresh(grant)
+                    refresh = None
+                    response = await self._endpoint.request_token(credentials)
+        except TimeoutError:
+            raise TokenError(
+                f"token request took longer than the store's lock lasts ({deadline:g} s of "
+                "oauth2_lock_lease): given up, so that no other process renews meanwhile"
+            ) from None
         if response.refresh_token is not None and response.refresh_token != refresh:
             await self._store.save_refresh(grant, response.refresh_token)
         return response
