@@ -14,6 +14,9 @@ Fixtures:
   mtls_provider   session   OidcProvider on HTTPS asking for client certificates (RFC 8705),
                              with the clients of oidc_harness.mtls_clients()
   mtls_backend    function  ApiBackend on HTTPS for mtls_provider, checking certificate binding
+  user_provider   function  UserProvider: oidc-provider on 127.0.0.1 with end users (one:
+                             oidc_users.ALICE, ALICE_PASSWORD), rotating refresh tokens with
+                             reuse detection, the password grant, 2 s access tokens
 The real mitmdump (``mitmdump``) and the report of a failed test's processes are tests/support's.
 """
 
@@ -30,6 +33,10 @@ from tests.interop.oidc_harness import OidcProvider
 from tests.interop.oidc_harness import clients
 from tests.interop.oidc_harness import make_keys
 from tests.interop.oidc_harness import mtls_clients
+from tests.interop.oidc_users import ALICE
+from tests.interop.oidc_users import ALICE_PASSWORD
+from tests.interop.oidc_users import User
+from tests.interop.oidc_users import UserProvider
 from tests.support.devservers import TlsFiles
 from tests.support.fixtures import report_output
 from tests.support.key_material import ClientCert
@@ -86,3 +93,14 @@ def mtls_backend(
     backend = ApiBackend(mtls_provider, tls=tls_ca, trusted=(self_signed.cert,))
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def user_provider(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UserProvider]:
+    users = [User(ALICE, ALICE_PASSWORD)]
+    provider = UserProvider(users, tmp_path_factory.mktemp("oidc-provider-users"))
+    report_output(request, provider)
+    yield provider
+    provider.close()
