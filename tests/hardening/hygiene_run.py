@@ -28,8 +28,11 @@ from tests.hardening.secret_forms import SECRET_BASIC
 from tests.hardening.secret_forms import SECRET_DPOP
 from tests.hardening.secret_forms import SECRET_EXCHANGE
 from tests.hardening.secret_forms import SECRET_HS
+from tests.hardening.secret_forms import SECRET_PASSWORD
 from tests.hardening.secret_forms import SECRET_PHANTOM
+from tests.hardening.secret_forms import SECRET_REFRESH
 from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.hardening.secret_forms import USERNAME
 from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.hardening.secret_forms import Keys
 from tests.support.devservers import DevServersProcess
@@ -59,8 +62,9 @@ FAILURES: dict[str, dict[str, Any]] = {
 
 def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
     """One backend per auth method and grant, the DPoP ones (a key file's, a made key), one
-    acting for its callers (token exchange) and one for a sandboxed SDK (phantom tokens), each
-    under its own path prefix of the dev backend."""
+    acting for its callers (token exchange), one for a sandboxed SDK (phantom tokens) and two
+    acting as a user (its refresh token, its password), each under its own path prefix of the
+    dev backend."""
     tables: dict[str, dict[str, Any]] = {
         "basic": {"client_id": "hyg-basic", "client_secret": SECRET_BASIC},
         "post": {
@@ -103,6 +107,19 @@ def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
         "dpopgen": {"client_id": "hyg-dpop", "client_secret": SECRET_DPOP, "dpop": True},
         "tx": {"client_id": "hyg-tx", "client_secret": SECRET_EXCHANGE, "grant": "token_exchange"},
         "ph": {"client_id": "hyg-ph", "client_secret": SECRET_PHANTOM, "phantom": True},
+        "rt": {
+            "client_id": "hyg-rt",
+            "client_secret": SECRET_REFRESH,
+            "grant": "refresh_token",
+            "refresh_token_file": "user.rt",
+        },
+        "pw": {
+            "client_id": "hyg-pw",
+            "client_secret": SECRET_PASSWORD,
+            "grant": "password",
+            "username": USERNAME,
+            "password_file": "user.pw",
+        },
     }
     return "\n".join(
         servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=1, **fields)
@@ -110,7 +127,7 @@ def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
     )
 
 
-BACKENDS = ("basic", "post", "hs", "rs", "wi", "jb", "dpop", "dpopgen", "tx", "ph")
+BACKENDS = ("basic", "post", "hs", "rs", "wi", "jb", "dpop", "dpopgen", "tx", "ph", "rt", "pw")
 ALL_OK = [200] * len(BACKENDS)
 
 

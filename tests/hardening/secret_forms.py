@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jwt
 
+from mitm_oauth2.devservers.clients import DEFAULT_USERS
 from tests.support.devservers import basic_auth
 from tests.support.key_material import KeyPair
 
@@ -25,6 +26,8 @@ SECRET_HS = "HygHmac-s3cr3t of more than thirty-two bytes: %&+"
 SECRET_DPOP = "HygDpop-s3cr3t &%+: /="
 SECRET_EXCHANGE = "HygExch-s3cr3t =/+%& :"
 SECRET_PHANTOM = "HygPhan-s3cr3t :%/=&+"
+SECRET_REFRESH = "HygRefr-s3cr3t +&%/ =:"
+SECRET_PASSWORD = "HygPass-s3cr3t &=:/%+ "
 CLIENTS = {
     "hyg-basic": SECRET_BASIC,
     "hyg-post": SECRET_POST,
@@ -32,7 +35,12 @@ CLIENTS = {
     "hyg-dpop": SECRET_DPOP,
     "hyg-tx": SECRET_EXCHANGE,  # token_exchange: the proxy's own client
     "hyg-ph": SECRET_PHANTOM,  # phantom: the real client, whose token the phantom stands for
+    "hyg-rt": SECRET_REFRESH,  # refresh_token: acting as a user who signed in once
+    "hyg-pw": SECRET_PASSWORD,  # password: acting as a user with its password
 }
+# The password grant's user, and its password (the dev server's own user).
+USERNAME = "demo-user"
+USER_PASSWORD = DEFAULT_USERS[USERNAME]
 # The sandboxed SDK's credentials, dummies: they never leave the proxy.
 SDK_ID, SDK_SECRET = "hyg-sdk", "HygSdk-dummy"
 WORKLOAD_CLIENT = "hyg-wi"  # client_assertion: a platform's token from a file
@@ -155,5 +163,7 @@ def credentials(keys: Keys, assertion: str, made_keys: list[str]) -> Credentials
     found.secrets["platform assertion"] = encodings(assertion) | {
         part.encode() for part in assertion.split(".")[1:]
     }
+    found.secrets[f"password of {USERNAME}"] = encodings(USER_PASSWORD)
+    # Access and refresh tokens alike: the dev server issues both with the prefix.
     found.tokens = encodings(TOKEN_PREFIX)
     return found

@@ -8,12 +8,14 @@ the HAR export (`hardump`), the output of oauth.status, oauth.refresh and oauth.
 Prometheus text, and the token cache: its keys and the raw bytes of its SQLite files.
 
 Searched for: the client secrets (basic, post from a file, client_secret_jwt, a DPoP client's,
-a token-exchange backend's, a phantom backend's),
+a token-exchange backend's, a phantom backend's, and those of two backends acting as a user),
+the user's password (the password grant's, from a file),
 the Basic values, the private keys (private_key_jwt's, the JWT-bearer grant's, a DPoP key file's
 and the DPoP key the proxy made, as the cache holds it), any JWT (client assertions, the
 JWT-bearer grant's assertions, the platform's assertion that client_assertion reads from a file,
-DPoP proofs), the access tokens (the dev token server issues them with a recognisable
-prefix: the backends' tokens, the exchanged ones and the callers' own) and the phantom tokens a
+DPoP proofs), the access tokens and the users' refresh tokens (the dev token server issues them
+with a recognisable prefix: the backends' tokens, the exchanged ones, the callers' own, the
+refresh token a user's sign-in gave and each one it was rotated to) and the phantom tokens a
 sandboxed SDK got, each as written and URL-, JSON-, base64- and base64url-encoded. The authorization
 server misbehaves on purpose, echoing the credentials it was sent in its error descriptions.
 
@@ -29,8 +31,9 @@ each asserted to be exactly that:
   exported) and in proxy_debug's trace of its sending: mitmproxy has no hook after a response
   is sent, so what the client gets is what the flow keeps (a phantom is good only through this
   proxy, for one backend);
-- the cache's files hold the access tokens themselves (the cache exists to keep them across
-  restarts; 0600 files in a 0700 directory), and with each token of a key the proxy made, that
+- the cache's files hold the access tokens themselves, and a user's newest refresh token (the
+  cache exists to keep them across restarts; 0600 files in a 0700 directory; sealed with
+  `oauth2_store_key_env`), and with each token of a key the proxy made, that
   DPoP key (without it the token is useless to the processes sharing the cache). Its keys
   never do, and no other secret or key is stored.
 tests/unit/test_store.py checks the cache's modes on the store itself; here they are checked
@@ -71,6 +74,7 @@ from tests.hardening.secret_forms import SDK_SECRET
 from tests.hardening.secret_forms import SECRET_POST
 from tests.hardening.secret_forms import SENT_TO_SERVER
 from tests.hardening.secret_forms import TOKEN_PREFIX
+from tests.hardening.secret_forms import USER_PASSWORD
 from tests.hardening.secret_forms import WORKLOAD
 from tests.hardening.secret_forms import WORKLOAD_CLIENT
 from tests.hardening.secret_forms import Credentials
@@ -115,6 +119,9 @@ def evidence(launcher: Launcher) -> Evidence:
     config_dir = directory / "proxy"
     config_dir.mkdir()
     (config_dir / "post.secret").write_text(SECRET_POST + "\n", encoding="utf-8")
+    servers.configure(token_prefix=TOKEN_PREFIX)  # the user's refresh tokens have it too
+    (config_dir / "user.rt").write_text(servers.sign_in("hyg-rt") + "\n", encoding="utf-8")
+    (config_dir / "user.pw").write_text(USER_PASSWORD + "\n", encoding="utf-8")
     assertion = platform_assertion(keys.client.private_key)
     (config_dir / "platform-token").write_text(assertion, encoding="utf-8")
     flows_file, metrics_port = directory / "flows.mitm", free_port()

@@ -190,6 +190,12 @@ class DevServersProcess:
         response.raise_for_status()
         return str(response.json()["access_token"])
 
+    def sign_in(self, client_id: str = DEMO_CLIENT_ID) -> str:
+        """A refresh token of `client_id` for a user, as a person's sign-in would give it."""
+        answer = self.admin.post(f"{self.admin_url}/refresh-token", json={"client_id": client_id})
+        answer.raise_for_status()
+        return str(answer.json()["refresh_token"])
+
     def backend_client(self, **kwargs: Any) -> httpx.Client:
         """A direct (no proxy) client for the backend, trusting the test CA when TLS is on."""
         verify = self.tls.ssl_context() if self.tls else True

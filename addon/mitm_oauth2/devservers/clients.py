@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CLIENTS: dict[str, str] = {"demo-client": "demo secret with : % + & chars"}
+# The password grant's users (RFC 6749 §4.3): name -> password.
+DEFAULT_USERS: dict[str, str] = {"demo-user": "demo password: % + &"}
 CLIENT_KEYS = frozenset(
     {"secret", "public_key", "public_key_file", "cert_cn", "cert_sha256", "certificate_bound"}
     | {"federated_issuer", "federated_subject", "federated_audience", "federated_key"}

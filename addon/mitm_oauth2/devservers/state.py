@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 
 from .clients import DEFAULT_CLIENTS
+from .clients import DEFAULT_USERS
 from .clients import Client
 from .clients import as_clients
 
@@ -63,10 +64,13 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "backend_dpop_nonce": (None, (str, NoneType)),
     # Token exchange (RFC 8693): refuse every exchange with this error code (None: judge each).
     "exchange_error": (None, (str, NoneType)),
+    # refresh_token grant: a new refresh token with every use, and a spent one presented again
+    # revokes every refresh token of its sign-in (reuse detection, RFC 9700 §4.14.2).
+    "rotate_refresh_tokens": (True, (bool,)),
 }
 
 
-__all__ = ["DEFAULT_CLIENTS", "KNOBS", "Client", "State", "token_id"]
+__all__ = ["DEFAULT_CLIENTS", "DEFAULT_USERS", "KNOBS", "Client", "State", "token_id"]
 
 
 def token_id(token: str) -> str:
@@ -95,6 +99,11 @@ class State:
                 "metadata": [],
             }
             self._jtis: set[tuple[str, str]] = set()  # (client_id, jti) of accepted assertions
+            # refresh token -> (client_id, sign-in); spent ones -> their sign-in
+            self._refresh: dict[str, tuple[str, str]] = {}
+            self._spent: dict[str, str] = {}
+            self._issued_refresh: list[str] = []  # every one, for the tests that look for them
+            self._revoked_sign_ins = 0
             self._arrived = 0  # token requests received, answered or not (the log waits)
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +116,36 @@ class State:
         with self._lock:  # configure({}) just reads the knobs
             self._knobs.update(changes)
             return dict(self._knobs)
+
+    def issue_refresh(self, client_id: str, sign_in: str | None = None) -> str:
+        """A new refresh token for `client_id`, of a new sign-in unless one is named."""
+        with self._lock:
+            token = str(self._knobs["token_prefix"]) + "rt-" + secrets.token_urlsafe(32)
+            self._refresh[token] = (client_id, sign_in or secrets.token_hex(8))
+            self._issued_refresh.append(token)
+        return token
+
+    def use_refresh(self, token: str, client_id: str, spend: bool = True) -> str | None:
+        """The sign-in of a live refresh token of `client_id` (spent now when tokens rotate,
+        unless not `spend`), or None. A spent one presented again revokes its whole sign-in."""
+        with self._lock:
+            live = self._refresh.get(token)
+            if live is None:
+                sign_in = self._spent.get(token)
+                if sign_in is not None:
+                    self._refresh = {k: v for k, v in self._refresh.items() if v[1] != sign_in}
+                    self._revoked_sign_ins += 1
+                return None
+            if live[0] != client_id:
+                return None
+            if spend and self._knobs["rotate_refresh_tokens"]:
+                del self._refresh[token]
+                self._spent[token] = live[1]
+            return live[1]
+
+    def check_user(self, username: str, password: str) -> bool:
+        expected = DEFAULT_USERS.get(username)
+        return expected is not None and secrets.compare_digest(expected, password)
 
     def check_client(self, client_id: str, secret: str) -> bool:
         client = self.clients.get(client_id)
@@ -175,7 +214,10 @@ class State:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             logs, arrived = copy.deepcopy(self._logs), self._arrived
+            refresh_tokens, revoked = list(self._issued_refresh), self._revoked_sign_ins
         return {
+            "refresh_tokens_issued": refresh_tokens,
+            "sign_ins_revoked": revoked,
             "token_requests": len(logs["token"]),
             "token_requests_arrived": arrived,
             "token_request_log": logs["token"],

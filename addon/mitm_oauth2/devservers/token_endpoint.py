@@ -1,11 +1,14 @@
 """The authorization server's handler: the token endpoint (the client-credentials grant, RFC
-6749 §4.4, the JWT-bearer grant, RFC 7523 §2.1, and token exchange, RFC 8693, of the tokens it
-issued; client authentication in authn.py), its metadata (RFC 8414, OpenID Connect Discovery)
-and the admin API."""
+6749 §4.4, the JWT-bearer grant, RFC 7523 §2.1, token exchange, RFC 8693, of the tokens it
+issued, the refresh-token grant, §6, with rotation and reuse detection, and the password grant,
+§4.3; client authentication in authn.py), its metadata (RFC 8414, OpenID Connect Discovery)
+and the admin API (POST /_admin/refresh-token stands in for a user's sign-in)."""
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import ssl
 import time
 import urllib.parse
@@ -34,10 +37,12 @@ RECORDED_HEADERS = frozenset({"accept", "content-type", "user-agent"})
 # Never logged (the token ids of the exchange's tokens are).
 SECRET_PARAMS = frozenset(
     {"client_secret", "client_assertion", "assertion", "subject_token", "actor_token"}
+    | {"refresh_token", "password"}
 )
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-GRANTS = ("client_credentials", JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT)
+GRANTS = ("client_credentials", JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, "refresh_token", "password")
+USER_GRANTS = ("refresh_token", "password")
 REPEATABLE_PARAMS = frozenset({"resource"})  # RFC 8707 §2
 
 
@@ -74,6 +79,13 @@ class TokenHandler(Handler):
                 self._send(200, state.configure(changes), {})
             except ValueError as e:
                 self._send(400, {"error": str(e)}, {})
+        elif path == "/_admin/refresh-token":
+            asked = json.loads(raw or b"{}")
+            client_id = asked.get("client_id") if isinstance(asked, dict) else None
+            if client_id not in state.clients:
+                self._send(400, {"error": "unknown client_id"}, {})
+            else:
+                self._send(200, {"refresh_token": state.issue_refresh(client_id)}, {})
         elif path in ("/_admin/reset", "/_admin/revoke"):
             (state.reset if path == "/_admin/reset" else state.revoke)()
             self._send(200, {"ok": True}, {})
@@ -110,13 +122,18 @@ class TokenHandler(Handler):
         state.arrive()
         entry: dict[str, Any] = {"time": time.time(), "path": path, "auth": None}
         entry["client_id"] = None
+        # Slow before it acts: a client that gave up meanwhile has spent nothing (a refresh
+        # token, say), as its request is dropped unanswered.
+        time.sleep(knobs["delay"])
+        if knobs["delay"] and self._client_gone():
+            self.close_connection = True
+            return
         status, fields, headers = self._authorize(raw, path, entry)
         jkt = None
         if status == 200 and self.headers.get("DPoP") is not None:
             status, fields, jkt = self._dpop(path, knobs, entry, fields)
         if knobs["dpop_nonce"] is not None:
             headers["DPoP-Nonce"] = knobs["dpop_nonce"]
-        time.sleep(knobs["delay"])
         body: object = fields
         if knobs["down"]:
             status, self.close_connection = 0, True  # close without answering
@@ -142,6 +159,11 @@ class TokenHandler(Handler):
             issued = {"access_token": token, "token_type": token_type}
             if entry["grant_type"] == TOKEN_EXCHANGE_GRANT:
                 issued["issued_token_type"] = ACCESS_TOKEN_TYPE
+            if entry["grant_type"] in USER_GRANTS and (
+                entry["grant_type"] == "password" or knobs["rotate_refresh_tokens"]
+            ):
+                client_id = str(entry["client_id"])
+                issued["refresh_token"] = state.issue_refresh(client_id, entry["sign_in"])
             fields = {**issued, "expires_in": knobs["expires_in"], **fields}
             body = {k: v for k, v in fields.items() if v is not None}
             entry["token_id"] = token_id(token)
@@ -226,6 +248,10 @@ class TokenHandler(Handler):
             refused = self._exchange(form, entry)
             if refused is not None:
                 return refused
+        if grant in USER_GRANTS:
+            refused = self._user(form, entry)
+            if refused is not None:
+                return refused
         scope = form.get("scope") or (entry.get("grant_assertion") or {}).get("scope")
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         return 200, {"scope": scope}, headers
@@ -247,6 +273,34 @@ class TokenHandler(Handler):
             return _error(400, "invalid_request", "actor_token without actor_token_type")
         if not self.server.state.token_valid(subject):
             return _error(400, "invalid_grant", "subject_token is not valid")
+        return None
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its connection (plain HTTP only: TLS cannot peek)."""
+        if isinstance(self.connection, ssl.SSLSocket):
+            return False
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        try:
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _user(self, form: dict[str, str], entry: dict[str, Any]) -> Reply | None:
+        """The user's refresh token (a live one of this client) or name and password; the
+        sign-in is kept in `entry` for the refresh token issued with the answer."""
+        state, client_id = self.server.state, str(entry["client_id"])
+        if form.get("grant_type") == "password":
+            if not state.check_user(form.get("username", ""), form.get("password", "")):
+                return _error(400, "invalid_grant", "wrong username or password")
+            entry["sign_in"] = None
+            return None
+        knobs = state.configure({})
+        # A failure the knobs force answers in place of the token: nothing is spent for it.
+        forced = knobs["down"] or knobs["status"] is not None or knobs["body"] is not None
+        sign_in = state.use_refresh(form.get("refresh_token", ""), client_id, spend=not forced)
+        if sign_in is None:
+            return _error(400, "invalid_grant", "refresh token not valid (revoked or used)")
+        entry["sign_in"] = sign_in
         return None
 
     def _recorded_headers(self) -> dict[str, list[str]]:
