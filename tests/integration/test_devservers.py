@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from mitm_oauth2.devservers import DEFAULT_USERS
 from tests.support.devservers import DEMO_CLIENT_ID
 from tests.support.devservers import DEMO_CLIENT_SECRET
 from tests.support.devservers import DevServersFactory
@@ -82,6 +83,9 @@ def test_custom_clients(devservers_factory: DevServersFactory) -> None:
         servers.fetch_token()
 
 
+DEMO_AUTH = {"Authorization": basic_auth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)}
+
+
 @pytest.mark.parametrize(
     ("auth", "form", "status", "error"),
     [
@@ -90,7 +94,7 @@ def test_custom_clients(devservers_factory: DevServersFactory) -> None:
         (None, {}, 401, "invalid_client"),
         (None, {"client_id": DEMO_CLIENT_ID, "client_secret": "wrong"}, 401, "invalid_client"),
         ((DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), {"client_secret": "x"}, 400, "invalid_request"),
-        ((DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), {"grant_type": "password"}, 400, None),
+        ((DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), {"grant_type": "authorization_code"}, 400, None),
     ],
 )
 def test_token_errors(
@@ -107,6 +111,35 @@ def test_token_errors(
     assert response.json()["error"] == (error or "unsupported_grant_type")
     if status == 401:
         assert response.headers["www-authenticate"] == 'Basic realm="devserver"'
+
+
+def test_refresh_tokens_rotate_and_a_spent_one_revokes_the_sign_in(
+    devservers: DevServersProcess, http: httpx.Client
+) -> None:
+    def refresh(token: str) -> httpx.Response:
+        form = {"grant_type": "refresh_token", "refresh_token": token}
+        return http.post(devservers.token_url, data=form, headers=DEMO_AUTH)
+
+    first = devservers.sign_in()
+    answer = refresh(first)
+    assert answer.status_code == 200
+    second = answer.json()["refresh_token"]
+    assert second != first
+    assert refresh(first).json()["error"] == "invalid_grant"  # spent: the sign-in is revoked
+    assert refresh(second).json()["error"] == "invalid_grant"
+    assert devservers.stats()["sign_ins_revoked"] == 1
+
+
+def test_the_password_grant_checks_the_user(
+    devservers: DevServersProcess, http: httpx.Client
+) -> None:
+    form = {"grant_type": "password", "username": "demo-user"}
+    wrong = http.post(devservers.token_url, data=form | {"password": "x"}, headers=DEMO_AUTH)
+    assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
+    right = form | {"password": DEFAULT_USERS["demo-user"]}
+    answer = http.post(devservers.token_url, data=right, headers=DEMO_AUTH)
+    assert answer.status_code == 200
+    assert answer.json()["refresh_token"].startswith("rt-")
 
 
 def test_backend_checks_bearer_token(devservers: DevServersProcess) -> None:

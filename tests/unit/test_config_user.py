@@ -102,6 +102,11 @@ def test_the_password_grant(tmp_path: Path) -> None:
         ),
         ({"auth_method": "none", "client_secret": None}, "auth_method", "public client"),
         (
+            {"grant": "refresh_token", "refresh_token_env": "ALICE_REFRESH", "dpop": True},
+            "dpop",
+            "give dpop_key_file",
+        ),
+        (
             {"grant": "password", "username": "alice", "password_env": "ALICE_PASSWORD"}
             | {"auth_method": "none", "client_secret": None, "client_id": None},
             "client_id",

@@ -247,6 +247,13 @@ def _credentials(reader: TableReader) -> ClientCredentials:
     )
     reader.refuse_unless(grant is GrantType.PASSWORD, PASSWORD_KEYS, 'only for grant = "password"')
     user = _user(reader, grant)
+    if user and reader.flag("dpop", False) and not reader.has("dpop_key_file"):
+        # A server binds the refresh token to the key too: one made by a process is lost with it.
+        raise reader.error(
+            "dpop",
+            "with a user's refresh token, give dpop_key_file: a key each proxy makes for "
+            "itself cannot use a refresh token bound to another's, or to its own before a restart",
+        )
     default_method = "none" if is_bearer else "client_secret_basic"
     method = AuthMethod(reader.choice("auth_method", tuple(AuthMethod), default_method))
     if method is AuthMethod.NONE and not (is_bearer or user):

@@ -28,8 +28,9 @@ from __future__ import annotations
 from .clients import Client
 from .servers import DevServers
 from .state import DEFAULT_CLIENTS
+from .state import DEFAULT_USERS
 from .state import KNOBS
 from .state import State
 from .state import token_id
 
-__all__ = ["DEFAULT_CLIENTS", "KNOBS", "Client", "DevServers", "State", "token_id"]
+__all__ = ["DEFAULT_CLIENTS", "DEFAULT_USERS", "KNOBS", "Client", "DevServers", "State", "token_id"]
