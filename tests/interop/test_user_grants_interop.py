@@ -189,20 +189,29 @@ def gate(user_provider: UserProvider) -> Iterator[TcpGate]:
     relay.close()
 
 
-def gated_fleet(
+@pytest.fixture
+def pair(
     user_provider: UserProvider,
     api: UserApi,
     mitmdump: ProxyFactory,
-    redis: RedisServer,
+    redis_server: RedisServer,
     gate: TcpGate,
     tmp_path: Path,
 ) -> list[Proxy]:
+    """Two proxies on one Redis whose token requests go through `gate`."""
     token_url = user_provider.token_endpoint.replace(
         user_provider.issuer, f"http://127.0.0.1:{gate.port}"
     )
     given = signed_in(user_provider, tmp_path)
     config = refresh_config(api, token_url, grant="refresh_token", refresh_token_file=str(given))
-    return fleet(mitmdump, redis, config)
+    return fleet(mitmdump, redis_server, config)
+
+
+def intact(provider: UserProvider) -> None:
+    """The grant is not revoked, and had the first refresh and one renewal."""
+    counts = provider.counts()
+    assert counts.get("revoked", 0) == 0
+    assert counts["refresh_token"] == 2
 
 
 def kill_while_held(holder: Proxy, api: UserApi, gate: TcpGate, what: Hold) -> None:
@@ -229,53 +238,34 @@ def _quietly(proxy: Proxy, api: UserApi) -> None:
 
 
 def test_a_proxy_killed_before_its_renewal_reaches_the_server_costs_nothing(
-    user_provider: UserProvider,
-    api: UserApi,
-    mitmdump: ProxyFactory,
-    redis_server: RedisServer,
-    gate: TcpGate,
-    tmp_path: Path,
+    user_provider: UserProvider, api: UserApi, gate: TcpGate, pair: list[Proxy]
 ) -> None:
-    holder, other = gated_fleet(user_provider, api, mitmdump, redis_server, gate, tmp_path)
+    holder, other = pair
     assert get(holder, api).status_code == 200  # the first refresh, with the given token
     time.sleep(user_provider.access_ttl)  # a test of a renewal: the token must have run out
     kill_while_held(holder, api, gate, Hold.REQUEST)
     assert get(other, api).status_code == 200  # after the dead holder's lease
-    counts = user_provider.counts()
-    assert counts.get("revoked", 0) == 0
-    assert counts["refresh_token"] == 2
+    intact(user_provider)
 
 
 def test_a_proxy_killed_after_saving_the_rotated_token_costs_nothing(
-    user_provider: UserProvider,
-    api: UserApi,
-    mitmdump: ProxyFactory,
-    redis_server: RedisServer,
-    gate: TcpGate,
-    tmp_path: Path,
+    user_provider: UserProvider, api: UserApi, pair: list[Proxy]
 ) -> None:
-    holder, other = gated_fleet(user_provider, api, mitmdump, redis_server, gate, tmp_path)
+    holder, other = pair
     assert get(holder, api).status_code == 200  # rotated, saved, then the token used
     kill(holder)
     time.sleep(user_provider.access_ttl)
     assert get(other, api).status_code == 200
-    counts = user_provider.counts()
-    assert counts.get("revoked", 0) == 0
-    assert counts["refresh_token"] == 2
+    intact(user_provider)
 
 
 def test_a_proxy_killed_while_the_rotated_token_is_on_its_way_costs_the_grant(
-    user_provider: UserProvider,
-    api: UserApi,
-    mitmdump: ProxyFactory,
-    redis_server: RedisServer,
-    gate: TcpGate,
-    tmp_path: Path,
+    user_provider: UserProvider, api: UserApi, gate: TcpGate, pair: list[Proxy]
 ) -> None:
     """The one point no client can protect (docs/operations.md says so): the server rotated
     the token and the answer never arrives. oidc-provider has no reuse grace period, so the
     next renewal's spent token revokes the grant: the proxy then asks for a sign-in, once."""
-    holder, other = gated_fleet(user_provider, api, mitmdump, redis_server, gate, tmp_path)
+    holder, other = pair
     assert get(holder, api).status_code == 200
     time.sleep(user_provider.access_ttl)
     kill_while_held(holder, api, gate, Hold.ANSWER)
