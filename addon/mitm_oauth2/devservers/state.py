@@ -67,6 +67,8 @@ KNOBS: dict[str, tuple[Any, tuple[type, ...]]] = {
     # refresh_token grant: a new refresh token with every use, and a spent one presented again
     # revokes every refresh token of its sign-in (reuse detection, RFC 9700 §4.14.2).
     "rotate_refresh_tokens": (True, (bool,)),
+    # ... except within this many seconds of its spending (0: none, as oidc-provider)
+    "refresh_reuse_grace": (0, (int, float)),
 }
 
 
@@ -101,7 +103,7 @@ class State:
             self._jtis: set[tuple[str, str]] = set()  # (client_id, jti) of accepted assertions
             # refresh token -> (client_id, sign-in); spent ones -> their sign-in
             self._refresh: dict[str, tuple[str, str]] = {}
-            self._spent: dict[str, str] = {}
+            self._spent: dict[str, tuple[str, float]] = {}  # -> (sign-in, when spent)
             self._issued_refresh: list[str] = []  # every one, for the tests that look for them
             self._revoked_sign_ins = 0
             self._arrived = 0  # token requests received, answered or not (the log waits)
@@ -127,20 +129,24 @@ class State:
 
     def use_refresh(self, token: str, client_id: str, spend: bool = True) -> str | None:
         """The sign-in of a live refresh token of `client_id` (spent now when tokens rotate,
-        unless not `spend`), or None. A spent one presented again revokes its whole sign-in."""
+        unless not `spend`), or None. A spent one presented again revokes its whole sign-in,
+        unless within `refresh_reuse_grace` seconds of its spending (it then works again)."""
         with self._lock:
             live = self._refresh.get(token)
-            if live is None:
-                sign_in = self._spent.get(token)
-                if sign_in is not None:
+            spent = self._spent.get(token)
+            if live is None and spent is not None:
+                sign_in, when = spent
+                if time.monotonic() - when < self._knobs["refresh_reuse_grace"]:
+                    live = (client_id, sign_in)  # Okta's grace period, Auth0's reuse interval
+                else:
                     self._refresh = {k: v for k, v in self._refresh.items() if v[1] != sign_in}
                     self._revoked_sign_ins += 1
-                return None
-            if live[0] != client_id:
+                    return None
+            if live is None or live[0] != client_id:
                 return None
             if spend and self._knobs["rotate_refresh_tokens"]:
-                del self._refresh[token]
-                self._spent[token] = live[1]
+                self._refresh.pop(token, None)
+                self._spent.setdefault(token, (live[1], time.monotonic()))
             return live[1]
 
     def check_user(self, username: str, password: str) -> bool:
