@@ -150,13 +150,13 @@ def test_two_proxies_renew_one_at_a_time_over_thirty_lifetimes(
             with proxy.client(timeout=20) as client:
                 while time.monotonic() < until_:
                     statuses.append(client.get(f"{api.url}/inbox").status_code)
-                    time.sleep(0.05)  # paces the load; what is asserted are counts
+                    time.sleep(0.1)  # light: the other suite shares the machine in CI
         except BaseException as e:
             errors.append(e)
 
     began = time.monotonic()
     end = began + LIFETIMES * lifetime
-    callers = [threading.Thread(target=caller, args=(p, end)) for p in proxies for _ in range(2)]
+    callers = [threading.Thread(target=caller, args=(p, end)) for p in proxies]
     for thread in callers:
         thread.start()
     for thread in callers:

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from mitm_oauth2.model.token import Token
+from mitm_oauth2.store import guard as guard_module
 from mitm_oauth2.store.guard import GuardedStore
 from mitm_oauth2.store.memory import MemoryTokenStore
 from tests.unit.broker_fakes import FakeClock
@@ -199,4 +200,48 @@ async def test_a_lock_whose_release_failed_is_released_once_the_store_answers(ma
     await guard.load(grant)
     assert raw.locks == {}
     assert await guard.try_lock(grant, "another", lease=15)  # another process can take it
+    await guard.aclose()
+
+
+async def test_a_store_still_opening_at_start_up_is_not_reported_failing(
+    make_grant, caplog
+) -> None:
+    clock, raw, go_on = FakeClock(), FlakyStore(), asyncio.Event()
+
+    async def opener() -> FlakyStore:
+        await go_on.wait()  # a slow start: a TLS handshake on a loaded machine
+        return raw
+
+    guard = GuardedStore(opener, "token store rediss://r:6379/0", 0.05, 2.0, clock)
+    grant = make_grant()
+    await guard.save(grant, TOKEN, ttl=60)
+    assert await guard.load(grant) == TOKEN  # from memory while it opens
+    assert not guard.failing
+    assert warnings(caplog) == []
+    go_on.set()
+    await asyncio.sleep(0)
+    assert await guard.load(grant) is None  # opened: the store answers (it holds nothing yet)
+    assert raw.tokens == {}
+    await guard.aclose()
+
+
+async def test_an_opening_that_never_ends_is_reported_once_its_own_wait_is_over(
+    make_grant, caplog, monkeypatch
+) -> None:
+    monkeypatch.setattr(guard_module, "OPEN_TIMEOUT", 0.1)
+
+    async def opener() -> FlakyStore:
+        await asyncio.Event().wait()  # a Redis that accepts and never answers
+        raise AssertionError("unreachable")
+
+    guard = GuardedStore(opener, "token store redis://r:6379/0", 0.05, 2.0, FakeClock())
+    assert await guard.load(make_grant()) is None  # a request's call: not a verdict yet
+    assert warnings(caplog) == []
+    guard.open_soon()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if guard.failing:
+            break
+    assert guard.failing
+    assert "token store redis://r:6379/0: cannot open (TimeoutError)" in warnings(caplog)[0]
     await guard.aclose()

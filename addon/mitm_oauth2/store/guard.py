@@ -178,7 +178,8 @@ class GuardedStore:
                 store = await asyncio.shield(self._open())
                 result = await operation(store)
         except Exception as e:  # whatever the store raises, the request goes on without it
-            self._fail(what, e)
+            if not (isinstance(e, TimeoutError) and what != "open" and self._first_opening()):
+                self._fail(what, e)
             return await operation(self._memory)
         if self._failing:
             self._failing = False
@@ -188,6 +189,18 @@ class GuardedStore:
             except Exception as e:  # failing again: caught up when it answers
                 self._fail(what, e)
         return result
+
+    def _first_opening(self) -> bool:
+        """Whether the store is still being opened for the first time: a call that stops
+        waiting for it then is no sign of failure (a loaded machine, a TLS handshake), and
+        the opening's own wait (OPEN_TIMEOUT, see open_soon) tells whether the store fails."""
+        opening = self._opening
+        return (
+            not self._failing
+            and self._current is None
+            and opening is not None
+            and not opening.done()
+        )
 
     async def _catch_up(self, store: TokenStore) -> None:
         """Writes the refresh tokens rotated while the store failed, then releases the locks
