@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shlex
 import shutil
@@ -104,13 +105,43 @@ class OutputReader:
         self._thread.join(timeout)
 
 
+# Registered services crowd the ports below 10000; 32768 is where Linux's default ephemeral
+# range starts, a fallback where that range cannot be read (macOS starts at 49152).
+_PORTS_START: Final = 10000
+_PORTS_END: Final = 32768
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port of ``host`` that is free now, for a server that must be told its port (one
-    that takes port 0 and reports the one it got is better: no other process can take that)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    that takes port 0 and reports the one it got is better: no other process can take that).
+
+    The port is below the kernel's ephemeral range, where every outgoing connection takes its
+    local port: a port from that range (as ``bind(port 0)`` gives) can be taken by a client's
+    connection between now and the server's start. None is handed out twice by one process.
+    """
+    low = min(_ephemeral_start(), _PORTS_END)
+    for _ in range(200):
+        port = random.randrange(_PORTS_START, low)  # noqa: S311 (a port, not a secret)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise OSError(f"no free TCP port on {host} between {_PORTS_START} and {low}")
+
+
+def _ephemeral_start() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        start = int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return _PORTS_END
+    return start if start > _PORTS_START + 1000 else _PORTS_END
 
 
 def stop_process(proc: subprocess.Popen[str], timeout: float = 10) -> int:
