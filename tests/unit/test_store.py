@@ -14,7 +14,7 @@ from mitm_oauth2.model.credentials import AuthMethod
 from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.token import Token
 from mitm_oauth2.store.base import REMEMBERED_KEYS
-from mitm_oauth2.store.base import cache_keys
+from mitm_oauth2.store.base import CacheKeys
 from mitm_oauth2.store.base import derive_cache_key
 from mitm_oauth2.store.disk import DiskTokenStore
 from tests.unit.broker_fakes import check_the_lock
@@ -74,10 +74,10 @@ def test_key_depends_on_the_hmac_key(make_grant) -> None:
 
 def test_remembered_keys_are_bounded(make_grant) -> None:
     """Token exchange makes a grant per caller: a flood of them must not grow the memo."""
-    cache_key = cache_keys(b"k" * 32, "p:")
+    cache_key = CacheKeys(b"k" * 32, "p:")
     grants = [make_grant(client_id=f"caller-{n}") for n in range(REMEMBERED_KEYS + 50)]
     keys = [cache_key(grant) for grant in grants]
-    assert cache_key.cache_info().currsize == REMEMBERED_KEYS
+    assert len(cache_key) == REMEMBERED_KEYS
     assert keys[0] == "p:" + derive_cache_key(b"k" * 32, grants[0]) == cache_key(grants[0])
     assert len(set(keys)) == len(grants)
 

@@ -14,7 +14,6 @@ import pytest
 from mitm_oauth2.model.credentials import ACCESS_TOKEN_TYPE
 from mitm_oauth2.model.credentials import Exchange
 from mitm_oauth2.model.credentials import GrantType
-from mitm_oauth2.model.credentials import Secret
 from mitm_oauth2.model.credentials import SubjectToken
 from mitm_oauth2.model.credentials import TokenGrant
 from mitm_oauth2.model.errors import CallerTokenRefused
@@ -43,7 +42,7 @@ def exchanging(make_grant):
             exchange=Exchange(**settings),  # type: ignore[arg-type]
             audience="orders-api",
         )
-        return template.for_subject(SubjectToken(Secret(caller), expires))
+        return template.for_subject(SubjectToken(caller, expires))
 
     return make
 

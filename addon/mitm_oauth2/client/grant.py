@@ -102,7 +102,7 @@ def exchange(
     settings = credentials.exchange
     assert settings is not None  # config sees to it
     assert subject is not None  # tokens.subjects makes a grant per caller's token
-    secrets = [subject.value.reveal()]
+    secrets = [subject.value]
     form["subject_token"] = secrets[0]
     form["subject_token_type"] = settings.subject_token_type
     if settings.requested_token_type:

@@ -6,11 +6,9 @@ fallback while either fails); `guard` puts timeouts and that fallback around the
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
 from typing import Protocol
 
 from ..model.credentials import TokenGrant
@@ -86,13 +84,27 @@ def refresh_key(token_key: str) -> str:
     return token_key.replace("token/", "refresh/", 1)
 
 
-def cache_keys(
-    hmac_key: bytes, prefix: str = "", hash_tag: bool = False
-) -> Callable[[TokenGrant], str]:
-    """`prefix` + `derive_cache_key` with `hmac_key`, remembered for the latest grants."""
+class CacheKeys:
+    """`prefix` + `derive_cache_key` with `hmac_key`, remembered for the latest grants.
 
-    @functools.lru_cache(maxsize=REMEMBERED_KEYS)
-    def cache_key(grant: TokenGrant) -> str:
-        return prefix + derive_cache_key(hmac_key, grant, hash_tag)
+    A dict, not functools.lru_cache: that keeps an argument tuple per grant, one more object
+    per token-exchange caller for the garbage collector to walk in each full collection.
+    """
 
-    return cache_key
+    def __init__(self, hmac_key: bytes, prefix: str = "", hash_tag: bool = False) -> None:
+        self._hmac_key = hmac_key
+        self._prefix = prefix
+        self._hash_tag = hash_tag
+        self._remembered: dict[TokenGrant, str] = {}
+
+    def __call__(self, grant: TokenGrant) -> str:
+        key = self._remembered.get(grant)
+        if key is None:
+            if len(self._remembered) >= REMEMBERED_KEYS:
+                del self._remembered[next(iter(self._remembered))]  # the oldest
+            key = self._prefix + derive_cache_key(self._hmac_key, grant, self._hash_tag)
+            self._remembered[grant] = key
+        return key
+
+    def __len__(self) -> int:
+        return len(self._remembered)

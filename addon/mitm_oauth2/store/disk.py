@@ -16,7 +16,7 @@ import diskcache
 
 from ..model.credentials import TokenGrant
 from ..model.token import Token
-from .base import cache_keys
+from .base import CacheKeys
 from .base import refresh_key
 from .codec import TokenCodec
 
@@ -63,7 +63,7 @@ class DiskTokenStore:
         # Random per directory unless the operator's store key sets it (see TokenCodec).
         if codec.hmac_key is None:
             self._cache.add(_HMAC_KEY_ENTRY, secrets.token_bytes(32))
-        self.cache_key = cache_keys(codec.hmac_key or self._cache.get(_HMAC_KEY_ENTRY))
+        self.cache_key = CacheKeys(codec.hmac_key or self._cache.get(_HMAC_KEY_ENTRY))
 
     @classmethod
     def open_sync(

@@ -22,31 +22,39 @@ class MemoryTokenStore:
     def __init__(self, clock: Clock | None = None, limit: int = MAX_TOKENS) -> None:
         self._clock = clock or SystemClock()
         self._limit = limit
-        self._tokens: dict[TokenGrant, tuple[Token, float]] = {}
+        # Two dicts rather than one of (token, expiry) tuples: no object per token for the
+        # garbage collector to walk in each full collection.
+        self._tokens: dict[TokenGrant, Token] = {}
+        self._until: dict[TokenGrant, float] = {}
         self._locks: dict[TokenGrant, tuple[str, float]] = {}
 
     async def load(self, grant: TokenGrant) -> Token | None:
-        entry = self._tokens.get(grant)
-        if entry is None:
+        token = self._tokens.get(grant)
+        if token is None:
             return None
-        if self._clock.monotonic() >= entry[1]:
-            del self._tokens[grant]
+        if self._clock.monotonic() >= self._until[grant]:
+            self._drop(grant)
             return None
-        return entry[0]
+        return token
 
     async def save(self, grant: TokenGrant, token: Token, ttl: float) -> None:
-        self._tokens.pop(grant, None)  # saved again: the newest, so the last to go
-        self._tokens[grant] = (token, self._clock.monotonic() + ttl)
+        self._drop(grant)  # saved again: the newest, so the last to go
+        self._tokens[grant] = token
+        self._until[grant] = self._clock.monotonic() + ttl
         while len(self._tokens) > self._limit:
-            del self._tokens[next(iter(self._tokens))]
+            self._drop(next(iter(self._tokens)))
 
     async def delete_if(self, grant: TokenGrant, access_token: str) -> None:
-        entry = self._tokens.get(grant)
-        if entry is not None and entry[0].access_token == access_token:
-            del self._tokens[grant]
+        token = self._tokens.get(grant)
+        if token is not None and token.access_token == access_token:
+            self._drop(grant)
 
     async def delete(self, grant: TokenGrant) -> None:
+        self._drop(grant)
+
+    def _drop(self, grant: TokenGrant) -> None:
         self._tokens.pop(grant, None)
+        self._until.pop(grant, None)
 
     # A user's refresh token is never kept here: one this process holds may have been rotated
     # by another since, and presenting it again can revoke the grant (see GuardedStore).
@@ -74,4 +82,5 @@ class MemoryTokenStore:
 
     async def aclose(self) -> None:
         self._tokens.clear()
+        self._until.clear()
         self._locks.clear()

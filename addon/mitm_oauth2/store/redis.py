@@ -20,7 +20,7 @@ from redis.exceptions import LockNotOwnedError
 from ..model.credentials import TokenGrant
 from ..model.errors import UnreadableEntry
 from ..model.token import Token
-from .base import cache_keys
+from .base import CacheKeys
 from .base import refresh_key
 from .codec import TokenCodec
 from .topology import RedisTarget
@@ -150,7 +150,7 @@ class RedisTokenStore:
 
 
 def _keys(hmac_key: bytes) -> Callable[[TokenGrant], str]:
-    return cache_keys(hmac_key, PREFIX, hash_tag=True)
+    return CacheKeys(hmac_key, PREFIX, hash_tag=True)
 
 
 def _client(

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from ..model.claims import read_claims
 from ..model.clock import Clock
 from ..model.clock import SystemClock
-from ..model.credentials import Secret
 from ..model.credentials import SubjectToken
 from ..model.credentials import TokenGrant
 from .policy import refuse_expired
@@ -78,7 +77,7 @@ class SubjectGrants:
         grant = self._grants.get(digest)
         if grant is None:
             claims = read_claims(subject_token)
-            made = SubjectToken(Secret(subject_token), claims.expires if claims else None)
+            made = SubjectToken(subject_token, claims.expires if claims else None)
             grant = self.template.for_subject(made)
             self._grants[digest] = grant
             while len(self._grants) > self.limit:
