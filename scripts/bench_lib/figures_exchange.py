@@ -6,8 +6,9 @@ from __future__ import annotations
 from .drive import require_ok
 from .drive import run_job
 from .figures_speed import add_pair
-from .figures_speed import side_by_side
+from .figures_speed import side_by_side_fresh
 from .procs import BenchError
+from .procs import Mitmdump
 from .report import Figure
 from .rig import Rig
 
@@ -17,11 +18,12 @@ MB = 1024 * 1024
 def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure, flood: Figure) -> None:
     """8. `exchange_callers` callers, `exchange_requests` requests each, in turn over the
     connections, through a fresh mitmdump whose backend exchanges each caller's token: the
-    IdP's count of exchanges (8). Then that mitmdump, every caller's token exchanged, side by
-    side with one for the same backend with the client-credentials grant, both loaded with the
-    same callers' tokens: throughput (8b) and CPU per request (8c), exchange / client
-    credentials. 8d: `flood_callers` distinct callers, one request each, through a mitmdump
-    that remembers `flood_limit` of them: its RSS growth once it remembers that many."""
+    IdP's count of exchanges (8). Then such a mitmdump, every caller's token exchanged, side
+    by side with one for the same backend with the client-credentials grant, both loaded with
+    the same callers' tokens, a new pair for each run: throughput (8b) and CPU per request
+    (8c), exchange / client credentials. 8d: `flood_callers` distinct callers, one request
+    each, through a mitmdump that remembers `flood_limit` of them: its RSS growth once it
+    remembers that many."""
     profile = rig.profile
     rig.idp.configure(expires_in=3600, delay=0)
     callers = rig.idp.issue_tokens(profile.exchange_callers)
@@ -47,20 +49,25 @@ def token_exchange(rig: Rig, exchanges: Figure, rate: Figure, cost: Figure, floo
             )
         finally:
             rig.stop(exchanging)
-    exchanging, plain = rig.mitmdumps(
-        ("exchange-hits", [port], rig.config("api", port, grant="token_exchange")),
-        ("client-credentials", [port], rig.config("api", port)),
-    )
-    try:
-        for dump in (exchanging, plain):  # the same history: each has served every caller once
-            job = {"mode": "closed", "urls": [dump.url()], "connections": 16}
-            warm = run_job(job | {"count": len(callers), "tokens": callers})
-            require_ok(warm["statuses"], "warm")
-        runs, pinned = side_by_side(rig, exchanging, plain, tokens=callers)
-        for e, p in runs:
-            add_pair(rate, cost, e, p, "" if pinned else ", not pinned to one CPU")
-    finally:
-        rig.stop(exchanging, plain)
+
+    def pair(run: int) -> list[Mitmdump]:
+        dumps = rig.mitmdumps(  # caches of their own: the exchanging one exchanges anew
+            (f"exchange-hits-{run}", [port], rig.config("api", port, grant="token_exchange")),
+            (f"client-credentials-{run}", [port], rig.config("api", port)),
+        )
+        try:
+            for dump in dumps:  # the same history: each has served every caller once
+                job = {"mode": "closed", "urls": [dump.url()], "connections": 16}
+                warm = run_job(job | {"count": len(callers), "tokens": callers})
+                require_ok(warm["statuses"], "warm")
+        except BaseException:
+            rig.stop(*dumps)
+            raise
+        return dumps
+
+    runs, pinned = side_by_side_fresh(rig, pair, tokens=callers)
+    for e, p in runs:
+        add_pair(rate, cost, e, p, "" if pinned else ", not pinned to one CPU")
     flood_of_callers(rig, flood)
 
 

@@ -6,6 +6,7 @@ it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,22 +45,46 @@ def side_by_side(
     pinned to one CPU (see `Rig.one_core`). `tokens`: callers' tokens the requests carry in
     turn."""
     rig.warm(*(dump.url() for dump in dumps), tokens=tokens)
-    seconds = rig.profile.throughput_seconds
     found = []
     with rig.one_core(*dumps) as pinned:
         for run in range(rig.profile.throughput_runs):
-            before = [dump.cpu_seconds() for dump in dumps]
-            # Started one after another: each run another one first, so that no subject of
-            # the comparison always has the head start.
-            first = run % len(dumps)
-            order = [*range(first, len(dumps)), *range(first)]
-            started = {i: rig.client.start(dumps[i].url(), seconds, tokens) for i in order}
-            done = [started[i].result() for i in range(len(dumps))]
-            used = [dump.cpu_seconds() - cpu for dump, cpu in zip(dumps, before, strict=True)]
-            found.append(
-                [Measured(n / took, cpu / n) for (n, took), cpu in zip(done, used, strict=True)]
-            )
+            found.append(_at_once(rig, dumps, run, tokens))
     return found, pinned
+
+
+def side_by_side_fresh(
+    rig: Rig, start: Callable[[int], Sequence[Mitmdump]], tokens: Sequence[str] = ()
+) -> tuple[list[list[Measured]], bool]:
+    """As `side_by_side`, with new processes for each run: `start(run)` starts them (ready and
+    warm), and they are stopped after it. Two processes of the same program and configuration
+    differ by a few percent, each for as long as it lives (where its objects landed in memory,
+    its hash seed): compared once, a pair says as much of that as of the subjects."""
+    found, pinned = [], True
+    for run in range(rig.profile.throughput_runs):
+        dumps = start(run)
+        try:
+            rig.warm(*(dump.url() for dump in dumps), tokens=tokens)
+            with rig.one_core(*dumps) as pinned:
+                found.append(_at_once(rig, dumps, run, tokens))
+        finally:
+            rig.stop(*dumps)
+    return found, pinned
+
+
+def _at_once(
+    rig: Rig, dumps: Sequence[Mitmdump], run: int, tokens: Sequence[str]
+) -> list[Measured]:
+    """One run of `side_by_side`: every one of `dumps` loaded at once."""
+    seconds = rig.profile.throughput_seconds
+    before = [dump.cpu_seconds() for dump in dumps]
+    # Started one after another: each run another one first, so that no subject of the
+    # comparison always has the head start.
+    first = run % len(dumps)
+    order = [*range(first, len(dumps)), *range(first)]
+    started = {i: rig.client.start(dumps[i].url(), seconds, tokens) for i in order}
+    done = [started[i].result() for i in range(len(dumps))]
+    used = [dump.cpu_seconds() - cpu for dump, cpu in zip(dumps, before, strict=True)]
+    return [Measured(n / took, cpu / n) for (n, took), cpu in zip(done, used, strict=True)]
 
 
 def add_pair(rate: Figure, cost: Figure, subject: Measured, baseline: Measured, note: str) -> None:
