@@ -99,7 +99,7 @@ class RedisTokenStore:
         return self._keys
 
     async def _key(self, grant: TokenGrant) -> str:
-        keys = self._keys or await self._agree_on_fleet_key()
+        keys = self._keys if self._keys is not None else await self._agree_on_fleet_key()
         return keys(grant)
 
     async def load(self, grant: TokenGrant) -> Token | None:
