@@ -77,7 +77,7 @@ def test_remembered_keys_are_bounded(make_grant) -> None:
     cache_key = CacheKeys(b"k" * 32, "p:")
     grants = [make_grant(client_id=f"caller-{n}") for n in range(REMEMBERED_KEYS + 50)]
     keys = [cache_key(grant) for grant in grants]
-    assert len(cache_key) == REMEMBERED_KEYS
+    assert cache_key.remembered == REMEMBERED_KEYS
     assert keys[0] == "p:" + derive_cache_key(b"k" * 32, grants[0]) == cache_key(grants[0])
     assert len(set(keys)) == len(grants)
 

@@ -106,5 +106,7 @@ class CacheKeys:
             self._remembered[grant] = key
         return key
 
-    def __len__(self) -> int:
+    @property
+    def remembered(self) -> int:
+        """How many keys are remembered (not `__len__`: an empty memo must not be falsy)."""
         return len(self._remembered)
