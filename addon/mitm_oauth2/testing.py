@@ -105,10 +105,11 @@ class OutputReader:
         self._thread.join(timeout)
 
 
-# Registered services crowd the ports below 10000; 32768 is where Linux's default ephemeral
-# range starts, a fallback where that range cannot be read (macOS starts at 49152).
+# Registered services crowd the ports below 10000. Where the kernel's ephemeral range cannot be
+# read, Linux's default is assumed (macOS's starts at 49152, above every port picked then).
 _PORTS_START: Final = 10000
-_PORTS_END: Final = 32768
+_DEFAULT_EPHEMERAL: Final = (32768, 60999)
+_ROOM: Final = 1000  # fewer ports than this outside the ephemeral range: take the kernel's pick
 _handed_out: set[int] = set()
 
 
@@ -116,32 +117,49 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port of ``host`` that is free now, for a server that must be told its port (one
     that takes port 0 and reports the one it got is better: no other process can take that).
 
-    The port is below the kernel's ephemeral range, where every outgoing connection takes its
+    The port is outside the kernel's ephemeral range, where every outgoing connection takes its
     local port: a port from that range (as ``bind(port 0)`` gives) can be taken by a client's
     connection between now and the server's start. None is handed out twice by one process.
     """
-    low = min(_ephemeral_start(), _PORTS_END)
-    for _ in range(200):
-        port = random.randrange(_PORTS_START, low)  # noqa: S311 (a port, not a secret)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    ports = _outside_ephemeral()
+    for _ in range(200 if ports else 20):
+        port = random.choice(ports) if ports else 0  # noqa: S311 (a port, not a secret)
         if port in _handed_out:
             continue
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        with socket.socket(family) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
+            port = int(sock.getsockname()[1])
+        if port in _handed_out:
+            continue
         _handed_out.add(port)
         return port
-    raise OSError(f"no free TCP port on {host} between {_PORTS_START} and {low}")
+    raise OSError(f"no free TCP port on {host} in {_describe(ports)}")
 
 
-def _ephemeral_start() -> int:
+def _outside_ephemeral() -> range | None:
+    """The longer run of ports from 10000 up that the ephemeral range leaves out, or None when
+    it leaves too few."""
+    low, high = _ephemeral_range()
+    below, above = range(_PORTS_START, low), range(high + 1, 65536)
+    longer = max(below, above, key=len)
+    return longer if len(longer) >= _ROOM else None
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
         text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
-        start = int(text.split()[0])
-    except (OSError, ValueError, IndexError):
-        return _PORTS_END
-    return start if start > _PORTS_START + 1000 else _PORTS_END
+        low, high = (int(field) for field in text.split())
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL
+    return low, high
+
+
+def _describe(ports: range | None) -> str:
+    return "the kernel's picks" if ports is None else f"{ports.start}-{ports.stop - 1}"
 
 
 def stop_process(proc: subprocess.Popen[str], timeout: float = 10) -> int:
