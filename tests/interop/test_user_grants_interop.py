@@ -280,10 +280,14 @@ def test_a_proxy_killed_while_the_rotated_token_is_on_its_way_costs_the_grant(
     problem = refused[0].json()
     assert "a person must sign in again" in problem["detail"]
     assert user_provider.counts()["revoked"] == 1
-    assert len(user_provider.events("grant.error")) == 1  # asked once, not for every request
+    # Asked once, not for every request (printed before its answer, read here on a thread).
+    assert len(user_provider.events("grant.error", at_least=1)) == 1
     assert status(other)["sign_in_required"] is True
-    lines = [line for line in other.output().splitlines() if "sign in again" in line]
-    assert len(lines) == 1
+
+    def told() -> list[str]:
+        return [line for line in other.output().splitlines() if "sign in again" in line]
+
+    assert len(until(told, "the log line")) == 1
 
 
 def test_the_password_grant_renews_with_its_refresh_token(
