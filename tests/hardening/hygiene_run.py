@@ -46,6 +46,10 @@ VERBOSE = (
     *("--set", "proxy_debug=true"),
     *("--set", "content_view_lines_cutoff=1000000"),
 )
+# Each backend's token_timeout: twelve token requests at once through a verbose mitmdump can
+# take a second on a loaded machine, and a user's refresh token rotated by a request the proxy
+# gave up on is spent.
+TOKEN_TIMEOUT = 3
 # What the authorization server does wrong in each failure path (knobs of the dev servers).
 FAILURES: dict[str, dict[str, Any]] = {
     "invalid_client echoing the credentials": {"status": 400, "echo_auth": True},
@@ -56,7 +60,7 @@ FAILURES: dict[str, dict[str, Any]] = {
         "body": "<html><body><h1>502 Bad Gateway</h1></body></html>",
         "content_type": "text/html",
     },
-    "timeout": {"delay": 2},  # token_timeout is 1 s
+    "timeout": {"delay": TOKEN_TIMEOUT + 2},
 }
 
 
@@ -122,7 +126,7 @@ def config(servers: DevServersProcess, keys: Keys, assertion_file: Path) -> str:
         },
     }
     return "\n".join(
-        servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=1, **fields)
+        servers.backend_toml(name, path_prefix=f"/{name}", token_timeout=TOKEN_TIMEOUT, **fields)
         for name, fields in tables.items()
     )
 
