@@ -21,6 +21,7 @@ import pytest
 from tests.support.devservers import DevServersProcess
 from tests.support.proxies import Proxy
 from tests.support.proxies import ProxyFactory
+from tests.support.redis_server import ROTATION_FLEET
 from tests.support.redis_server import RedisServer
 from tests.support.tcp_gate import Hold
 from tests.support.tcp_gate import TcpGate
@@ -49,11 +50,7 @@ def test_a_server_with_a_reuse_grace_period_survives_a_crash_in_flight(
     config = devservers.backend_toml(
         "mail", token_url=token_url, grant="refresh_token", refresh_token_file=str(given)
     )
-    options = (
-        *("--set", f"oauth2_store={redis_server.url}"),
-        *("--set", "oauth2_lock_lease=5"),  # its token request must end 1 s before the lease
-        *("--set", "oauth2_store_timeout=5000"),  # a loaded machine's Redis is no outage
-    )
+    options = ("--set", f"oauth2_store={redis_server.url}", *ROTATION_FLEET)
     holder, other = (mitmdump(config, *options) for _ in range(2))
     url = f"{devservers.backend_url}/mail"
     assert holder.get_each([url])[0].status_code == 200

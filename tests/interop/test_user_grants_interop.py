@@ -31,17 +31,12 @@ from tests.support.procs import until
 from tests.support.proxies import COMMAND_PROBE
 from tests.support.proxies import Proxy
 from tests.support.proxies import ProxyFactory
+from tests.support.redis_server import ROTATION_FLEET
 from tests.support.redis_server import RedisServer
 from tests.support.tcp_gate import Hold
 from tests.support.tcp_gate import TcpGate
 
 LIFETIMES = 30
-# oauth2_lock_lease: how long a dead holder's lock keeps the others waiting; a token request
-# must end 1 s before it, which a loaded machine's oidc-provider does not always do in 2 s.
-LEASE = 5
-# oauth2_store_timeout: these tests are of a healthy Redis, and a store call that waits past
-# the timeout is taken for an outage (tests/integration's fleet tests make real ones).
-STORE_TIMEOUT_MS = 5000
 STORE_KEY = "user-grant-store-key-5e1f"
 
 
@@ -111,8 +106,7 @@ def fleet(mitmdump: ProxyFactory, redis: RedisServer, config: str, count: int = 
     options = (
         *("--set", f"oauth2_store={redis.url}"),
         *("--set", "oauth2_store_key_env=USER_STORE_KEY"),
-        *("--set", f"oauth2_lock_lease={LEASE}"),
-        *("--set", f"oauth2_store_timeout={STORE_TIMEOUT_MS}"),
+        *ROTATION_FLEET,
         *("-s", str(COMMAND_PROBE)),
     )
     return [mitmdump(config, *options) for _ in range(count)]

@@ -31,6 +31,12 @@ from tests.support.procs import Child
 HOST = "127.0.0.1"
 # Redis and Valkey print this once they accept connections (on every port they were given).
 READY = r"Ready to accept connections"
+# mitmdump options for a fleet renewing a user's rotating refresh token on a healthy Redis, on a
+# loaded machine. A token request must end 1 s before oauth2_lock_lease (how long a dead
+# holder's lock keeps the others waiting), else it is given up and the token the server rotated
+# to is spent: 2 s is not always enough. A store call past oauth2_store_timeout is taken for an
+# outage (tests/integration's fleet tests make real ones).
+ROTATION_FLEET = ("--set", "oauth2_lock_lease=5", "--set", "oauth2_store_timeout=5000")
 
 
 class RedisServer:
