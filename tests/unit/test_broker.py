@@ -159,6 +159,56 @@ async def test_invalidate_is_compare_and_delete(broker, endpoint, store, make_gr
     assert endpoint.calls == 2
 
 
+class BusyStore(MemoryStore):
+    """Another process holds the lock until `free`; a load can be held after it has read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.free = False
+        self.hold: asyncio.Event | None = None
+        self.holding = asyncio.Event()
+        self.loads = 0
+
+    async def load(self, grant):
+        read = self.tokens.get(grant)
+        if self.hold is not None:
+            self.holding.set()
+            await self.hold.wait()
+            self.hold = None
+        self.loads += 1
+        return read
+
+    async def try_lock(self, grant, owner, lease) -> bool:
+        return self.free
+
+
+async def test_a_rejected_token_read_from_the_store_before_its_eviction_is_never_taken_back(
+    endpoint, clock, make_grant
+) -> None:
+    """A renewal waiting for another process's lock reads the store; a backend rejects the
+    token meanwhile, and the read, made before the eviction, brings the token back: the
+    replay that follows must get a new token, not the rejected one again."""
+    store = BusyStore()
+    broker = TokenBroker(endpoint, store, clock, lock_poll=0.001)
+    grant = make_grant()
+    store.free = True
+    assert (await broker.token(grant)).access_token == "tok-1"
+    store.free = False
+    clock.advance(3580)  # due for renewal, still usable
+    store.hold = asyncio.Event()
+    assert (await broker.token(grant)).access_token == "tok-1"  # the renewal starts behind
+    await store.holding.wait()  # it has read tok-1 and waits
+    await broker.invalidate(grant, "tok-1")  # the backend rejected it
+    store.hold.set()
+    loads = store.loads
+    while store.loads < loads + 2:  # the read came back, and the lock was polled again
+        await asyncio.sleep(0)
+    replay = asyncio.ensure_future(broker.token(grant))
+    store.free = True
+    assert (await replay).access_token == "tok-2"
+    broker.close()
+
+
 async def test_a_purge_keeps_nothing_of_a_token_request_under_way(
     broker, endpoint, store, make_grant
 ) -> None:

@@ -29,6 +29,7 @@ from ..model.errors import SignInRequired
 from ..model.errors import TokenError
 from ..model.token import Token
 from ..model.token import TokenResponse
+from ..model.token import fingerprint
 from ..store.base import TokenStore
 from .policy import Backoff
 from .policy import FailureMemory
@@ -136,6 +137,8 @@ class TokenBroker:
         self._purges: dict[TokenGrant, int] = {}
         # Grants forgotten (see `forget`) while an acquisition ran: dropped once it ends.
         self._forgotten: set[TokenGrant] = set()
+        # The fingerprint of the token a backend last rejected, per grant: never taken back.
+        self._rejected: dict[TokenGrant, str] = {}
 
     async def token(self, grant: TokenGrant) -> Token:
         """A valid token for `grant`; raises TokenError when none can be had."""
@@ -186,6 +189,9 @@ class TokenBroker:
         held = self._held.get(grant)
         if held is not None and held.token.access_token == access_token:
             del self._held[grant]
+        # A read of the store made before the deletion (a renewal polling another process's
+        # lock) would bring it back, and the replay would send it again.
+        self._rejected[grant] = fingerprint(access_token)
         await self._store.delete_if(grant, access_token)
         stored = self._stored.get(grant)
         if stored is not None and stored.access_token == access_token:
@@ -240,7 +246,7 @@ class TokenBroker:
 
     async def look(self, grant: TokenGrant) -> None:
         """Reads the grant's entry in the store (what `status` reports when memory has none)."""
-        self._stored[grant] = await self._store.load(grant)
+        self._stored[grant] = self._not_rejected(grant, await self._store.load(grant))
 
     async def _look_every(self, interval: float) -> None:
         while True:
@@ -281,6 +287,7 @@ class TokenBroker:
         self._held.pop(grant, None)
         self._stored.pop(grant, None)
         self._purges.pop(grant, None)
+        self._rejected.pop(grant, None)
         self._failures.forget(grant)
 
     def close(self) -> None:
@@ -369,7 +376,7 @@ class TokenBroker:
         """Takes the stored token when it is another than ours and still valid (and not due,
         unless `stale_ok`)."""
         purges = self._purges.get(grant, 0)
-        stored = await self._store.load(grant)
+        stored = self._not_rejected(grant, await self._store.load(grant))
         if self._purges.get(grant, 0) != purges:
             return None  # read before a purge deleted it
         dpop = grant.credentials.dpop
@@ -389,6 +396,12 @@ class TokenBroker:
             return None
         self._failures.forget(grant)
         return adopted
+
+    def _not_rejected(self, grant: TokenGrant, stored: Token | None) -> Token | None:
+        rejected = self._rejected.get(grant)
+        if stored is not None and rejected is not None and stored.fingerprint == rejected:
+            return None
+        return stored
 
     async def _fetch(self, grant: TokenGrant, purges: int) -> _Held:
         sent_wall = self._clock.wall()
